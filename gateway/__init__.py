@@ -1,0 +1,41 @@
+"""TV Pay Gateway: pay for a smart-TV package from the phone.
+
+``create_app`` builds everything; nothing connects to a database, Redis or an SMSC at import.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from flask import Flask
+
+from gateway.config import PROJECT_ROOT, load_settings
+from gateway.context import Gateway, utc_now
+from gateway.phones import install_log_masking
+
+__all__ = ["create_app"]
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def create_app(config: Mapping[str, Any] | None = None, *,
+               clock: Callable[[], datetime] = utc_now) -> Flask:
+    """Build the app from the environment, then ``config`` overrides (tests, local runs)."""
+    from gateway import cli, web
+
+    install_log_masking()
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings(config)
+    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "wap_templates"))
+    app.config.update(SECRET_KEY=settings.SECRET_KEY, MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["gateway"] = Gateway(settings, clock)
+    web.register(app)
+    cli.register(app)
+    return app

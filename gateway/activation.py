@@ -1,0 +1,40 @@
+"""Backend role: entitlements a paid order switches on for the TV device."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.db import Device, Entitlement, Package, insert_ignore
+
+__all__ = ["activate", "active_entitlements", "ensure_device"]
+
+
+def ensure_device(session: Session, device_id: str, now: datetime) -> None:
+    insert_ignore(session, Device, id=device_id, created_at=now)
+
+
+def activate(session: Session, device_id: str, package: Package, now: datetime) -> Entitlement:
+    """Start the package on the device, or extend the running entitlement by its period."""
+    session.get(Device, device_id, with_for_update=True)  # one activation per device at a time
+    entitlement = session.get(Entitlement, (device_id, package.id))
+    period = timedelta(days=package.period_days)
+    if entitlement is None:
+        entitlement = Entitlement(device_id=device_id, package_id=package.id,
+                                  active_until=now + period, updated_at=now)
+        session.add(entitlement)
+    else:
+        entitlement.active_until = max(entitlement.active_until, now) + period
+        entitlement.updated_at = now
+    session.flush()
+    return entitlement
+
+
+def active_entitlements(session: Session, device_id: str, now: datetime) -> list[Entitlement]:
+    return list(session.scalars(
+        select(Entitlement)
+        .where(Entitlement.device_id == device_id, Entitlement.active_until > now)
+        .order_by(Entitlement.package_id)
+    ))

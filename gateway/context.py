@@ -1,0 +1,51 @@
+"""The per-application bundle of settings and ports that every use case receives."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import cached_property
+
+import redis
+
+from gateway.config import Settings
+from gateway.db import Database
+from gateway.sms.texts import Texts
+from gateway.store import IdempotencyCache, RateLimiter, connect
+
+__all__ = ["Gateway", "utc_now"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Gateway:
+    """Settings, the database, Redis (connected on first use), texts and the clock."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], datetime] = utc_now) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.db = Database(settings.DATABASE_URL)
+        self.texts = Texts(settings.SMS_LANGUAGE, settings.MERCHANT_NAME, settings.TIMEZONE)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return connect(self.settings.REDIS_URL, self.settings.VAR_DIR)
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        return RateLimiter(self.redis, self.settings.REDIS_PREFIX)
+
+    @cached_property
+    def idempotency(self) -> IdempotencyCache:
+        return IdempotencyCache(self.redis, self.settings.REDIS_PREFIX)
+
+    @property
+    def secret_key(self) -> bytes:
+        return self.settings.SECRET_KEY.encode()
+
+    def close(self) -> None:
+        self.db.dispose()
+        if "redis" in self.__dict__:
+            self.redis.close()

@@ -1,0 +1,301 @@
+"""SQL models, the engine for SQLite or PostgreSQL, and the transaction (unit of work).
+
+Money tables: ``accounts`` holds the balance of every customer-side account (wallet, linked
+card) under a ``CHECK (balance >= 0)``; ``journal_entries`` and ``postings`` are the
+double-entry ledger; system accounts (holds in flight, merchant revenue, external funding) are
+never updated in place, their balance is the sum of their postings, so no payment waits on a
+shared hot row. Only ``gateway.ledger`` writes these tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+__all__ = [
+    "Account", "Base", "Card", "Database", "Device", "Entitlement", "Hold", "JournalEntry",
+    "Order", "OrderEvent", "OutboxMessage", "Package", "PhoneBinding", "Posting", "UTCDateTime",
+    "Wallet", "insert_ignore", "make_engine",
+]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in Python; naive UTC in the column, on every database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    })
+    type_annotation_map = {datetime: UTCDateTime, int: Integer, str: String(255)}
+
+
+# --- catalogue and customers --------------------------------------------------------------
+
+
+class Package(Base):
+    __tablename__ = "packages"
+    __table_args__ = (CheckConstraint("price > 0", name="price_positive"),
+                      CheckConstraint("period_days > 0", name="period_positive"))
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    price: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    period_days: Mapped[int]
+
+
+class Wallet(Base):
+    __tablename__ = "wallets"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(120))
+    currency: Mapped[str] = mapped_column(String(3))
+    password_hash: Mapped[str]
+    created_at: Mapped[datetime]
+
+
+class Card(Base):
+    """The bank card linked to a wallet; its balance lives in ``accounts`` as ``card:<wallet>``."""
+
+    __tablename__ = "cards"
+    wallet_id: Mapped[str] = mapped_column(ForeignKey("wallets.id"), primary_key=True)
+    bank: Mapped[str] = mapped_column(String(64))
+    last4: Mapped[str] = mapped_column(String(4))
+
+
+class PhoneBinding(Base):
+    __tablename__ = "phone_bindings"
+    phone: Mapped[str] = mapped_column(String(20), primary_key=True)  # E.164
+    wallet_id: Mapped[str] = mapped_column(ForeignKey("wallets.id"), index=True)
+    created_at: Mapped[datetime]
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime]
+
+
+# --- money -----------------------------------------------------------------------------------
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    __table_args__ = (CheckConstraint("balance >= 0", name="balance_never_negative"),)
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)  # "wallet:w-1001", "holds:CNY"
+    kind: Mapped[str] = mapped_column(String(16))
+    currency: Mapped[str] = mapped_column(String(3))
+    balance: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class JournalEntry(Base):
+    """One balanced movement of money; at most one of each kind per order."""
+
+    __tablename__ = "journal_entries"
+    __table_args__ = (UniqueConstraint("order_id", "kind"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # fund, hold, capture, release
+    order_id: Mapped[str | None] = mapped_column(ForeignKey("orders.id"))
+    created_at: Mapped[datetime]
+
+
+class Posting(Base):
+    __tablename__ = "postings"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entries.id"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)  # signed; an entry's postings sum to zero
+
+
+class Hold(Base):
+    """Funds reserved for one order: captured or released exactly once."""
+
+    __tablename__ = "holds"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("status IN ('held', 'captured', 'released')", name="status_known"),
+    )
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16))  # held, captured, released
+    created_at: Mapped[datetime]
+    settled_at: Mapped[datetime | None]
+
+
+# --- orders and what they lead to ------------------------------------------------------------
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        Index("ix_orders_phone_created", "phone", "created_at"),
+        Index("ix_orders_status_expires", "status", "expires_at"),
+        Index("ix_orders_device_created", "device_id", "created_at"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # package
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    package_id: Mapped[str] = mapped_column(ForeignKey("packages.id"))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    wallet_id: Mapped[str | None] = mapped_column(ForeignKey("wallets.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    code_hash: Mapped[str | None] = mapped_column(String(64))
+    code_attempts: Mapped[int] = mapped_column(default=0)
+    link_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+
+
+class OrderEvent(Base):
+    """Each status an order took, in order: the audit trail and the source of live updates."""
+
+    __tablename__ = "order_events"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    at: Mapped[datetime]
+
+
+class Entitlement(Base):
+    __tablename__ = "entitlements"
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    package_id: Mapped[str] = mapped_column(ForeignKey("packages.id"), primary_key=True)
+    active_until: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class OutboxMessage(Base):
+    """An SMS to send, written in the transaction of the change that needs it."""
+
+    __tablename__ = "sms_outbox"
+    __table_args__ = (Index("ix_sms_outbox_status_id", "status", "id"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    to_phone: Mapped[str] = mapped_column(String(20), index=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    order_id: Mapped[str | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    redacted_body: Mapped[str] = mapped_column(Text)  # the body with any code masked, for logs
+    status: Mapped[str] = mapped_column(String(16))
+    provider: Mapped[str | None] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]  # a code SMS is useless after its code lapses
+
+
+# --- engine and unit of work -----------------------------------------------------------------
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy issue BEGIN itself (below) instead of pysqlite's deferred BEGIN.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    # Take the write lock at BEGIN: a deferred transaction that reads and then writes can fail
+    # with "database is locked" under concurrency instead of waiting its turn.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+class Database:
+    """The engine and the one way to run a transaction against it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """Yield a session in one transaction: committed on success, rolled back on error."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def insert_ignore(session: Session, model: type[Base], **values: Any) -> None:
+    """Insert a row unless one with the same key exists (race-free on both databases)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:  # pragma: no cover - only the two supported databases
+        raise RuntimeError(f"unsupported database {dialect}")
+    session.execute(dialect_insert(model).values(**values).on_conflict_do_nothing())
+

@@ -1,0 +1,45 @@
+"""Domain errors: what a use case can refuse, independent of HTTP.
+
+    GatewayError                 code: a stable machine-readable string
+     ├── InvalidInput            bad request data (phone, device id, body shape, seed file)
+     ├── NotFound                an order, package or token that does not exist
+     ├── Conflict                a valid request that the current state forbids
+     └── RateLimited             a limit is exhausted; carries retry_after seconds
+
+The web layer maps each class to an HTTP status in one place (``gateway.web.problems``).
+"""
+
+from __future__ import annotations
+
+__all__ = ["Conflict", "GatewayError", "InvalidInput", "NotFound", "RateLimited"]
+
+
+class GatewayError(Exception):
+    code = "error"
+
+    def __init__(self, detail: str, *, code: str | None = None, **extra: object) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        self.extra = extra
+
+
+class InvalidInput(GatewayError):
+    code = "invalid_request"
+
+
+class NotFound(GatewayError):
+    code = "not_found"
+
+
+class Conflict(GatewayError):
+    code = "conflict"
+
+
+class RateLimited(GatewayError):
+    code = "rate_limited"
+
+    def __init__(self, detail: str, *, code: str, retry_after: int) -> None:
+        super().__init__(detail, code=code, retry_after=retry_after)
+        self.retry_after = retry_after

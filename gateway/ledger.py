@@ -1,0 +1,180 @@
+"""Double-entry ledger: the only code that moves money.
+
+Every movement is a journal entry whose postings sum to zero. Customer accounts (a wallet, a
+linked card) keep their balance on the row and are debited with a conditional UPDATE, so a
+balance can never go below zero however many orders race for it. System accounts are only
+appended to:
+
+    external:<CUR>  money entering from outside (seeding, top-ups); runs negative
+    holds:<CUR>     funds reserved for pending orders
+    merchant:<CUR>  captured revenue
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from gateway.db import Account, Hold, JournalEntry, Posting, insert_ignore
+
+__all__ = [
+    "InsufficientFunds", "audit", "balance", "capture", "card_account", "fund", "open_account",
+    "open_system_accounts", "place_hold", "release", "wallet_account",
+]
+
+CUSTOMER_KINDS = frozenset({"wallet", "card"})
+SYSTEM_KINDS = frozenset({"external", "holds", "merchant"})
+
+
+class InsufficientFunds(Exception):
+    """The account cannot cover the debit; nothing was written."""
+
+
+def wallet_account(wallet_id: str) -> str:
+    return f"wallet:{wallet_id}"
+
+
+def card_account(wallet_id: str) -> str:
+    return f"card:{wallet_id}"
+
+
+def _system(kind: str, currency: str) -> str:
+    return f"{kind}:{currency}"
+
+
+def _kind(account_id: str) -> str:
+    return account_id.split(":", 1)[0]
+
+
+def open_account(session: Session, account_id: str, currency: str) -> None:
+    insert_ignore(session, Account, id=account_id, kind=_kind(account_id), currency=currency,
+                  balance=0)
+
+
+def open_system_accounts(session: Session, currency: str) -> None:
+    for kind in sorted(SYSTEM_KINDS):
+        open_account(session, _system(kind, currency), currency)
+
+
+def _post(session: Session, kind: str, legs: Sequence[tuple[str, int]], now: datetime,
+          order_id: str | None = None) -> None:
+    """Write one balanced entry.
+
+    An entry debits at most one customer account and debits it first, so an
+    ``InsufficientFunds`` refusal leaves nothing written and the caller may try another source.
+    """
+    if sum(amount for _, amount in legs) != 0 or any(amount == 0 for _, amount in legs):
+        raise ValueError(f"unbalanced or empty legs in {kind} entry: {legs}")
+    customer = [(a, m) for a, m in legs if _kind(a) in CUSTOMER_KINDS]
+    debits = [leg for leg in customer if leg[1] < 0]
+    if len(debits) > 1:
+        raise ValueError("an entry debits at most one customer account")
+    for account_id, amount in debits + [leg for leg in customer if leg[1] > 0]:
+        moved = session.execute(
+            update(Account)
+            .where(Account.id == account_id, Account.balance + amount >= 0)
+            .values(balance=Account.balance + amount)
+            .execution_options(synchronize_session=False)
+        )
+        if moved.rowcount != 1:
+            raise InsufficientFunds(account_id)
+    entry = JournalEntry(kind=kind, order_id=order_id, created_at=now)
+    session.add(entry)
+    session.flush()
+    session.add_all(Posting(entry_id=entry.id, account_id=a, amount=m) for a, m in legs)
+
+
+def fund(session: Session, account_id: str, amount: int, currency: str, now: datetime) -> None:
+    """Bring money from outside into a customer account (seeding, top-up)."""
+    _post(session, "fund", [(_system("external", currency), -amount), (account_id, amount)], now)
+
+
+def place_hold(session: Session, order_id: str, sources: Sequence[str], amount: int,
+               currency: str, now: datetime) -> str | None:
+    """Reserve ``amount`` on the first source that covers it; return that source or None."""
+    for source in sources:
+        try:
+            _post(session, "hold", [(source, -amount), (_system("holds", currency), amount)],
+                  now, order_id)
+        except InsufficientFunds:
+            continue
+        session.add(Hold(order_id=order_id, account_id=source, amount=amount, currency=currency,
+                         status="held", created_at=now))
+        return source
+    return None
+
+
+def _settle(session: Session, order_id: str, status: str, now: datetime) -> Hold:
+    """Move a hold out of ``held`` exactly once, or raise if it was already settled."""
+    settled = session.execute(
+        update(Hold)
+        .where(Hold.order_id == order_id, Hold.status == "held")
+        .values(status=status, settled_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if settled.rowcount != 1:
+        raise RuntimeError(f"hold of order {order_id} is not held")
+    hold = session.get(Hold, order_id, populate_existing=True)
+    assert hold is not None
+    return hold
+
+
+def capture(session: Session, order_id: str, now: datetime) -> Hold:
+    """Turn the order's hold into merchant revenue."""
+    hold = _settle(session, order_id, "captured", now)
+    holds = _system("holds", hold.currency)
+    _post(session, "capture", [(holds, -hold.amount),
+                               (_system("merchant", hold.currency), hold.amount)], now, order_id)
+    return hold
+
+
+def release(session: Session, order_id: str, now: datetime) -> Hold | None:
+    """Give a held amount back to its source; no-op for an order that holds nothing."""
+    if session.get(Hold, order_id) is None:
+        return None
+    hold = _settle(session, order_id, "released", now)
+    holds = _system("holds", hold.currency)
+    _post(session, "release", [(holds, -hold.amount), (hold.account_id, hold.amount)], now,
+          order_id)
+    return hold
+
+
+def balance(session: Session, account_id: str) -> int:
+    if _kind(account_id) in CUSTOMER_KINDS:
+        return session.scalar(select(Account.balance).where(Account.id == account_id)) or 0
+    total = session.scalar(select(func.sum(Posting.amount)).where(Posting.account_id == account_id))
+    return int(total or 0)
+
+
+def audit(session: Session) -> list[str]:
+    """Check the ledger's invariants from the database alone; return what is violated."""
+    problems: list[str] = []
+    unbalanced = session.execute(
+        select(Posting.entry_id, func.sum(Posting.amount))
+        .group_by(Posting.entry_id)
+        .having(func.sum(Posting.amount) != 0)
+    ).all()
+    problems += [f"entry {entry} sums to {total}" for entry, total in unbalanced]
+    sums = dict(
+        session.execute(select(Posting.account_id, func.sum(Posting.amount))
+                        .group_by(Posting.account_id)).all()
+    )
+    for account in session.scalars(select(Account)):
+        posted = int(sums.get(account.id) or 0)
+        if account.kind in CUSTOMER_KINDS and account.balance != posted:
+            problems.append(f"{account.id} balance {account.balance} != postings {posted}")
+        if account.balance < 0 or (account.kind in CUSTOMER_KINDS and posted < 0):
+            problems.append(f"{account.id} is negative")
+    held = dict(
+        session.execute(select(Hold.currency, func.sum(Hold.amount))
+                        .where(Hold.status == "held").group_by(Hold.currency)).all()
+    )
+    for currency in {a.currency for a in session.scalars(select(Account))}:
+        in_holds = int(sums.get(_system("holds", currency)) or 0)
+        if in_holds != int(held.get(currency) or 0):
+            problems.append(f"holds:{currency} has {in_holds} but open holds total "
+                            f"{held.get(currency) or 0}")
+    return problems

@@ -1,0 +1,30 @@
+"""``python app.py``: the whole service on embedded defaults, in one process."""
+
+from __future__ import annotations
+
+import threading
+
+from flask import Flask
+
+from gateway import catalog, migrate, seed
+from gateway.config import PROJECT_ROOT
+from gateway.context import Gateway
+from gateway.worker import Worker
+
+__all__ = ["DEMO_FILE", "serve"]
+
+DEMO_FILE = PROJECT_ROOT / "examples" / "demo.json"
+
+
+def serve(app: Flask) -> None:
+    """Migrate, load the demo data into an empty database, start the worker, then serve."""
+    gw: Gateway = app.extensions["gateway"]
+    migrate.upgrade(gw.settings.DATABASE_URL)
+    with gw.db.transaction() as session:
+        if not catalog.list_packages(session):
+            report = seed.load_seed(session, DEMO_FILE, gw.settings.PHONE_COUNTRIES, gw.clock())
+            print(f"loaded demo data from {DEMO_FILE.name}: {report}")
+    threading.Thread(target=Worker(gw).run, name="worker", daemon=True).start()
+    port = gw.settings.PORT
+    print(f"TV Pay Gateway: http://127.0.0.1:{port}/", flush=True)
+    app.run(host="127.0.0.1", port=port, threaded=True, use_reloader=False)

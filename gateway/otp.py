@@ -1,0 +1,41 @@
+"""One-time confirmation codes: six digits from ``secrets``, kept only as keyed digests.
+
+The digest binds the code to one order, its amount, currency and package, so a code is
+worthless for any other order, and a leaked database does not reveal codes without the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import unicodedata
+
+__all__ = ["CODE_LENGTH", "code_digest", "code_in_reply", "code_matches", "new_code"]
+
+CODE_LENGTH = 6
+_CODE_REPLY = re.compile(rf"[0-9]{{{CODE_LENGTH}}}")
+
+
+def new_code() -> str:
+    return f"{secrets.randbelow(10**CODE_LENGTH):0{CODE_LENGTH}d}"
+
+
+def code_digest(key: bytes, code: str, *, order_id: str, amount: int, currency: str,
+                package_id: str) -> str:
+    message = "\x1f".join((order_id, str(amount), currency, package_id, code)).encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def code_matches(key: bytes, code: str, digest: str, *, order_id: str, amount: int,
+                 currency: str, package_id: str) -> bool:
+    expected = code_digest(key, code, order_id=order_id, amount=amount, currency=currency,
+                           package_id=package_id)
+    return hmac.compare_digest(expected, digest)
+
+
+def code_in_reply(text: str) -> str | None:
+    """Return the code if the SMS text is one, tolerating spaces and full-width digits."""
+    normalized = "".join(unicodedata.normalize("NFKC", text).split())
+    return normalized if _CODE_REPLY.fullmatch(normalized) else None

@@ -1,0 +1,383 @@
+"""Use cases of an order: start it, confirm it by code, cancel it, expire it, read it.
+
+Each use case is one SQL transaction in which the order's status, any money that moves with it
+(``gateway.ledger``) and any SMS it causes (``gateway.sms.outbox``) change together. Every entry
+point (TV API, inbound SMS, CLI, worker) calls these functions and nothing below them.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway import activation, catalog, ledger, otp, phones, tokens, wallets
+from gateway.context import Gateway
+from gateway.db import Order, OrderEvent, Package, Wallet
+from gateway.errors import Conflict, InvalidInput, NotFound, RateLimited
+from gateway.money import Money
+from gateway.orders import Channel, Reason, Status, is_lapsed, next_status
+from gateway.sms import outbox
+from gateway.sms.texts import CODE_MASK
+from gateway.store import Limit
+
+__all__ = [
+    "CodeOutcome", "CodeResult", "cancel_order", "confirm_by_code", "expire_lapsed",
+    "get_order", "start_order", "validate_device_id",
+]
+
+log = logging.getLogger(__name__)
+
+_DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+_CODE_LOOKBACK = timedelta(days=1)  # how far back a reply may name a code, for a clear answer
+
+
+def validate_device_id(device_id: object) -> str:
+    """:raise InvalidInput: ``invalid_device_id``."""
+    if not isinstance(device_id, str) or not _DEVICE_ID.fullmatch(device_id):
+        raise InvalidInput("device_id must be 1-64 letters, digits or . _ : -",
+                           code="invalid_device_id")
+    return device_id
+
+
+def _new_order_id() -> str:
+    return "ord_" + base64.b32encode(secrets.token_bytes(10)).decode().lower()
+
+
+# --- starting an order -----------------------------------------------------------------------
+
+
+def _limits(gw: Gateway, phone: str, device_id: str) -> tuple[Limit, Limit, Limit]:
+    s = gw.settings
+    return (
+        Limit("device_rate_limited", f"device:{device_id}:orders",
+              s.LIMIT_DEVICE_ORDERS_PER_HOUR, 3600),
+        Limit("phone_rate_limited", f"phone:{phone}:interval", 1, s.LIMIT_PHONE_INTERVAL_SECONDS),
+        Limit("phone_daily_limit", f"phone:{phone}:sms", s.LIMIT_PHONE_SMS_PER_DAY, 86400),
+    )
+
+
+def _acquire_limits(gw: Gateway, limits: tuple[Limit, ...], phone: str, member: str) -> None:
+    """:raise RateLimited: naming the limit, with the seconds until it frees."""
+    now = gw.clock()
+    refusal = gw.limiter.acquire(list(limits), member, now)
+    interval = limits[1]
+    if refusal and refusal.limit is interval and not _has_pending_order(gw, phone, now):
+        gw.limiter.clear(interval)  # the previous order has ended: the phone may order again
+        refusal = gw.limiter.acquire(list(limits), member, now)
+    if refusal:
+        raise RateLimited(_LIMIT_TEXT[refusal.limit.code], code=refusal.limit.code,
+                          retry_after=refusal.retry_after)
+
+
+_LIMIT_TEXT = {
+    "device_rate_limited": "this device has placed too many orders in the last hour",
+    "phone_rate_limited": "this phone has an order in progress; try again shortly",
+    "phone_daily_limit": "this phone has received too many payment SMS today",
+}
+
+
+def _has_pending_order(gw: Gateway, phone: str, now: datetime) -> bool:
+    with gw.db.transaction() as session:
+        return session.scalar(
+            select(Order.id).where(
+                Order.phone == phone,
+                Order.status.in_([Status.AWAITING_CODE, Status.AWAITING_WAP]),
+                Order.expires_at > now,
+            ).limit(1)
+        ) is not None
+
+
+def start_order(gw: Gateway, *, device_id: object, package_id: object, phone: object) -> Order:
+    """Create an order for the device and ask the phone to pay it.
+
+    Bound phone: hold the price on the wallet (else its linked card) and send a code SMS.
+    Unbound phone: send a payment-link SMS. Neither source covers the price: the order fails
+    at once with ``insufficient_funds``.
+
+    :raise InvalidInput: bad device id, phone or package.
+    :raise RateLimited: a per-device or per-phone limit is exhausted.
+    """
+    device_id = validate_device_id(device_id)
+    e164 = phones.parse(phone, gw.settings.PHONE_COUNTRIES)
+    with gw.db.transaction() as session:
+        catalog.get_package(session, package_id)
+    order_id = _new_order_id()
+    limits = _limits(gw, e164, device_id)
+    _acquire_limits(gw, limits, e164, order_id)
+    try:
+        with gw.db.transaction() as session:
+            now = gw.clock()
+            package = catalog.get_package(session, package_id)
+            activation.ensure_device(session, device_id, now)
+            wallet = wallets.bound_wallet(session, e164, lock=True)
+            order = Order(
+                id=order_id, kind="package", device_id=device_id, package_id=package.id,
+                phone=e164, wallet_id=wallet.id if wallet else None,
+                channel=Channel.SMS_CODE if wallet else Channel.WAP, status=Status.CREATED,
+                amount=package.price, currency=package.currency, code_attempts=0,
+                created_at=now, updated_at=now,
+            )
+            session.add(order)
+            session.flush()
+            _record_event(session, order, now)
+            if wallet is not None:
+                _request_code(gw, session, order, package, wallet, now)
+            else:
+                _send_link(gw, session, order, package, now)
+    except BaseException:
+        for limit in limits:
+            gw.limiter.forget(limit, order_id)
+        raise
+    if order.status == Status.FAILED:  # no SMS went out: give the daily SMS slot back
+        gw.limiter.forget(limits[2], order_id)
+    log.info("order %s for device %s: %s %s", order.id, device_id, order.status,
+             order.reason or "")
+    return order
+
+
+def _request_code(gw: Gateway, session: Session, order: Order, package: Package,
+                  wallet: Wallet, now: datetime) -> None:
+    sources = wallets.funding_sources(session, wallet)
+    source = ledger.place_hold(session, order.id, sources, order.amount, order.currency, now)
+    if source is None:
+        _move(session, order, Status.FAILED, now, Reason.INSUFFICIENT_FUNDS)
+        return
+    ttl = gw.settings.CODE_TTL_SECONDS
+    code = _unique_code(gw, session, order)
+    order.code_hash = _digest(gw, order, code)
+    order.expires_at = now + timedelta(seconds=ttl)
+    _move(session, order, Status.AWAITING_CODE, now)
+    texts = gw.texts
+    paying = wallets.describe_source(session, source)
+    card = paying.card
+    values = {
+        "source": texts.source(paying.kind, bank=card.bank if card else "",
+                               last4=card.last4 if card else ""),
+        "package": package.name, "amount": texts.amount(Money(order.amount, order.currency)),
+        "minutes": math.ceil(ttl / 60),
+    }
+    outbox.queue(session, to=order.phone or "", kind="code", order_id=order.id, now=now,
+                 body=texts.render("code", code=code, **values),
+                 redacted_body=texts.render("code", code=CODE_MASK, **values),
+                 expires_at=order.expires_at)
+
+
+def _send_link(gw: Gateway, session: Session, order: Order, package: Package,
+               now: datetime) -> None:
+    ttl = gw.settings.WAP_LINK_TTL_SECONDS
+    token = tokens.link_token(gw.secret_key, order.id)
+    order.link_token_hash = tokens.token_hash(token)
+    order.expires_at = now + timedelta(seconds=ttl)
+    _move(session, order, Status.AWAITING_WAP, now)
+    texts = gw.texts
+    values = {"package": package.name, "amount": texts.amount(Money(order.amount, order.currency)),
+              "minutes": math.ceil(ttl / 60)}
+    url = tokens.payment_url(gw.settings.PUBLIC_BASE_URL, token)
+    outbox.queue(session, to=order.phone or "", kind="link", order_id=order.id, now=now,
+                 body=texts.render("link", url=url, **values),
+                 redacted_body=texts.render("link", url=url.rsplit("/", 1)[0] + "/…", **values),
+                 expires_at=order.expires_at)
+
+
+def _digest(gw: Gateway, order: Order, code: str) -> str:
+    return otp.code_digest(gw.secret_key, code, order_id=order.id, amount=order.amount,
+                           currency=order.currency, package_id=order.package_id)
+
+
+def _code_matches(gw: Gateway, order: Order, code: str) -> bool:
+    return order.code_hash is not None and otp.code_matches(
+        gw.secret_key, code, order.code_hash, order_id=order.id, amount=order.amount,
+        currency=order.currency, package_id=order.package_id)
+
+
+def _unique_code(gw: Gateway, session: Session, order: Order) -> str:
+    """A fresh code that no other pending order of the same phone would accept."""
+    others = session.scalars(
+        select(Order).where(Order.phone == order.phone, Order.id != order.id,
+                            Order.status == Status.AWAITING_CODE)
+    ).all()
+    while True:
+        code = otp.new_code()
+        if not any(_code_matches(gw, other, code) for other in others):
+            return code
+
+
+# --- moving an order along -----------------------------------------------------------------
+
+
+def _record_event(session: Session, order: Order, now: datetime) -> None:
+    session.add(OrderEvent(order_id=order.id, status=order.status, reason=order.reason, at=now))
+
+
+def _move(session: Session, order: Order, target: Status, now: datetime,
+          reason: Reason | None = None) -> None:
+    order.status = next_status(order.status, target)
+    order.reason = reason
+    order.updated_at = now
+    _record_event(session, order, now)
+
+
+def _end(session: Session, order: Order, target: Status, reason: Reason, now: datetime) -> None:
+    """Close a pending order without payment: release its hold, keep no live code."""
+    _move(session, order, target, now, reason)
+    ledger.release(session, order.id, now)
+    outbox.close_code_messages(session, order.id, now)
+
+
+def _complete(gw: Gateway, session: Session, order: Order, now: datetime) -> None:
+    """Capture the hold, activate the package on the TV and tell the viewer."""
+    ledger.capture(session, order.id, now)
+    _move(session, order, Status.PAID, now)
+    outbox.close_code_messages(session, order.id, now)
+    package = session.get(Package, order.package_id)
+    assert package is not None
+    entitlement = activation.activate(session, order.device_id, package, now)
+    _move(session, order, Status.ACTIVATED, now)
+    if order.phone:
+        outbox.queue(session, to=order.phone, kind="confirmed", order_id=order.id, now=now,
+                     body=gw.texts.render("confirmed", package=package.name,
+                                          until=gw.texts.date(entitlement.active_until)))
+    log.info("order %s activated %s on device %s until %s", order.id, package.id,
+             order.device_id, entitlement.active_until.isoformat())
+
+
+# --- confirming by SMS code --------------------------------------------------------------------
+
+
+class CodeOutcome(StrEnum):
+    CONFIRMED = "confirmed"
+    WRONG = "wrong_code"
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
+    EXPIRED = "code_expired"
+    ALREADY_USED = "code_used"
+    CLOSED = "order_closed"
+    NO_ORDER = "no_order"
+
+
+@dataclass(frozen=True)
+class CodeResult:
+    outcome: CodeOutcome
+    order_id: str | None = None
+    tries_left: int | None = None
+
+
+def confirm_by_code(gw: Gateway, session: Session, phone: str, code: str,
+                    now: datetime) -> CodeResult:
+    """Apply a code the phone sent, inside the caller's transaction.
+
+    A right code pays and activates its order; a wrong one counts against every order of the
+    phone still waiting for a code, and fails those that run out of tries.
+    """
+    candidates = session.scalars(
+        select(Order)
+        .where(Order.phone == phone, Order.code_hash.is_not(None),
+               Order.created_at >= now - _CODE_LOOKBACK)
+        .order_by(Order.id)
+        .with_for_update()
+    ).all()
+    for order in candidates:
+        if is_lapsed(order.status, order.expires_at, now):
+            _end(session, order, Status.EXPIRED, Reason.EXPIRED, now)
+    matches = sorted((o for o in candidates if _code_matches(gw, o, code)),
+                     key=lambda o: o.status != Status.AWAITING_CODE)
+    if matches:
+        order = matches[0]
+        if order.status == Status.AWAITING_CODE:
+            _complete(gw, session, order, now)
+            return CodeResult(CodeOutcome.CONFIRMED, order.id)
+        outcome = {Status.EXPIRED: CodeOutcome.EXPIRED, Status.PAID: CodeOutcome.ALREADY_USED,
+                   Status.ACTIVATED: CodeOutcome.ALREADY_USED}.get(Status(order.status),
+                                                                   CodeOutcome.CLOSED)
+        return CodeResult(outcome, order.id)
+    waiting = [o for o in candidates if o.status == Status.AWAITING_CODE]
+    if not waiting:
+        return CodeResult(CodeOutcome.NO_ORDER)
+    limit = gw.settings.CODE_MAX_ATTEMPTS
+    for order in waiting:
+        order.code_attempts += 1
+        if order.code_attempts >= limit:
+            _end(session, order, Status.FAILED, Reason.TOO_MANY_ATTEMPTS, now)
+    still = [o for o in waiting if o.status == Status.AWAITING_CODE]
+    if not still:
+        return CodeResult(CodeOutcome.TOO_MANY_ATTEMPTS, waiting[-1].id)
+    nearest = min(still, key=lambda o: limit - o.code_attempts)
+    return CodeResult(CodeOutcome.WRONG, nearest.id, limit - nearest.code_attempts)
+
+
+# --- reading, cancelling, expiring -------------------------------------------------------------
+
+
+def get_order(gw: Gateway, order_id: str) -> Order:
+    """The order as it stands now: one whose code or link has lapsed is expired first.
+
+    :raise NotFound: ``order_not_found``.
+    """
+    with gw.db.transaction() as session:
+        order = _load(session, order_id)
+    if is_lapsed(order.status, order.expires_at, gw.clock()):
+        with gw.db.transaction() as session:
+            order = _load(session, order_id, lock=True)
+            _expire_if_lapsed(session, order, gw.clock())
+    return order
+
+
+def cancel_order(gw: Gateway, order_id: str) -> Order:
+    """Cancel a pending order and release its hold.
+
+    :raise NotFound: ``order_not_found``.
+    :raise Conflict: ``order_not_pending`` when it is already paid, failed or over.
+    """
+    with gw.db.transaction() as session:
+        order = _load(session, order_id, lock=True)
+        now = gw.clock()
+        _expire_if_lapsed(session, order, now)
+        cancelled = Status(order.status).pending
+        if cancelled:
+            _end(session, order, Status.CANCELLED, Reason.CANCELLED, now)
+    if not cancelled:
+        raise Conflict(f"order is {order.status} and can no longer be cancelled",
+                       code="order_not_pending", order_status=order.status)
+    log.info("order %s cancelled", order.id)
+    return order
+
+
+def expire_lapsed(gw: Gateway, batch: int = 100) -> int:
+    """Expire pending orders whose code or link has run out; return how many."""
+    now = gw.clock()
+    with gw.db.transaction() as session:
+        due = session.scalars(
+            select(Order.id)
+            .where(Order.status.in_([Status.AWAITING_CODE, Status.AWAITING_WAP]),
+                   Order.expires_at <= now)
+            .order_by(Order.expires_at)
+            .limit(batch)
+        ).all()
+    expired = 0
+    for order_id in due:
+        with gw.db.transaction() as session:
+            expired += _expire_if_lapsed(session, _load(session, order_id, lock=True), now)
+    return expired
+
+
+def _expire_if_lapsed(session: Session, order: Order, now: datetime) -> bool:
+    if not is_lapsed(order.status, order.expires_at, now):
+        return False
+    _end(session, order, Status.EXPIRED, Reason.EXPIRED, now)
+    log.info("order %s expired", order.id)
+    return True
+
+
+def _load(session: Session, order_id: str, *, lock: bool = False) -> Order:
+    order = session.get(Order, order_id, with_for_update=lock, populate_existing=lock)
+    if order is None:
+        raise NotFound(f"no order {order_id}", code="order_not_found")
+    return order

@@ -1,0 +1,96 @@
+"""Phone numbers: parse to E.164, check the country allow-list, mask for display and logs."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import phonenumbers
+
+from gateway.errors import InvalidInput
+
+__all__ = ["install_log_masking", "mask", "mask_digits_in", "parse"]
+
+_MOBILE_LIKE = (
+    phonenumbers.PhoneNumberType.MOBILE,
+    phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+)
+
+
+def parse(raw: object, allowed_regions: tuple[str, ...]) -> str:
+    """Return the E.164 form of ``raw`` (``"13800138000"`` → ``"+8613800138000"``).
+
+    A number without a country code is read as one of ``allowed_regions[0]``.
+
+    :raise InvalidInput: ``invalid_phone`` for anything that is not a valid mobile number,
+        ``phone_country_not_allowed`` for a valid number outside ``allowed_regions``.
+    """
+    if not isinstance(raw, str) or not 3 <= len(raw) <= 32:
+        raise InvalidInput("phone must be a string of a mobile number", code="invalid_phone")
+    try:
+        number = phonenumbers.parse(raw, allowed_regions[0])
+    except phonenumbers.NumberParseException:
+        raise InvalidInput("phone is not a phone number", code="invalid_phone") from None
+    if not phonenumbers.is_valid_number(number) or (
+        phonenumbers.number_type(number) not in _MOBILE_LIKE
+    ):
+        raise InvalidInput("phone is not a valid mobile number", code="invalid_phone")
+    region = phonenumbers.region_code_for_number(number)
+    if region not in allowed_regions:
+        raise InvalidInput(
+            f"phone numbers of {region} are not accepted", code="phone_country_not_allowed"
+        )
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mask(e164: str | None) -> str | None:
+    """Show a number as the viewer knows it with its middle hidden: ``138****8000``."""
+    if e164 is None:
+        return None
+    try:
+        national = str(phonenumbers.parse(e164).national_number)
+    except phonenumbers.NumberParseException:
+        national = re.sub(r"\D", "", e164)
+    return _mask_national(national)
+
+
+def _mask_national(digits: str) -> str:
+    if len(digits) < 8:
+        return "*" * (len(digits) - 2) + digits[-2:]
+    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+
+
+_PHONE_IN_TEXT = re.compile(r"(?<![\w*])(\+?)(\d{7,15})(?![\w*])")
+
+
+def mask_digits_in(text: str) -> str:
+    """Mask every run of 7–15 digits that could be a phone number in free text."""
+
+    def repl(match: re.Match[str]) -> str:
+        digits = match.group(2)
+        if match.group(1) == "+" and digits.startswith("86"):
+            digits = digits[2:]
+        return _mask_national(digits)
+
+    return _PHONE_IN_TEXT.sub(repl, text)
+
+
+def install_log_masking() -> None:
+    """Last line of defence: mask phone numbers in every log record this process creates."""
+    factory = logging.getLogRecordFactory()
+    if getattr(factory, "masks_phones", False):
+        return
+
+    def masking_factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed log call: leave it for logging to report
+            return record
+        masked = mask_digits_in(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return record
+
+    masking_factory.masks_phones = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(masking_factory)

@@ -1,0 +1,121 @@
+"""The SQL outbox: SMS written with the change that needs them, then drained by a provider.
+
+Status of a row: ``queued`` → ``sent`` (log provider) or ``submitted`` → ``delivered`` /
+``undeliverable`` (SMSC), or ``failed`` with an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from gateway.db import Database, OutboxMessage
+from gateway.phones import mask
+
+__all__ = ["LogProvider", "SmsProvider", "SmsSendError", "SmsStatus", "close_code_messages",
+           "dispatch_queued", "queue", "recent"]
+
+log = logging.getLogger(__name__)
+
+
+class SmsStatus(StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    SUBMITTED = "submitted"
+    DELIVERED = "delivered"
+    UNDELIVERABLE = "undeliverable"
+    FAILED = "failed"
+
+
+class SmsSendError(Exception):
+    """A provider could not take the message; ``permanent`` ones are not retried."""
+
+    def __init__(self, detail: str, *, permanent: bool) -> None:
+        super().__init__(detail)
+        self.permanent = permanent
+
+
+class SmsProvider(Protocol):
+    name: str
+
+    def send(self, message: OutboxMessage) -> None: ...
+
+
+class LogProvider:
+    """Development provider: logs each message (masked, without its code) and marks it sent."""
+
+    name = "log"
+
+    def send(self, message: OutboxMessage) -> None:
+        log.info("sms #%s to %s (%s): %s", message.id, mask(message.to_phone), message.kind,
+                 message.redacted_body)
+
+
+def queue(session: Session, *, to: str, kind: str, body: str, now: datetime,
+          redacted_body: str | None = None, order_id: str | None = None,
+          expires_at: datetime | None = None) -> OutboxMessage:
+    message = OutboxMessage(
+        to_phone=to, kind=kind, order_id=order_id, body=body,
+        redacted_body=body if redacted_body is None else redacted_body,
+        status=SmsStatus.QUEUED, created_at=now, updated_at=now, expires_at=expires_at,
+    )
+    session.add(message)
+    return message
+
+
+def close_code_messages(session: Session, order_id: str, now: datetime) -> None:
+    """Once an order stops waiting for its code, keep no readable code and send none late."""
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.order_id == order_id, OutboxMessage.kind == "code")
+        .values(body=OutboxMessage.redacted_body, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.order_id == order_id, OutboxMessage.kind == "code",
+               OutboxMessage.status == SmsStatus.QUEUED)
+        .values(status=SmsStatus.FAILED, error="order closed before sending", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def dispatch_queued(db: Database, provider: SmsProvider, clock: Callable[[], datetime],
+                    batch: int = 100) -> int:
+    """Hand queued messages to ``provider``; return how many were handled."""
+    with db.transaction() as session:
+        messages = session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.status == SmsStatus.QUEUED)
+            .order_by(OutboxMessage.id)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for message in messages:
+            now = clock()
+            if message.expires_at is not None and now >= message.expires_at:
+                message.status, message.error = SmsStatus.FAILED, "expired before sending"
+            else:
+                try:
+                    provider.send(message)
+                except SmsSendError as exc:
+                    if not exc.permanent:
+                        continue
+                    message.status, message.error = SmsStatus.FAILED, str(exc)
+                else:
+                    message.status = SmsStatus.SENT
+            message.provider, message.updated_at = provider.name, now
+        return len(messages)
+
+
+def recent(session: Session, to: str | None = None, limit: int = 20) -> list[OutboxMessage]:
+    query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+    if to is not None:
+        query = query.where(OutboxMessage.to_phone == to)
+    return list(session.scalars(query))

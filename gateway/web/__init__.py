@@ -1,0 +1,21 @@
+"""Web role: the TV API, the SMS webhooks, and the one place errors become HTTP responses."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify
+
+from gateway.web import problems, sms_webhooks, tv_api
+
+__all__ = ["register"]
+
+
+def _index() -> Response:
+    return jsonify(service="TV Pay Gateway", packages="/api/v1/packages",
+                   orders="/api/v1/orders")
+
+
+def register(app: Flask) -> None:
+    app.add_url_rule("/", "index", _index)
+    app.register_blueprint(tv_api.bp)
+    app.register_blueprint(sms_webhooks.bp)
+    problems.register(app)

@@ -1,0 +1,93 @@
+"""Errors as ``application/problem+json`` (RFC 9457) with a stable ``code``; never a traceback."""
+
+from __future__ import annotations
+
+import json
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import redis
+import sqlalchemy.exc
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from gateway.errors import Conflict, GatewayError, InvalidInput, NotFound, RateLimited
+
+__all__ = ["json_body", "problem", "register", "require", "response_for"]
+
+log = logging.getLogger(__name__)
+
+_STATUS: dict[type[GatewayError], int] = {
+    InvalidInput: 400, NotFound: 404, Conflict: 409, RateLimited: 429,
+}
+_HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
+}
+
+
+def problem(status: int, code: str, detail: str, **extra: Any) -> Response:
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status,
+            "code": code, "detail": detail, **extra}
+    return Response(json.dumps(body, ensure_ascii=False), status=status,
+                    mimetype="application/problem+json")
+
+
+def response_for(error: GatewayError) -> Response:
+    status = next(s for cls, s in _STATUS.items() if isinstance(error, cls))
+    response = problem(status, error.code, error.detail, **error.extra)
+    if isinstance(error, RateLimited):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+def json_body() -> dict[str, Any]:
+    """The request body as a JSON object.
+
+    :raise InvalidInput: ``invalid_json`` when it is not one.
+    """
+    raw = request.get_data(cache=True)
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("the body is not valid JSON", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("the body must be a JSON object", code="invalid_json")
+    return data
+
+
+def require(data: dict[str, Any], *names: str) -> None:
+    """:raise InvalidInput: ``missing_field`` naming the first absent field."""
+    for name in names:
+        if data.get(name) is None:
+            raise InvalidInput(f"{name} is required", code="missing_field", field=name)
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(GatewayError)
+    def domain_error(error: GatewayError) -> Response:
+        return response_for(error)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        detail = error.description or HTTPStatus(status).phrase
+        if status == 413:
+            detail = "the request body is too large"
+        return problem(status, _HTTP_CODES.get(status, "http_error"), detail)
+
+    @app.errorhandler(redis.exceptions.ConnectionError)
+    @app.errorhandler(redis.exceptions.TimeoutError)
+    @app.errorhandler(sqlalchemy.exc.OperationalError)
+    def store_unavailable(error: Exception) -> Response:
+        log.error("store unavailable on %s %s: %s", request.method, request.path,
+                  type(error).__name__)
+        response = problem(503, "service_unavailable", "a data store is unavailable; retry")
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem(500, "internal_error", "an unexpected error occurred")

@@ -1,0 +1,124 @@
+"""The TV app's JSON API under ``/api/v1``."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from gateway import activation, catalog, payments, phones
+from gateway.context import Gateway
+from gateway.db import Order
+from gateway.errors import GatewayError, InvalidInput
+from gateway.web.problems import json_body, require, response_for
+
+__all__ = ["bp", "iso", "order_json"]
+
+bp = Blueprint("tv_api", __name__, url_prefix="/api/v1")
+
+
+def gateway() -> Gateway:
+    return current_app.extensions["gateway"]
+
+
+def iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def order_json(order: Order) -> dict[str, Any]:
+    return {
+        "id": order.id, "status": order.status, "reason": order.reason,
+        "channel": order.channel, "device_id": order.device_id, "package_id": order.package_id,
+        "amount": order.amount, "currency": order.currency, "phone": phones.mask(order.phone),
+        "expires_at": iso(order.expires_at), "created_at": iso(order.created_at),
+    }
+
+
+def idempotent(view: Callable[..., Response]) -> Callable[..., Response]:
+    """Honour ``Idempotency-Key``: replay the first answer to the same request for 24 h."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            return view(*args, **kwargs)
+        if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
+            raise InvalidInput("Idempotency-Key must be 1-255 printable ASCII characters",
+                               code="invalid_idempotency_key")
+        raw = request.get_data(cache=True)
+        try:
+            canonical: str | bytes = json.dumps(json.loads(raw), sort_keys=True)
+        except (ValueError, UnicodeDecodeError):
+            canonical = raw
+        cache = gateway().idempotency
+        fingerprint = cache.fingerprint(request.method, request.path, canonical)
+        stored = cache.begin(key, fingerprint)
+        if stored is not None:
+            replay = _json_response(stored.body, stored.status)
+            replay.headers["Idempotent-Replayed"] = "true"
+            return replay
+        try:
+            try:
+                response = view(*args, **kwargs)
+            except GatewayError as error:
+                response = response_for(error)
+        except BaseException:
+            cache.abandon(key)
+            raise
+        if response.status_code == 429 or response.status_code >= 500:
+            cache.abandon(key)  # not an answer: the same request may be tried again
+        else:
+            cache.finish(key, fingerprint, response.status_code, response.get_json())
+        return response
+
+    return wrapper
+
+
+def _json_response(body: Any, status: int) -> Response:
+    mimetype = "application/problem+json" if status >= 400 else "application/json"
+    return Response(json.dumps(body, ensure_ascii=False), status=status, mimetype=mimetype)
+
+
+@bp.get("/packages")
+def list_packages() -> Response:
+    with gateway().db.transaction() as session:
+        packages = [catalog.package_json(p) for p in catalog.list_packages(session)]
+    return jsonify(packages=packages)
+
+
+@bp.post("/orders")
+@idempotent
+def create_order() -> Response:
+    data = json_body()
+    require(data, "device_id", "package_id", "phone")
+    order = payments.start_order(gateway(), device_id=data["device_id"],
+                                 package_id=data["package_id"], phone=data["phone"])
+    response = jsonify(order_json(order))
+    response.status_code = 201
+    response.headers["Location"] = f"/api/v1/orders/{order.id}"
+    return response
+
+
+@bp.get("/orders/<order_id>")
+def get_order(order_id: str) -> Response:
+    return jsonify(order_json(payments.get_order(gateway(), order_id)))
+
+
+@bp.post("/orders/<order_id>/cancel")
+def cancel_order(order_id: str) -> Response:
+    return jsonify(order_json(payments.cancel_order(gateway(), order_id)))
+
+
+@bp.get("/devices/<device_id>/entitlements")
+def entitlements(device_id: str) -> Response:
+    gw = gateway()
+    payments.validate_device_id(device_id)
+    with gw.db.transaction() as session:
+        active = activation.active_entitlements(session, device_id, gw.clock())
+        items = [{"package_id": e.package_id, "active_until": iso(e.active_until)}
+                 for e in active]
+    return jsonify(device_id=device_id, entitlements=items)
