@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from gateway import inbound, migrate, phones, seed
 from gateway.context import Gateway
@@ -23,6 +23,7 @@ def _gateway() -> Gateway:
 
 
 @click.command("seed")
+@with_appcontext
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def seed_command(file: Path) -> None:
     """Load packages, wallets, cards and phone bindings from FILE (JSON); safe to repeat."""
@@ -86,6 +87,7 @@ def upgrade_command() -> None:
 
 
 @click.command("worker")
+@with_appcontext
 def worker_command() -> None:
     """Run the background worker (order expiry, SMS outbox) until SIGTERM or Ctrl-C."""
     worker = Worker(_gateway())

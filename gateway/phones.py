@@ -55,9 +55,10 @@ def mask(e164: str | None) -> str | None:
 
 
 def _mask_national(digits: str) -> str:
-    if len(digits) < 8:
-        return "*" * (len(digits) - 2) + digits[-2:]
-    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+    """Hide at least four digits: up to three shown in front, up to four behind."""
+    head = min(3, max(0, (len(digits) - 4) // 2))
+    tail = max(0, min(4, len(digits) - 4 - head))
+    return digits[:head] + "*" * (len(digits) - head - tail) + digits[len(digits) - tail:]
 
 
 _PHONE_IN_TEXT = re.compile(r"(?<![\w*])(\+?)(\d{7,15})(?![\w*])")

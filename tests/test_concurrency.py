@@ -1,0 +1,106 @@
+"""Money under concurrency, through a real multi-threaded HTTP server.
+
+Fifty TVs order against one wallet at the same instant: it is never overdrawn. Twenty copies of
+one confirmation arrive at once: the hold is captured once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+from werkzeug.serving import make_server
+
+from gateway.db import JournalEntry, Order
+from tests.conftest import (
+    INBOUND_SECRET,
+    RICH,
+    balance,
+    code_sent_to,
+    codes_sent_to,
+    sms_to,
+    stored_order,
+)
+
+NO_LIMITS = {"LIMIT_PHONE_INTERVAL_SECONDS": 0, "LIMIT_PHONE_SMS_PER_DAY": 0,
+             "LIMIT_DEVICE_ORDERS_PER_HOUR": 0}
+
+
+@pytest.fixture
+def server(app):
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    thread.join(timeout=10)
+
+
+def post(url: str, body: dict, headers: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def all_at_once(count: int, call) -> list:
+    barrier = threading.Barrier(count)
+
+    def run(n: int):
+        barrier.wait(timeout=30)
+        return call(n)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+@pytest.mark.settings(**NO_LIMITS)
+def test_fifty_parallel_orders_never_overdraw_one_wallet(server, seeded):
+    # w-rich: wallet 500.00 and card 1000.00 pay for exactly 2 + 5 yearly packages of 200.00.
+    results = all_at_once(50, lambda n: post(
+        f"{server}/api/v1/orders",
+        {"device_id": f"tv-{n}", "package_id": "vip_year", "phone": RICH}))
+    assert {status for status, _ in results} == {201}
+    outcome = Counter((body["status"], body["reason"]) for _, body in results)
+    assert outcome == {("awaiting_code", None): 7, ("failed", "insufficient_funds"): 43}
+    assert balance(seeded, "wallet:w-rich") == 10000
+    assert balance(seeded, "card:w-rich") == 0
+    assert balance(seeded, "holds:CNY") == 7 * 20000
+    codes = codes_sent_to(seeded, RICH)
+    assert len(codes) == 7 and len(set(codes)) == 7  # pending orders of one phone never share
+
+
+def test_twenty_identical_confirmations_capture_once(server, seeded, clock):
+    status, created = post(f"{server}/api/v1/orders",
+                           {"device_id": "tv-42", "package_id": "vip_year", "phone": RICH})
+    assert status == 201
+    code = code_sent_to(seeded, RICH)
+    results = all_at_once(20, lambda n: post(
+        f"{server}/sms/inbound", {"from": RICH, "text": code},
+        {"X-Inbound-Secret": INBOUND_SECRET}))
+    assert {status for status, _ in results} == {200}
+    assert stored_order(seeded, created["id"]).status == "activated"
+    with seeded.db.transaction() as session:
+        captures = session.scalar(select(func.count()).select_from(JournalEntry).where(
+            JournalEntry.kind == "capture"))
+        assert captures == 1
+        assert session.scalar(select(func.count()).select_from(Order)) == 1
+    assert balance(seeded, "wallet:w-rich") == 30000
+    assert balance(seeded, "merchant:CNY") == 20000
+    assert len(sms_to(seeded, RICH, "confirmed")) == 1
+    assert len(sms_to(seeded, RICH, "reply")) == 19  # "that code was already used"
+    with urllib.request.urlopen(f"{server}/api/v1/devices/tv-42/entitlements") as response:
+        [entitlement] = json.loads(response.read())["entitlements"]
+    until = clock.now + timedelta(days=365)
+    assert entitlement["active_until"] == until.isoformat().replace("+00:00", "Z")

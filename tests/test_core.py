@@ -1,0 +1,112 @@
+"""The pure core and the ledger's guarantees, tested directly."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy.exc import IntegrityError
+
+from gateway import ledger, otp, phones
+from gateway.db import Account
+from gateway.errors import InvalidInput
+from gateway.money import Money
+from gateway.orders import IllegalTransition, Status, is_lapsed, next_status
+
+
+@pytest.mark.parametrize("amount, currency, text", [
+    (20000, "CNY", "200.00"), (5, "CNY", "0.05"), (-150, "USD", "-1.50"), (1200, "JPY", "1200"),
+])
+def test_money_renders_minor_units_exactly(amount, currency, text):
+    assert Money(amount, currency).decimal_text() == text
+
+
+def test_money_refuses_floats_and_unknown_currencies():
+    with pytest.raises(TypeError):
+        Money(1.5, "CNY")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        Money(1, "XYZ")
+
+
+@pytest.mark.parametrize("raw", ["13800138000", "+8613800138000", "+86 138 0013 8000",
+                                 "008613800138000"])
+def test_chinese_mobiles_parse_to_e164(raw):
+    assert phones.parse(raw, ("CN",)) == "+8613800138000"
+
+
+@pytest.mark.parametrize("raw", ["", "12345", "010 6552 9988", "abc", None, 13800138000,
+                                 "1" * 40])
+def test_anything_else_is_an_invalid_phone(raw):
+    with pytest.raises(InvalidInput) as raised:
+        phones.parse(raw, ("CN",))
+    assert raised.value.code == "invalid_phone"
+
+
+def test_masking_hides_at_least_four_digits():
+    assert phones.mask("+8613800138000") == "138****8000"
+    assert phones.mask("+85291234567") == "91****67"
+    assert phones.mask_digits_in("to +8613800138000 and 13900139000, order 42") == \
+        "to 138****8000 and 139****9000, order 42"
+
+
+@given(st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True))
+def test_no_masked_number_gives_its_middle_away(number):
+    assert phones.mask_digits_in(f"sms to {number}") == f"sms to {number[:3]}****{number[7:]}"
+
+
+def test_codes_are_six_digits_and_bound_to_their_order():
+    code = otp.new_code()
+    assert len(code) == 6 and code.isdigit()
+    binding = {"order_id": "ord_a", "amount": 20000, "currency": "CNY", "package_id": "vip"}
+    digest = otp.code_digest(b"k" * 16, code, **binding)
+    assert code not in digest
+    assert otp.code_matches(b"k" * 16, code, digest, **binding)
+    for changed in ({"amount": 20001}, {"package_id": "other"}, {"order_id": "ord_b"}):
+        assert not otp.code_matches(b"k" * 16, code, digest, **{**binding, **changed})
+    assert not otp.code_matches(b"x" * 16, code, digest, **binding)
+
+
+@pytest.mark.parametrize("text, code", [
+    ("384921", "384921"), (" 384 921\n", "384921"), ("３８４９２１", "384921"),
+    ("38492", None), ("3849210", None), ("回复384921", None), ("٣٨٤٩٢١", None), ("", None),
+])
+def test_a_code_reply_is_recognised(text, code):
+    assert otp.code_in_reply(text) == code
+
+
+def test_the_life_cycle_allows_only_its_own_moves():
+    assert next_status("awaiting_code", Status.PAID) is Status.PAID
+    for current, target in [("activated", Status.CANCELLED), ("failed", Status.PAID),
+                            ("awaiting_wap", Status.ACTIVATED), ("expired", Status.EXPIRED)]:
+        with pytest.raises(IllegalTransition):
+            next_status(current, target)
+
+
+def test_only_pending_orders_lapse():
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert is_lapsed("awaiting_code", now, now)
+    assert not is_lapsed("awaiting_code", now + timedelta(seconds=1), now)
+    assert not is_lapsed("activated", now - timedelta(days=1), now)
+
+
+# --- ledger over the real database -------------------------------------------------------------
+
+
+def test_a_debit_beyond_the_balance_is_refused_and_writes_nothing(gw, seeded, clock):
+    with gw.db.transaction() as session:
+        assert ledger.place_hold(session, None, ["wallet:w-poor", "card:w-poor"], 5000, "CNY",
+                                 clock()) is None
+        assert ledger.balance(session, "wallet:w-poor") == 500
+        assert ledger.audit(session) == []
+
+
+def test_the_database_itself_refuses_a_negative_balance(gw, seeded):
+    with pytest.raises(IntegrityError), gw.db.transaction() as session:
+        session.get(Account, "wallet:w-poor").balance = -1
+
+
+def test_unbalanced_entries_are_refused(gw, seeded, clock):
+    with pytest.raises(ValueError), gw.db.transaction() as session:
+        ledger._post(session, "fund", [("external:CNY", -5), ("wallet:w-poor", 4)], clock())

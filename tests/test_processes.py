@@ -1,0 +1,134 @@
+"""The service as people run it: `python app.py`, the CLI beside it, gunicorn, migrations."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from gateway.config import PROJECT_ROOT
+from gateway.db import Base, make_engine
+
+
+def test_the_migrations_build_exactly_the_models(database_url):
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    engine.dispose()
+    assert differences == []
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a newcomer: no store configured, a private data folder."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"DATABASE_URL", "REDIS_URL", "TEST_DATABASE_URL", "SECRET_KEY",
+                        "INBOUND_SMS_SECRET", "PUBLIC_BASE_URL"}}
+    env.update(VAR_DIR=str(tmp_path / "var"), PORT=str(free_port()), PYTHONUNBUFFERED="1")
+    return env
+
+
+def wait_for(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited early"
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+def call(url: str, body: dict | None = None) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def flask_cli(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], env=env,
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    process.send_signal(sig)
+    try:
+        process.wait(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def printed_url(log: Path, process: subprocess.Popen, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := re.search(r"TV Pay Gateway: (http://127\.0\.0\.1:\d+/)", log.read_text()):
+            return found.group(1)
+        assert process.poll() is None, log.read_text()
+        time.sleep(0.1)
+    raise AssertionError(f"no URL printed within {timeout} s:\n{log.read_text()}")
+
+
+def test_python_app_py_runs_the_whole_flow_on_embedded_defaults(clean_env, tmp_path):
+    log = tmp_path / "app.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "app.py"], env=clean_env, cwd=PROJECT_ROOT,
+                                   stdout=out, stderr=subprocess.STDOUT)
+    try:
+        base = printed_url(log, process)
+        assert base == f"http://127.0.0.1:{clean_env['PORT']}/"
+        wait_for(base, process)
+        packages = call(f"{base}api/v1/packages")["packages"]
+        assert {p["id"] for p in packages} == {"vip_month", "vip_year", "sports_month"}
+        created = call(f"{base}api/v1/orders", {"device_id": "tv-1", "package_id": "vip_month",
+                                                 "phone": "13800138000"})
+        assert created["status"] == "awaiting_code"
+        outbox = flask_cli(clean_env, "sms", "outbox", "--to", "13800138000")
+        code = re.search(r"回复 (\d{6})", outbox).group(1)
+        flask_cli(clean_env, "sms", "receive", "--from", "13800138000", code)
+        assert call(f"{base}api/v1/orders/{created['id']}")["status"] == "activated"
+        assert (Path(clean_env["VAR_DIR"]) / "gateway.db").exists()
+        assert (Path(clean_env["VAR_DIR"]) / "redis.db.settings").exists()
+    finally:
+        stop(process, signal.SIGINT)
+
+
+def test_gunicorn_serves_the_app_after_the_release_step(clean_env):
+    flask_cli(clean_env, "db", "upgrade")
+    flask_cli(clean_env, "seed", str(PROJECT_ROOT / "examples" / "demo.json"))
+    port = clean_env["PORT"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "app:app", "--bind", f"127.0.0.1:{port}",
+         "--workers", "2"], env=clean_env, cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}/"
+        wait_for(base, process)
+        created = call(f"{base}api/v1/orders", {"device_id": "tv-1", "package_id": "vip_month",
+                                                 "phone": "13600136000"})
+        assert created["status"] == "awaiting_wap"
+    finally:
+        stop(process)
+    assert process.returncode == 0
