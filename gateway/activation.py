@@ -18,7 +18,9 @@ def ensure_device(session: Session, device_id: str, now: datetime) -> None:
 
 def activate(session: Session, device_id: str, package: Package, now: datetime) -> Entitlement:
     """Start the package on the device, or extend the running entitlement by its period."""
-    session.get(Device, device_id, with_for_update=True)  # one activation per device at a time
+    # One activation per device at a time. FOR NO KEY UPDATE: it must not wait on the key-share
+    # locks that inserting an order for the same device takes.
+    session.get(Device, device_id, with_for_update={"key_share": True})
     entitlement = session.get(Entitlement, (device_id, package.id))
     period = timedelta(days=package.period_days)
     if entitlement is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -15,11 +17,15 @@ def list_packages(session: Session) -> list[Package]:
     return list(session.scalars(select(Package).order_by(Package.price, Package.id)))
 
 
+_PACKAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
 def get_package(session: Session, package_id: object) -> Package:
     """:raise InvalidInput: ``unknown_package``."""
-    package = session.get(Package, package_id) if isinstance(package_id, str) else None
+    valid = isinstance(package_id, str) and _PACKAGE_ID.fullmatch(package_id)
+    package = session.get(Package, package_id) if valid else None
     if package is None:
-        raise InvalidInput(f"no package {package_id!r}", code="unknown_package")
+        raise InvalidInput("no such package", code="unknown_package")
     return package
 
 

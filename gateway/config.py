@@ -49,9 +49,24 @@ class Settings:
     WAP_LINK_TTL_SECONDS: int
     # Limits (0 turns a limit off)
     LIMIT_PHONE_INTERVAL_SECONDS: int
-    LIMIT_PHONE_SMS_PER_DAY: int
+    LIMIT_PHONE_CODES_PER_DAY: int
     LIMIT_DEVICE_ORDERS_PER_HOUR: int
     PHONE_COUNTRIES: tuple[str, ...]  # the first is assumed for numbers without a country code
+    # SMPP (SMPP_HOST unset: the built-in SMSC simulator)
+    SMPP_HOST: str | None
+    SMPP_PORT: int
+    SMPP_SYSTEM_ID: str
+    SMPP_PASSWORD: str
+    SMPP_SYSTEM_TYPE: str
+    SMPP_SOURCE_ADDR: str
+    SMPP_SOURCE_TON: int
+    SMPP_SOURCE_NPI: int
+    SMPP_WINDOW: int
+    SMPP_MAX_TPS: int
+    SMPP_DLR_TIMEOUT: int
+    SMPP_ENQUIRE_LINK_SECONDS: int
+    SMPP_RESPONSE_TIMEOUT: int
+    SMPP_RECLAIM_AFTER: int
     # Background work
     WORKER_INTERVAL_SECONDS: float
 
@@ -151,6 +166,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
     var_dir = Path(get("VAR_DIR", _text(str(PROJECT_ROOT / "var")))).resolve()
     port = get("PORT", _int(5000, 1, 65535))
     regions = get("PHONE_COUNTRIES", _regions)
+    service_number = get("SMS_SERVICE_NUMBER", _text("10690000"))
     values: dict[str, Any] = {
         "VAR_DIR": var_dir,
         "DATABASE_URL": get("DATABASE_URL", _text(f"sqlite:///{var_dir / 'gateway.db'}")),
@@ -161,18 +177,32 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         "PUBLIC_BASE_URL": get("PUBLIC_BASE_URL", _text(f"http://127.0.0.1:{port}")).rstrip("/"),
         "MERCHANT_NAME": get("MERCHANT_NAME", _text("TV Pay")),
         "TIMEZONE": get("TIMEZONE", _timezone),
-        "SMS_PROVIDER": get("SMS_PROVIDER", _choice("log", "log")),
-        "SMS_SERVICE_NUMBER": get("SMS_SERVICE_NUMBER", _text("10690000")),
+        "SMS_PROVIDER": get("SMS_PROVIDER", _choice("log", "smpp", "log")),
+        "SMS_SERVICE_NUMBER": service_number,
         "SMS_LANGUAGE": get("SMS_LANGUAGE", _choice("zh-CN", "zh-CN", "en")),
         "INBOUND_SMS_SECRET": get("INBOUND_SMS_SECRET", _text(None)),
         "CODE_TTL_SECONDS": get("CODE_TTL_SECONDS", _int(300, 60, 600)),
         "CODE_MAX_ATTEMPTS": get("CODE_MAX_ATTEMPTS", _int(5, 1, 10)),
         "WAP_LINK_TTL_SECONDS": get("WAP_LINK_TTL_SECONDS", _int(900, 60, 86400)),
         "LIMIT_PHONE_INTERVAL_SECONDS": get("LIMIT_PHONE_INTERVAL_SECONDS", _int(60, 0, 86400)),
-        "LIMIT_PHONE_SMS_PER_DAY": get("LIMIT_PHONE_SMS_PER_DAY", _int(10, 0, 1000)),
+        "LIMIT_PHONE_CODES_PER_DAY": get("LIMIT_PHONE_CODES_PER_DAY", _int(10, 0, 1000)),
         "LIMIT_DEVICE_ORDERS_PER_HOUR": get("LIMIT_DEVICE_ORDERS_PER_HOUR", _int(30, 0, 10000)),
         "PHONE_COUNTRIES": regions,
-        "WORKER_INTERVAL_SECONDS": get("WORKER_INTERVAL_SECONDS", _float(1.0, 0.05, 60)),
+        "SMPP_HOST": get("SMPP_HOST", _text(None)),
+        "SMPP_PORT": get("SMPP_PORT", _int(2775, 1, 65535)),
+        "SMPP_SYSTEM_ID": get("SMPP_SYSTEM_ID", _text("tvpay")),
+        "SMPP_PASSWORD": get("SMPP_PASSWORD", _text("secret")),
+        "SMPP_SYSTEM_TYPE": get("SMPP_SYSTEM_TYPE", _text("")),
+        "SMPP_SOURCE_ADDR": get("SMPP_SOURCE_ADDR", _text(service_number)),
+        "SMPP_SOURCE_TON": get("SMPP_SOURCE_TON", _int(0, 0, 6)),
+        "SMPP_SOURCE_NPI": get("SMPP_SOURCE_NPI", _int(1, 0, 18)),
+        "SMPP_WINDOW": get("SMPP_WINDOW", _int(50, 1, 1000)),
+        "SMPP_MAX_TPS": get("SMPP_MAX_TPS", _int(200, 1, 100000)),
+        "SMPP_DLR_TIMEOUT": get("SMPP_DLR_TIMEOUT", _int(600, 1, 7 * 86400)),
+        "SMPP_ENQUIRE_LINK_SECONDS": get("SMPP_ENQUIRE_LINK_SECONDS", _int(30, 1, 3600)),
+        "SMPP_RESPONSE_TIMEOUT": get("SMPP_RESPONSE_TIMEOUT", _int(10, 1, 300)),
+        "SMPP_RECLAIM_AFTER": get("SMPP_RECLAIM_AFTER", _int(30, 1, 3600)),
+        "WORKER_INTERVAL_SECONDS": get("WORKER_INTERVAL_SECONDS", _float(0.2, 0.01, 60)),
     }
     assert {f.name for f in fields(Settings)} == set(values)
     return Settings(**values)

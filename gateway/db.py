@@ -37,8 +37,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 __all__ = [
     "Account", "Base", "Card", "Database", "Device", "Entitlement", "Hold", "JournalEntry",
-    "Order", "OrderEvent", "OutboxMessage", "Package", "PhoneBinding", "Posting", "UTCDateTime",
-    "Wallet", "insert_ignore", "make_engine",
+    "Order", "OrderEvent", "OutboxMessage", "Package", "PhoneBinding", "Posting", "SmsPart",
+    "UTCDateTime", "Wallet", "insert_ignore", "make_engine",
 ]
 
 
@@ -233,6 +233,30 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     expires_at: Mapped[datetime | None]  # a code SMS is useless after its code lapses
+    relay_ref: Mapped[str | None] = mapped_column(String(80))  # "<stream epoch>/<entry id>"
+    parts: Mapped[int | None]  # SMS parts it was split into
+
+
+class SmsPart(Base):
+    """One submitted part of an outbox message, known to its provider by ``message_id``."""
+
+    __tablename__ = "sms_parts"
+    __table_args__ = (
+        UniqueConstraint("provider", "message_id"),
+        Index("ix_sms_parts_status_submitted", "status", "submitted_at"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("sms_outbox.id"), index=True)
+    part: Mapped[int]
+    provider: Mapped[str] = mapped_column(String(16))
+    message_id: Mapped[str] = mapped_column(String(65))
+    status: Mapped[str] = mapped_column(String(16))  # submitted, delivered, undeliverable
+    error: Mapped[str | None] = mapped_column(String(64))
+    submitted_at: Mapped[datetime]
+    done_at: Mapped[datetime | None]
+    queried_at: Mapped[datetime | None]
+    queries: Mapped[int] = mapped_column(default=0)
 
 
 # --- engine and unit of work -----------------------------------------------------------------
@@ -248,10 +272,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin_immediate(connection: Any) -> None:
-    # Take the write lock at BEGIN: a deferred transaction that reads and then writes can fail
-    # with "database is locked" under concurrency instead of waiting its turn.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+def _sqlite_begin(connection: Any) -> None:
+    # A writing transaction takes the write lock at BEGIN: a deferred one that reads and then
+    # writes can fail with "database is locked" under concurrency instead of waiting its turn.
+    readonly = connection.get_execution_options().get("read_only", False)
+    connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -259,11 +284,14 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # hide_parameters: an error must never put a phone number or an SMS text in a log.
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True,
+                         hide_parameters=True)
 
 
 class Database:
@@ -273,6 +301,8 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._reads = sessionmaker(self.engine.execution_options(read_only=True),
+                                   expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -282,6 +312,12 @@ class Database:
     def transaction(self) -> Iterator[Session]:
         """Yield a session in one transaction: committed on success, rolled back on error."""
         with self._sessions() as session, session.begin():
+            yield session
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """Like ``transaction`` for work that only reads: on SQLite it takes no write lock."""
+        with self._reads() as session, session.begin():
             yield session
 
     def dispose(self) -> None:

@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session
 from gateway.db import Account, Hold, JournalEntry, Posting, insert_ignore
 
 __all__ = [
-    "InsufficientFunds", "audit", "balance", "capture", "card_account", "fund", "open_account",
-    "open_system_accounts", "place_hold", "release", "wallet_account",
+    "InsufficientFunds", "audit", "balance", "capture", "card_account", "fund",
+    "lock_hold_accounts", "open_account", "open_system_accounts", "place_hold", "release",
+    "wallet_account",
 ]
 
 CUSTOMER_KINDS = frozenset({"wallet", "card"})
@@ -59,9 +60,9 @@ def open_system_accounts(session: Session, currency: str) -> None:
         open_account(session, _system(kind, currency), currency)
 
 
-def _post(session: Session, kind: str, legs: Sequence[tuple[str, int]], now: datetime,
-          order_id: str | None = None) -> None:
-    """Write one balanced entry.
+def _post(session: Session, kind: str, legs: Sequence[tuple[str, int]], currency: str,
+          now: datetime, order_id: str | None = None) -> None:
+    """Write one balanced entry in one currency.
 
     An entry debits at most one customer account and debits it first, so an
     ``InsufficientFunds`` refusal leaves nothing written and the caller may try another source.
@@ -69,17 +70,24 @@ def _post(session: Session, kind: str, legs: Sequence[tuple[str, int]], now: dat
     if sum(amount for _, amount in legs) != 0 or any(amount == 0 for _, amount in legs):
         raise ValueError(f"unbalanced or empty legs in {kind} entry: {legs}")
     customer = [(a, m) for a, m in legs if _kind(a) in CUSTOMER_KINDS]
+    system = [a for a, _ in legs if _kind(a) not in CUSTOMER_KINDS]
+    if any(a != _system(_kind(a), currency) for a in system):
+        raise ValueError(f"{kind} entry mixes currencies: {legs} in {currency}")
     debits = [leg for leg in customer if leg[1] < 0]
     if len(debits) > 1:
         raise ValueError("an entry debits at most one customer account")
     for account_id, amount in debits + [leg for leg in customer if leg[1] > 0]:
         moved = session.execute(
             update(Account)
-            .where(Account.id == account_id, Account.balance + amount >= 0)
+            .where(Account.id == account_id, Account.currency == currency,
+                   Account.balance + amount >= 0)
             .values(balance=Account.balance + amount)
             .execution_options(synchronize_session=False)
         )
         if moved.rowcount != 1:
+            account = session.get(Account, account_id)
+            if amount > 0 or account is None or account.currency != currency:
+                raise ValueError(f"{account_id} is missing or not in {currency}")
             raise InsufficientFunds(account_id)
     entry = JournalEntry(kind=kind, order_id=order_id, created_at=now)
     session.add(entry)
@@ -89,16 +97,20 @@ def _post(session: Session, kind: str, legs: Sequence[tuple[str, int]], now: dat
 
 def fund(session: Session, account_id: str, amount: int, currency: str, now: datetime) -> None:
     """Bring money from outside into a customer account (seeding, top-up)."""
-    _post(session, "fund", [(_system("external", currency), -amount), (account_id, amount)], now)
+    _post(session, "fund", [(_system("external", currency), -amount), (account_id, amount)],
+          currency, now)
 
 
 def place_hold(session: Session, order_id: str, sources: Sequence[str], amount: int,
                currency: str, now: datetime) -> str | None:
-    """Reserve ``amount`` on the first source that covers it; return that source or None."""
+    """Reserve ``amount`` on the first source in ``currency`` that covers it; return it or None."""
     for source in sources:
+        account = session.get(Account, source)
+        if account is None or account.currency != currency:
+            continue
         try:
             _post(session, "hold", [(source, -amount), (_system("holds", currency), amount)],
-                  now, order_id)
+                  currency, now, order_id)
         except InsufficientFunds:
             continue
         session.add(Hold(order_id=order_id, account_id=source, amount=amount, currency=currency,
@@ -127,7 +139,8 @@ def capture(session: Session, order_id: str, now: datetime) -> Hold:
     hold = _settle(session, order_id, "captured", now)
     holds = _system("holds", hold.currency)
     _post(session, "capture", [(holds, -hold.amount),
-                               (_system("merchant", hold.currency), hold.amount)], now, order_id)
+                               (_system("merchant", hold.currency), hold.amount)],
+          hold.currency, now, order_id)
     return hold
 
 
@@ -137,9 +150,22 @@ def release(session: Session, order_id: str, now: datetime) -> Hold | None:
         return None
     hold = _settle(session, order_id, "released", now)
     holds = _system("holds", hold.currency)
-    _post(session, "release", [(holds, -hold.amount), (hold.account_id, hold.amount)], now,
-          order_id)
+    _post(session, "release", [(holds, -hold.amount), (hold.account_id, hold.amount)],
+          hold.currency, now, order_id)
     return hold
+
+
+def lock_hold_accounts(session: Session, order_ids: Sequence[str]) -> None:
+    """Lock the accounts the given orders hold money on, in one fixed order.
+
+    A transaction about to release several holds takes these locks first, so two such
+    transactions can never wait on each other's accounts in opposite orders.
+    """
+    accounts = sorted(set(session.scalars(
+        select(Hold.account_id).where(Hold.order_id.in_(order_ids), Hold.status == "held"))))
+    if accounts:
+        session.execute(select(Account.id).where(Account.id.in_(accounts))
+                        .order_by(Account.id).with_for_update(key_share=True))
 
 
 def balance(session: Session, account_id: str) -> int:
@@ -158,6 +184,13 @@ def audit(session: Session) -> list[str]:
         .having(func.sum(Posting.amount) != 0)
     ).all()
     problems += [f"entry {entry} sums to {total}" for entry, total in unbalanced]
+    mixed = session.execute(
+        select(Posting.entry_id)
+        .join(Account, Account.id == Posting.account_id)
+        .group_by(Posting.entry_id)
+        .having(func.count(func.distinct(Account.currency)) > 1)
+    ).scalars().all()
+    problems += [f"entry {entry} mixes currencies" for entry in mixed]
     sums = dict(
         session.execute(select(Posting.account_id, func.sum(Posting.amount))
                         .group_by(Posting.account_id)).all()

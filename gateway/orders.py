@@ -14,7 +14,8 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-__all__ = ["Channel", "IllegalTransition", "Reason", "Status", "is_lapsed", "next_status"]
+__all__ = ["FINAL", "PENDING", "Channel", "IllegalTransition", "Reason", "Status", "is_lapsed",
+           "next_status"]
 
 
 class Status(StrEnum):
@@ -30,16 +31,17 @@ class Status(StrEnum):
     @property
     def pending(self) -> bool:
         """Waiting for the viewer: a hold or a link is live and may still be used."""
-        return self in (Status.AWAITING_CODE, Status.AWAITING_WAP)
+        return self in PENDING
 
-    @property
-    def final(self) -> bool:
-        return self in (Status.ACTIVATED, Status.FAILED, Status.EXPIRED, Status.CANCELLED)
+
+PENDING = (Status.AWAITING_CODE, Status.AWAITING_WAP)
+FINAL = (Status.ACTIVATED, Status.FAILED, Status.EXPIRED, Status.CANCELLED)
 
 
 class Reason(StrEnum):
     INSUFFICIENT_FUNDS = "insufficient_funds"
     TOO_MANY_ATTEMPTS = "too_many_attempts"
+    SMS_UNDELIVERABLE = "sms_undeliverable"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
 

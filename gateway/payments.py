@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from gateway import activation, catalog, ledger, otp, phones, tokens, wallets
@@ -24,7 +24,7 @@ from gateway.context import Gateway
 from gateway.db import Order, OrderEvent, Package, Wallet
 from gateway.errors import Conflict, InvalidInput, NotFound, RateLimited
 from gateway.money import Money
-from gateway.orders import Channel, Reason, Status, is_lapsed, next_status
+from gateway.orders import FINAL, PENDING, Channel, Reason, Status, is_lapsed, next_status
 from gateway.sms import outbox
 from gateway.sms.texts import CODE_MASK
 from gateway.store import Limit
@@ -55,45 +55,58 @@ def _new_order_id() -> str:
 # --- starting an order -----------------------------------------------------------------------
 
 
-def _limits(gw: Gateway, phone: str, device_id: str) -> tuple[Limit, Limit, Limit]:
+@dataclass(frozen=True)
+class _OrderLimits:
+    device: Limit  # orders per device per hour: a TV must not become an SMS pump
+    interval: Limit  # one order per phone per interval, unless its last order has ended
+    codes: Limit  # code SMS per phone per day
+
+    def all(self) -> list[Limit]:
+        return [self.device, self.interval, self.codes]
+
+
+def _limits(gw: Gateway, phone: str, device_id: str) -> _OrderLimits:
     s = gw.settings
-    return (
+    return _OrderLimits(
         Limit("device_rate_limited", f"device:{device_id}:orders",
               s.LIMIT_DEVICE_ORDERS_PER_HOUR, 3600),
         Limit("phone_rate_limited", f"phone:{phone}:interval", 1, s.LIMIT_PHONE_INTERVAL_SECONDS),
-        Limit("phone_daily_limit", f"phone:{phone}:sms", s.LIMIT_PHONE_SMS_PER_DAY, 86400),
+        Limit("phone_daily_limit", f"phone:{phone}:codes", s.LIMIT_PHONE_CODES_PER_DAY, 86400),
     )
-
-
-def _acquire_limits(gw: Gateway, limits: tuple[Limit, ...], phone: str, member: str) -> None:
-    """:raise RateLimited: naming the limit, with the seconds until it frees."""
-    now = gw.clock()
-    refusal = gw.limiter.acquire(list(limits), member, now)
-    interval = limits[1]
-    if refusal and refusal.limit is interval and not _has_pending_order(gw, phone, now):
-        gw.limiter.clear(interval)  # the previous order has ended: the phone may order again
-        refusal = gw.limiter.acquire(list(limits), member, now)
-    if refusal:
-        raise RateLimited(_LIMIT_TEXT[refusal.limit.code], code=refusal.limit.code,
-                          retry_after=refusal.retry_after)
 
 
 _LIMIT_TEXT = {
     "device_rate_limited": "this device has placed too many orders in the last hour",
     "phone_rate_limited": "this phone has an order in progress; try again shortly",
-    "phone_daily_limit": "this phone has received too many payment SMS today",
+    "phone_daily_limit": "this phone has received too many payment codes today",
 }
 
 
-def _has_pending_order(gw: Gateway, phone: str, now: datetime) -> bool:
-    with gw.db.transaction() as session:
-        return session.scalar(
-            select(Order.id).where(
-                Order.phone == phone,
-                Order.status.in_([Status.AWAITING_CODE, Status.AWAITING_WAP]),
-                Order.expires_at > now,
-            ).limit(1)
-        ) is not None
+def _acquire_limits(gw: Gateway, limits: _OrderLimits, member: str) -> None:
+    """:raise RateLimited: naming the limit, with the seconds until it frees."""
+    refusal = gw.limiter.acquire(limits.all(), member, gw.clock())
+    if refusal and refusal.limit is limits.interval and _free_ended(gw, limits.interval):
+        refusal = gw.limiter.acquire(limits.all(), member, gw.clock())
+    if refusal:
+        raise RateLimited(_LIMIT_TEXT[refusal.limit.code], code=refusal.limit.code,
+                          retry_after=refusal.retry_after)
+
+
+def _free_ended(gw: Gateway, interval: Limit) -> bool:
+    """Give back the interval slots of orders that have ended; say whether any was freed.
+
+    A slot whose order is not (yet) in the database belongs to an order being created right
+    now, and is kept.
+    """
+    members = gw.limiter.members(interval)
+    with gw.db.read() as session:
+        ended = session.scalars(select(Order.id).where(
+            Order.id.in_(members),
+            or_(Order.status.in_(FINAL), Order.expires_at <= gw.clock()),
+        )).all()
+    for order_id in ended:
+        gw.limiter.forget(interval, order_id)
+    return bool(ended)
 
 
 def start_order(gw: Gateway, *, device_id: object, package_id: object, phone: object) -> Order:
@@ -108,11 +121,11 @@ def start_order(gw: Gateway, *, device_id: object, package_id: object, phone: ob
     """
     device_id = validate_device_id(device_id)
     e164 = phones.parse(phone, gw.settings.PHONE_COUNTRIES)
-    with gw.db.transaction() as session:
+    with gw.db.read() as session:  # refuse an unknown package before it uses up any limit
         catalog.get_package(session, package_id)
     order_id = _new_order_id()
     limits = _limits(gw, e164, device_id)
-    _acquire_limits(gw, limits, e164, order_id)
+    _acquire_limits(gw, limits, order_id)
     try:
         with gw.db.transaction() as session:
             now = gw.clock()
@@ -134,11 +147,11 @@ def start_order(gw: Gateway, *, device_id: object, package_id: object, phone: ob
             else:
                 _send_link(gw, session, order, package, now)
     except BaseException:
-        for limit in limits:
+        for limit in limits.all():
             gw.limiter.forget(limit, order_id)
         raise
-    if order.status == Status.FAILED:  # no SMS went out: give the daily SMS slot back
-        gw.limiter.forget(limits[2], order_id)
+    if order.status != Status.AWAITING_CODE:  # no code SMS went out: give its daily slot back
+        gw.limiter.forget(limits.codes, order_id)
     log.info("order %s for device %s: %s %s", order.id, device_id, order.status,
              order.reason or "")
     return order
@@ -284,6 +297,7 @@ def confirm_by_code(gw: Gateway, session: Session, phone: str, code: str,
         .order_by(Order.id)
         .with_for_update()
     ).all()
+    ledger.lock_hold_accounts(session, [o.id for o in candidates])
     for order in candidates:
         if is_lapsed(order.status, order.expires_at, now):
             _end(session, order, Status.EXPIRED, Reason.EXPIRED, now)
@@ -321,7 +335,7 @@ def get_order(gw: Gateway, order_id: str) -> Order:
 
     :raise NotFound: ``order_not_found``.
     """
-    with gw.db.transaction() as session:
+    with gw.db.read() as session:
         order = _load(session, order_id)
     if is_lapsed(order.status, order.expires_at, gw.clock()):
         with gw.db.transaction() as session:
@@ -353,18 +367,20 @@ def cancel_order(gw: Gateway, order_id: str) -> Order:
 def expire_lapsed(gw: Gateway, batch: int = 100) -> int:
     """Expire pending orders whose code or link has run out; return how many."""
     now = gw.clock()
-    with gw.db.transaction() as session:
+    with gw.db.read() as session:
         due = session.scalars(
             select(Order.id)
-            .where(Order.status.in_([Status.AWAITING_CODE, Status.AWAITING_WAP]),
-                   Order.expires_at <= now)
+            .where(Order.status.in_(PENDING), Order.expires_at <= now)
             .order_by(Order.expires_at)
             .limit(batch)
         ).all()
     expired = 0
     for order_id in due:
-        with gw.db.transaction() as session:
-            expired += _expire_if_lapsed(session, _load(session, order_id, lock=True), now)
+        try:
+            with gw.db.transaction() as session:
+                expired += _expire_if_lapsed(session, _load(session, order_id, lock=True), now)
+        except Exception:  # one order that cannot expire must not keep the others' holds
+            log.exception("could not expire order %s", order_id)
     return expired
 
 
@@ -376,8 +392,13 @@ def _expire_if_lapsed(session: Session, order: Order, now: datetime) -> bool:
     return True
 
 
+_ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
 def _load(session: Session, order_id: str, *, lock: bool = False) -> Order:
-    order = session.get(Order, order_id, with_for_update=lock, populate_existing=lock)
+    order = None
+    if _ORDER_ID.fullmatch(order_id):
+        order = session.get(Order, order_id, with_for_update=lock, populate_existing=lock)
     if order is None:
         raise NotFound(f"no order {order_id}", code="order_not_found")
     return order

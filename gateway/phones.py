@@ -61,7 +61,7 @@ def _mask_national(digits: str) -> str:
     return digits[:head] + "*" * (len(digits) - head - tail) + digits[len(digits) - tail:]
 
 
-_PHONE_IN_TEXT = re.compile(r"(?<![\w*])(\+?)(\d{7,15})(?![\w*])")
+_PHONE_IN_TEXT = re.compile(r"(?<![0-9*])(\+?)([0-9]{7,15})(?![0-9*])")
 
 
 def mask_digits_in(text: str) -> str:

@@ -107,12 +107,12 @@ class RateLimiter:
             return None
         return Refusal(active[index - 1], max(1, -(-int(wait_ms) // 1000)))
 
+    def members(self, limit: Limit) -> list[str]:
+        return list(self._client.zrange(self._key(limit), 0, -1))
+
     def forget(self, limit: Limit, member: str) -> None:
         """Give back the slot ``member`` took in one window."""
         self._client.zrem(self._key(limit), member)
-
-    def clear(self, limit: Limit) -> None:
-        self._client.delete(self._key(limit))
 
     def _key(self, limit: Limit) -> str:
         return f"{self._prefix}limit:{limit.key}"
@@ -121,12 +121,14 @@ class RateLimiter:
 # --- idempotency -------------------------------------------------------------------------------
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+CLAIM_TTL_SECONDS = 60  # a request that died while in progress frees its key after this
 
 
 @dataclass(frozen=True)
 class StoredResponse:
     status: int
     body: Any
+    headers: dict[str, str]
 
 
 class IdempotencyCache:
@@ -153,7 +155,7 @@ class IdempotencyCache:
         """
         name = self._name(key)
         claim = json.dumps({"fingerprint": fingerprint, "state": "in_progress"})
-        while not self._client.set(name, claim, nx=True, ex=IDEMPOTENCY_TTL_SECONDS):
+        while not self._client.set(name, claim, nx=True, ex=CLAIM_TTL_SECONDS):
             raw = self._client.get(name)
             if raw is None:  # expired between the two calls: claim it again
                 continue
@@ -164,11 +166,13 @@ class IdempotencyCache:
             if stored["state"] == "in_progress":
                 raise Conflict("a request with this Idempotency-Key is still in progress",
                                code="idempotency_in_progress")
-            return StoredResponse(stored["status"], stored["body"])
+            return StoredResponse(stored["status"], stored["body"], stored["headers"])
         return None
 
-    def finish(self, key: str, fingerprint: str, status: int, body: Any) -> None:
-        record = {"fingerprint": fingerprint, "state": "done", "status": status, "body": body}
+    def finish(self, key: str, fingerprint: str, status: int, body: Any,
+               headers: dict[str, str]) -> None:
+        record = {"fingerprint": fingerprint, "state": "done", "status": status, "body": body,
+                  "headers": headers}
         self._client.set(self._name(key), json.dumps(record), ex=IDEMPOTENCY_TTL_SECONDS)
 
     def abandon(self, key: str) -> None:

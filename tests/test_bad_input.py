@@ -32,6 +32,11 @@ GOOD = {"device_id": "tv-42", "package_id": "vip_year", "phone": RICH}
      400, "invalid_device_id"),
     (b'{"device_id": ["tv"], "package_id": "vip_year", "phone": "13800138000"}', 400,
      "invalid_device_id"),
+    (b"[" * 30000, 400, "invalid_json"),
+    (b'{"device_id": "tv-42", "package_id": "\\ud800", "phone": "13800138000"}', 400,
+     "unknown_package"),
+    (b'{"device_id": "tv-42", "package_id": "vip\\u0000", "phone": "13800138000"}', 400,
+     "unknown_package"),
 ])
 def test_bad_order_requests_are_refused(client, seeded, body, status, code):
     before = accounts(seeded)
@@ -56,6 +61,8 @@ def test_an_oversize_body_is_refused(client, seeded):
     ("get", "/api/v1/nothing", 404, "not_found"),
     ("delete", "/api/v1/orders", 405, "method_not_allowed"),
     ("get", "/api/v1/devices/bad%20id/entitlements", 400, "invalid_device_id"),
+    ("get", "/api/v1/orders/ord%00x", 404, "order_not_found"),
+    ("post", "/api/v1/orders/%ED%A0%80/cancel", 404, "order_not_found"),
 ])
 def test_routing_errors_are_problems_too(client, seeded, method, path, status, code):
     response = getattr(client, method)(path)
@@ -67,6 +74,12 @@ def test_routing_errors_are_problems_too(client, seeded, method, path, status, c
 def test_phones_are_masked_in_every_response(client, seeded):
     body = client.post("/api/v1/orders", json=GOOD).get_data(as_text=True)
     assert "13800138000" not in body and "138****8000" in body
+
+
+def test_a_deeply_nested_inbound_body_is_refused(client, seeded):
+    response = client.post("/sms/inbound", headers={"X-Inbound-Secret": "test-inbound-secret"},
+                           data=b"[" * 30000, content_type="application/json")
+    assert response.status_code == 400 and response.get_json()["code"] == "invalid_json"
 
 
 @pytest.mark.settings(REDIS_URL="redis://127.0.0.1:1/0")

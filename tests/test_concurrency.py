@@ -22,6 +22,7 @@ from gateway.db import JournalEntry, Order
 from tests.conftest import (
     INBOUND_SECRET,
     RICH,
+    UNBOUND,
     balance,
     code_sent_to,
     codes_sent_to,
@@ -29,7 +30,7 @@ from tests.conftest import (
     stored_order,
 )
 
-NO_LIMITS = {"LIMIT_PHONE_INTERVAL_SECONDS": 0, "LIMIT_PHONE_SMS_PER_DAY": 0,
+NO_LIMITS = {"LIMIT_PHONE_INTERVAL_SECONDS": 0, "LIMIT_PHONE_CODES_PER_DAY": 0,
              "LIMIT_DEVICE_ORDERS_PER_HOUR": 0}
 
 
@@ -79,6 +80,16 @@ def test_fifty_parallel_orders_never_overdraw_one_wallet(server, seeded):
     assert balance(seeded, "holds:CNY") == 7 * 20000
     codes = codes_sent_to(seeded, RICH)
     assert len(codes) == 7 and len(set(codes)) == 7  # pending orders of one phone never share
+
+
+def test_parallel_orders_for_one_phone_get_one_code_or_link(server, seeded):
+    """The per-phone limit holds under a race: exactly one of twenty TVs gets to send an SMS."""
+    results = all_at_once(20, lambda n: post(
+        f"{server}/api/v1/orders",
+        {"device_id": f"tv-{n}", "package_id": "vip_month", "phone": UNBOUND}))
+    assert Counter(status for status, _ in results) == {201: 1, 429: 19}
+    assert {body["code"] for status, body in results if status == 429} == {"phone_rate_limited"}
+    assert len(sms_to(seeded, UNBOUND)) == 1
 
 
 def test_twenty_identical_confirmations_capture_once(server, seeded, clock):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.exc import IntegrityError
 
-from gateway import ledger, otp, phones
+from gateway import ledger, otp, phones, seed
 from gateway.db import Account
 from gateway.errors import InvalidInput
 from gateway.money import Money
@@ -109,4 +110,27 @@ def test_the_database_itself_refuses_a_negative_balance(gw, seeded):
 
 def test_unbalanced_entries_are_refused(gw, seeded, clock):
     with pytest.raises(ValueError), gw.db.transaction() as session:
-        ledger._post(session, "fund", [("external:CNY", -5), ("wallet:w-poor", 4)], clock())
+        ledger._post(session, "fund", [("external:CNY", -5), ("wallet:w-poor", 4)], "CNY",
+                     clock())
+
+
+def test_an_entry_never_mixes_currencies(gw, seeded, clock):
+    with pytest.raises(ValueError), gw.db.transaction() as session:
+        ledger.fund(session, "wallet:w-poor", 100, "USD", clock())
+    with pytest.raises(ValueError), gw.db.transaction() as session:
+        ledger._post(session, "fund", [("external:USD", -5), ("external:CNY", 5)], "CNY",
+                     clock())
+
+
+def test_a_wallet_never_pays_a_price_in_another_currency(client, gw, tmp_path):
+    from tests.conftest import RICH, SEED, balance, order
+
+    data = {**SEED, "packages": [{"id": "hbo_usd", "name": "HBO", "price": 1000,
+                                  "currency": "USD", "period_days": 30}]}
+    path = tmp_path / "usd.json"
+    path.write_text(json.dumps(data, ensure_ascii=False))
+    with gw.db.transaction() as session:
+        seed.load_seed(session, path, ("CN",), gw.clock())
+    body = order(client, RICH, "hbo_usd").get_json()
+    assert (body["status"], body["reason"]) == ("failed", "insufficient_funds")
+    assert balance(gw, "wallet:w-rich") == 50000 and balance(gw, "card:w-rich") == 100000

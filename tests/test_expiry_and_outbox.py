@@ -52,7 +52,8 @@ def test_a_code_sms_still_queued_when_its_order_ends_is_never_sent(client, seede
     clock.advance(seconds=301)
     Worker(seeded).run_once()
     [sms] = sms_to(seeded, RICH, "code")
-    assert sms.status == "failed" and "******" in sms.body
+    assert (sms.status, sms.error) == ("failed", "order closed before sending")
+    assert "******" in sms.body
 
 
 def test_no_full_phone_number_or_code_reaches_any_log(client, seeded, caplog):

@@ -19,6 +19,7 @@ def test_the_same_key_and_body_return_the_first_response(client, seeded):
     assert first.status_code == again.status_code == 201
     assert again.get_json() == first.get_json()
     assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Location"] == first.headers["Location"]
     assert count_orders(seeded) == 1
     assert balance(seeded, "wallet:w-rich") == 30000
 
@@ -54,3 +55,9 @@ def test_keys_live_a_day(gw, seeded, client):
     order(client, RICH, **{"Idempotency-Key": "k-ttl"})
     [name] = [k for k in gw.redis.scan_iter(match=f"{gw.settings.REDIS_PREFIX}idem:*")]
     assert 86000 < gw.redis.ttl(name) <= 86400
+
+
+def test_a_request_that_died_in_progress_frees_its_key_within_a_minute(gw, seeded):
+    gw.idempotency.begin("k-crash", "fingerprint")  # claimed, and never finished
+    [name] = [k for k in gw.redis.scan_iter(match=f"{gw.settings.REDIS_PREFIX}idem:*")]
+    assert 0 < gw.redis.ttl(name) <= 60

@@ -32,22 +32,23 @@ def test_a_phone_may_order_again_at_once_when_its_last_order_ended(client, seede
     assert order(client, POOR, device="tv-2").status_code == 201
 
 
-@pytest.mark.settings(LIMIT_PHONE_INTERVAL_SECONDS=0, LIMIT_PHONE_SMS_PER_DAY=3)
-def test_payment_sms_per_phone_per_day(client, seeded, clock):
+@pytest.mark.settings(LIMIT_PHONE_INTERVAL_SECONDS=0, LIMIT_PHONE_CODES_PER_DAY=3)
+def test_code_sms_per_phone_per_day(client, seeded, clock):
     for n in range(3):
-        assert order(client, UNBOUND, device=f"tv-{n}").status_code == 201
-    assert_limited(order(client, UNBOUND, device="tv-9"), "phone_daily_limit")
-    assert len(sms_to(seeded, UNBOUND)) == 3
+        assert order(client, RICH, "vip_month", device=f"tv-{n}").status_code == 201
+    assert_limited(order(client, RICH, "vip_month", device="tv-9"), "phone_daily_limit")
+    assert len(sms_to(seeded, RICH)) == 3
     clock.advance(hours=24, seconds=1)
-    assert order(client, UNBOUND, device="tv-9").status_code == 201
+    assert order(client, RICH, "vip_month", device="tv-9").status_code == 201
 
 
-@pytest.mark.settings(LIMIT_PHONE_INTERVAL_SECONDS=0, LIMIT_PHONE_SMS_PER_DAY=2)
-def test_an_order_that_sent_no_sms_does_not_count_against_the_phone(client, seeded):
-    for n in range(4):  # over the daily limit of 2, yet never refused: no SMS went out
+@pytest.mark.settings(LIMIT_PHONE_INTERVAL_SECONDS=0, LIMIT_PHONE_CODES_PER_DAY=2)
+def test_orders_that_sent_no_code_do_not_count_against_the_phone(client, seeded):
+    for n in range(4):  # over the daily limit of 2, yet never refused: no code went out
         response = order(client, POOR, device=f"tv-{n}")
         assert response.status_code == 201
         assert response.get_json()["reason"] == "insufficient_funds"
+        assert order(client, UNBOUND, device=f"tv-{n}").get_json()["status"] == "awaiting_wap"
 
 
 @pytest.mark.settings(LIMIT_DEVICE_ORDERS_PER_HOUR=3)
@@ -63,12 +64,15 @@ def test_orders_per_device_per_hour(client, seeded, clock):
     assert order(client, "+8613600136005", device="tv-pump").status_code == 201
 
 
+@pytest.mark.settings(LIMIT_DEVICE_ORDERS_PER_HOUR=2)
 def test_a_refusal_by_one_limit_uses_up_no_other(client, seeded):
     """A device refused for its phone's pending order keeps its own quota."""
     order(client, UNBOUND, device="tv-1")
     for _ in range(5):
         assert_limited(order(client, UNBOUND, device="tv-2"), "phone_rate_limited")
+    assert order(client, "+8613600136008", device="tv-2").status_code == 201
     assert order(client, "+8613600136009", device="tv-2").status_code == 201
+    assert_limited(order(client, "+8613600136007", device="tv-2"), "device_rate_limited")
 
 
 def test_foreign_numbers_are_refused_by_default(client, seeded):

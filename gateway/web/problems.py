@@ -50,7 +50,7 @@ def json_body() -> dict[str, Any]:
     raw = request.get_data(cache=True)
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidInput("the body is not valid JSON", code="invalid_json") from None
     if not isinstance(data, dict):
         raise InvalidInput("the body must be a JSON object", code="invalid_json")
@@ -86,6 +86,12 @@ def register(app: Flask) -> None:
         response = problem(503, "service_unavailable", "a data store is unavailable; retry")
         response.headers["Retry-After"] = "5"
         return response
+
+    @app.errorhandler(sqlalchemy.exc.DataError)
+    def data_error(error: Exception) -> Response:
+        # A value the database cannot store that validation let through: the caller's input.
+        log.warning("database refused a value on %s %s", request.method, request.path)
+        return problem(400, "invalid_request", "the request holds a value that is not allowed")
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:

@@ -38,6 +38,9 @@ def order_json(order: Order) -> dict[str, Any]:
     }
 
 
+_REPLAYED_HEADERS = ("Location",)
+
+
 def idempotent(view: Callable[..., Response]) -> Callable[..., Response]:
     """Honour ``Idempotency-Key``: replay the first answer to the same request for 24 h."""
 
@@ -52,13 +55,14 @@ def idempotent(view: Callable[..., Response]) -> Callable[..., Response]:
         raw = request.get_data(cache=True)
         try:
             canonical: str | bytes = json.dumps(json.loads(raw), sort_keys=True)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             canonical = raw
         cache = gateway().idempotency
         fingerprint = cache.fingerprint(request.method, request.path, canonical)
         stored = cache.begin(key, fingerprint)
         if stored is not None:
             replay = _json_response(stored.body, stored.status)
+            replay.headers.update(stored.headers)
             replay.headers["Idempotent-Replayed"] = "true"
             return replay
         try:
@@ -72,7 +76,8 @@ def idempotent(view: Callable[..., Response]) -> Callable[..., Response]:
         if response.status_code == 429 or response.status_code >= 500:
             cache.abandon(key)  # not an answer: the same request may be tried again
         else:
-            cache.finish(key, fingerprint, response.status_code, response.get_json())
+            kept = {h: response.headers[h] for h in _REPLAYED_HEADERS if h in response.headers}
+            cache.finish(key, fingerprint, response.status_code, response.get_json(), kept)
         return response
 
     return wrapper
@@ -85,7 +90,7 @@ def _json_response(body: Any, status: int) -> Response:
 
 @bp.get("/packages")
 def list_packages() -> Response:
-    with gateway().db.transaction() as session:
+    with gateway().db.read() as session:
         packages = [catalog.package_json(p) for p in catalog.list_packages(session)]
     return jsonify(packages=packages)
 
@@ -117,7 +122,7 @@ def cancel_order(order_id: str) -> Response:
 def entitlements(device_id: str) -> Response:
     gw = gateway()
     payments.validate_device_id(device_id)
-    with gw.db.transaction() as session:
+    with gw.db.read() as session:
         active = activation.active_entitlements(session, device_id, gw.clock())
         items = [{"package_id": e.package_id, "active_until": iso(e.active_until)}
                  for e in active]
