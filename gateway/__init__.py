@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -14,7 +13,7 @@ from flask import Flask
 
 from gateway.config import PROJECT_ROOT, load_settings
 from gateway.context import Gateway, utc_now
-from gateway.phones import install_log_masking
+from gateway.logs import configure_logging
 
 __all__ = ["create_app"]
 
@@ -26,10 +25,7 @@ def create_app(config: Mapping[str, Any] | None = None, *,
     """Build the app from the environment, then ``config`` overrides (tests, local runs)."""
     from gateway import cli, web
 
-    install_log_masking()
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     settings = load_settings(config)
     app = Flask(__name__, template_folder=str(PROJECT_ROOT / "wap_templates"))
     app.config.update(SECRET_KEY=settings.SECRET_KEY, MAX_CONTENT_LENGTH=MAX_BODY_BYTES)

@@ -25,6 +25,15 @@ def serve(app: Flask) -> None:
             report = seed.load_seed(session, DEMO_FILE, gw.settings.PHONE_COUNTRIES, gw.clock())
             print(f"loaded demo data from {DEMO_FILE.name}: {report}")
     threading.Thread(target=Worker(gw).run, name="worker", daemon=True).start()
+    if gw.settings.SMS_PROVIDER == "smpp":
+        from smpp.simulator import smsc_address
+        from smpp.worker import SmppWorker
+
+        host, smpp_port, phones = smsc_address(gw.settings)
+        threading.Thread(target=SmppWorker(gw, host=host, port=smpp_port).run, name="smpp",
+                         daemon=True).start()
+        if phones:
+            print(f"Simulated phones of the built-in SMSC: {phones}", flush=True)
     port = gw.settings.PORT
     print(f"TV Pay Gateway: http://127.0.0.1:{port}/", flush=True)
     app.run(host="127.0.0.1", port=port, threaded=True, use_reloader=False)

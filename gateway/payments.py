@@ -30,7 +30,8 @@ from gateway.sms.texts import CODE_MASK
 from gateway.store import Limit
 
 __all__ = [
-    "CodeOutcome", "CodeResult", "cancel_order", "confirm_by_code", "expire_lapsed",
+    "CodeOutcome", "CodeResult", "cancel_order", "code_sms_undeliverable", "confirm_by_code",
+    "expire_lapsed",
     "get_order", "start_order", "validate_device_id",
 ]
 
@@ -325,6 +326,14 @@ def confirm_by_code(gw: Gateway, session: Session, phone: str, code: str,
         return CodeResult(CodeOutcome.TOO_MANY_ATTEMPTS, waiting[-1].id)
     nearest = min(still, key=lambda o: limit - o.code_attempts)
     return CodeResult(CodeOutcome.WRONG, nearest.id, limit - nearest.code_attempts)
+
+
+def code_sms_undeliverable(session: Session, order_id: str, now: datetime) -> None:
+    """The code SMS cannot reach the phone: fail the order so the TV can offer its QR code."""
+    order = _load(session, order_id, lock=True)
+    if order.status == Status.AWAITING_CODE:
+        _end(session, order, Status.FAILED, Reason.SMS_UNDELIVERABLE, now)
+        log.info("order %s failed: its code SMS is undeliverable", order.id)
 
 
 # --- reading, cancelling, expiring -------------------------------------------------------------

@@ -115,6 +115,7 @@ def app(request: pytest.FixtureRequest, database_url: str, var_dir: Path,
         "SECRET_KEY": "test-secret-key-0123456789",
         "PUBLIC_BASE_URL": "https://pay.example",
         "INBOUND_SMS_SECRET": INBOUND_SECRET,
+        "SMS_PROVIDER": "log",
         **(marker.kwargs if marker else {}),
     }
     app = create_app(config, clock=clock)

@@ -81,14 +81,23 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
             process.kill()
 
 
-def printed_url(log: Path, process: subprocess.Popen, timeout: float = 30) -> str:
+def printed_url(log: Path, process: subprocess.Popen, label: str, timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if found := re.search(r"TV Pay Gateway: (http://127\.0\.0\.1:\d+/)", log.read_text()):
+        if found := re.search(rf"{label}: (http://127\.0\.0\.1:\d+/)", log.read_text()):
             return found.group(1)
         assert process.poll() is None, log.read_text()
         time.sleep(0.1)
-    raise AssertionError(f"no URL printed within {timeout} s:\n{log.read_text()}")
+    raise AssertionError(f"no {label} URL printed within {timeout} s:\n{log.read_text()}")
+
+
+def wait_for_value(fetch, timeout: float = 20):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := fetch():
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"nothing came within {timeout} s")
 
 
 def test_python_app_py_runs_the_whole_flow_on_embedded_defaults(clean_env, tmp_path):
@@ -97,7 +106,8 @@ def test_python_app_py_runs_the_whole_flow_on_embedded_defaults(clean_env, tmp_p
         process = subprocess.Popen([sys.executable, "app.py"], env=clean_env, cwd=PROJECT_ROOT,
                                    stdout=out, stderr=subprocess.STDOUT)
     try:
-        base = printed_url(log, process)
+        phones = printed_url(log, process, "Simulated phones of the built-in SMSC")
+        base = printed_url(log, process, "TV Pay Gateway")
         assert base == f"http://127.0.0.1:{clean_env['PORT']}/"
         wait_for(base, process)
         packages = call(f"{base}api/v1/packages")["packages"]
@@ -105,10 +115,14 @@ def test_python_app_py_runs_the_whole_flow_on_embedded_defaults(clean_env, tmp_p
         created = call(f"{base}api/v1/orders", {"device_id": "tv-1", "package_id": "vip_month",
                                                  "phone": "13800138000"})
         assert created["status"] == "awaiting_code"
-        outbox = flask_cli(clean_env, "sms", "outbox", "--to", "13800138000")
-        code = re.search(r"回复 (\d{6})", outbox).group(1)
-        flask_cli(clean_env, "sms", "receive", "--from", "13800138000", code)
-        assert call(f"{base}api/v1/orders/{created['id']}")["status"] == "activated"
+        inbox = f"{phones}phones/8613800138000/messages"
+        [sms] = wait_for_value(lambda: call(inbox)["messages"])  # it came over SMPP
+        code = re.search(r"回复 (\d{6})", sms["text"]).group(1)
+        assert code in flask_cli(clean_env, "sms", "outbox", "--to", "13800138000")
+        call(f"{phones}phones/8613800138000/reply", {"text": code})  # the reply goes over SMPP
+        wait_for_value(lambda: call(f"{base}api/v1/orders/{created['id']}")["status"]
+                       == "activated")
+        assert "支付成功" in wait_for_value(lambda: call(inbox)["messages"][1:])[0]["text"]
         assert (Path(clean_env["VAR_DIR"]) / "gateway.db").exists()
         assert (Path(clean_env["VAR_DIR"]) / "redis.db.settings").exists()
     finally:

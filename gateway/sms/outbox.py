@@ -1,7 +1,8 @@
 """The SQL outbox: SMS written with the change that needs them, then drained by a provider.
 
-Status of a row: ``queued`` → ``sent`` (log provider) or ``submitted`` → ``delivered`` /
-``undeliverable`` (SMSC), or ``failed`` with an error.
+Status of a row: ``queued`` → ``sent`` (log provider), or ``queued`` → ``sending`` (claimed by
+the SMPP worker) → ``submitted`` (the SMSC accepted every part) → ``delivered`` /
+``undeliverable`` (delivery receipts); or ``failed`` with an error.
 """
 
 from __future__ import annotations
@@ -18,27 +19,20 @@ from sqlalchemy.orm import Session
 from gateway.db import Database, OutboxMessage
 from gateway.phones import mask
 
-__all__ = ["LogProvider", "SmsProvider", "SmsSendError", "SmsStatus", "close_code_messages",
-           "dispatch_queued", "queue", "recent"]
+__all__ = ["LogProvider", "SmsProvider", "SmsStatus", "close_code_messages", "dispatch_queued",
+           "fail_if_expired", "queue", "recent"]
 
 log = logging.getLogger(__name__)
 
 
 class SmsStatus(StrEnum):
     QUEUED = "queued"
+    SENDING = "sending"
     SENT = "sent"
     SUBMITTED = "submitted"
     DELIVERED = "delivered"
     UNDELIVERABLE = "undeliverable"
     FAILED = "failed"
-
-
-class SmsSendError(Exception):
-    """A provider could not take the message; ``permanent`` ones are not retried."""
-
-    def __init__(self, detail: str, *, permanent: bool) -> None:
-        super().__init__(detail)
-        self.permanent = permanent
 
 
 class SmsProvider(Protocol):
@@ -86,9 +80,18 @@ def close_code_messages(session: Session, order_id: str, now: datetime) -> None:
     )
 
 
+def fail_if_expired(message: OutboxMessage, now: datetime) -> bool:
+    """Fail a message that would arrive too late to be of use (a lapsed code)."""
+    if message.expires_at is None or now < message.expires_at:
+        return False
+    message.status, message.error = SmsStatus.FAILED, "expired before sending"
+    message.updated_at = now
+    return True
+
+
 def dispatch_queued(db: Database, provider: SmsProvider, clock: Callable[[], datetime],
                     batch: int = 100) -> int:
-    """Hand queued messages to ``provider``; return how many were handled."""
+    """Hand queued messages to a provider that sends at once; return how many were handled."""
     with db.transaction() as session:
         messages = session.scalars(
             select(OutboxMessage)
@@ -99,18 +102,10 @@ def dispatch_queued(db: Database, provider: SmsProvider, clock: Callable[[], dat
         ).all()
         for message in messages:
             now = clock()
-            if message.expires_at is not None and now >= message.expires_at:
-                message.status, message.error = SmsStatus.FAILED, "expired before sending"
-            else:
-                try:
-                    provider.send(message)
-                except SmsSendError as exc:
-                    if not exc.permanent:
-                        continue
-                    message.status, message.error = SmsStatus.FAILED, str(exc)
-                else:
-                    message.status = SmsStatus.SENT
-            message.provider, message.updated_at = provider.name, now
+            if not fail_if_expired(message, now):
+                provider.send(message)
+                message.status, message.provider = SmsStatus.SENT, provider.name
+                message.updated_at = now
         return len(messages)
 
 

@@ -1,0 +1,112 @@
+"""The Redis Stream between the SQL outbox and the SMPP worker.
+
+The relay (run by the background worker) adds the id of each queued outbox row to the stream;
+the SMPP worker reads the stream in the consumer group ``smpp``, claims the rows in SQL and
+acknowledges an entry once the SMSC has accepted the message. The SQL row stays the record:
+each relayed row remembers the stream *epoch* it went into, so if Redis loses its data (a new
+epoch) every row still waiting is relayed again, and the worker's claim in SQL keeps a row
+from being sent twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+
+import redis
+from sqlalchemy import or_, select
+
+from gateway.db import Database, OutboxMessage
+from gateway.sms.outbox import SmsStatus, fail_if_expired
+
+__all__ = ["GROUP", "OutboundStream", "relay"]
+
+GROUP = "smpp"
+
+
+class OutboundStream:
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self._client = client
+        self.key = f"{prefix}sms:out:smpp"
+        self._epoch_key = f"{prefix}sms:out:smpp:epoch"
+
+    def epoch(self) -> str:
+        """This stream's life: a new one begins whenever Redis has lost the stream."""
+        self._client.set(self._epoch_key, secrets.token_hex(6), nx=True)
+        return str(self._client.get(self._epoch_key))
+
+    def add(self, outbox_ids: list[int]) -> list[str]:
+        pipe = self._client.pipeline(transaction=False)
+        for outbox_id in outbox_ids:
+            pipe.xadd(self.key, {"id": outbox_id})
+        return [str(entry) for entry in pipe.execute()]
+
+    def ensure_group(self) -> None:
+        try:
+            self._client.xgroup_create(self.key, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read(self, consumer: str, count: int, block_ms: int | None) -> list[tuple[str, int]]:
+        """New entries for ``consumer``: ``(entry id, outbox id)`` pairs."""
+        try:
+            reply = self._client.xreadgroup(GROUP, consumer, {self.key: ">"}, count=count,
+                                            block=block_ms)
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self.ensure_group()  # Redis lost the stream: start a new one
+            return []
+        return [_entry(entry_id, fields) for _, entries in reply or []
+                for entry_id, fields in entries if fields]
+
+    def reclaim(self, consumer: str, min_idle_ms: int, count: int = 200) -> list[tuple[str, int]]:
+        """Take over entries another consumer read but left unacknowledged for ``min_idle_ms``."""
+        try:
+            _cursor, claimed, *_ = self._client.xautoclaim(self.key, GROUP, consumer,
+                                                           min_idle_ms, "0-0", count=count)
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self.ensure_group()
+            return []
+        return [_entry(entry_id, fields) for entry_id, fields in claimed if fields]
+
+    def ack(self, entry_ids: list[str]) -> None:
+        """Acknowledge and delete handled entries, so the stream stays small."""
+        if entry_ids:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.xack(self.key, GROUP, *entry_ids)
+            pipe.xdel(self.key, *entry_ids)
+            pipe.execute()
+
+    def depth(self) -> int:
+        return int(self._client.xlen(self.key))
+
+
+def _entry(entry_id: object, fields: dict) -> tuple[str, int]:
+    return str(entry_id), int(fields["id"])
+
+
+def relay(db: Database, stream: OutboundStream, clock: Callable[[], datetime],
+          batch: int = 500) -> int:
+    """Add queued outbox rows to the stream (again, after Redis lost it); return how many."""
+    epoch = stream.epoch()
+    with db.transaction() as session:
+        messages = session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.status.in_([SmsStatus.QUEUED, SmsStatus.SENDING]),
+                   or_(OutboxMessage.relay_ref.is_(None),
+                       OutboxMessage.relay_ref.not_like(f"{epoch}/%")))
+            .order_by(OutboxMessage.id)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        ).all()
+        now = clock()
+        live = [m for m in messages if not fail_if_expired(m, now)]
+        for message, entry in zip(live, stream.add([m.id for m in live]), strict=True):
+            message.relay_ref, message.provider = f"{epoch}/{entry}", "smpp"
+            message.updated_at = now
+        return len(messages)

@@ -1,0 +1,99 @@
+"""The SMPP codec: alphabets, splitting, headers, receipts, times, and the SMSC's PDU codec."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from smpp import codec
+from smpp.pdu import Pdu, PduError, Status, decode, encode
+
+
+def reassemble(text: str) -> str:
+    coding, esm_class, parts = codec.encode_parts(text, 7)
+    if not esm_class & codec.ESM_UDHI:
+        return codec.decode_text(parts[0], coding)
+    chunks = {}
+    for part in parts:
+        (reference, total, number), payload = codec.split_udh(part)
+        assert (reference, total) == (7, len(parts))
+        chunks[number] = payload
+    return "".join(codec.decode_text(chunks[n], coding) for n in sorted(chunks))
+
+
+def test_gsm_text_fits_160_characters_in_one_sms():
+    coding, esm_class, parts = codec.encode_parts("A" * 160, 1)
+    assert (coding, esm_class, len(parts), len(parts[0])) == (codec.DATA_CODING_GSM, 0, 1, 160)
+    assert len(codec.encode_parts("A" * 161, 1)[2]) == 2
+
+
+def test_chinese_text_is_ucs2_seventy_characters_to_an_sms():
+    coding, _, parts = codec.encode_parts("码" * 70, 1)
+    assert coding == codec.DATA_CODING_UCS2 and len(parts) == 1
+    coding, esm_class, parts = codec.encode_parts("码" * 71, 1)
+    assert esm_class == codec.ESM_UDHI and [len(p) for p in parts] == [6 + 134, 6 + 8]
+
+
+def test_a_split_never_breaks_a_gsm_escape_or_a_surrogate_pair():
+    text = "A" * 152 + "€" + "B" * 10  # the euro sign takes two septets: 153 and 154
+    _, _, parts = codec.encode_parts(text, 1)
+    assert parts[0][6:].endswith(b"A") and parts[1][6:].startswith(b"\x1b\x65")
+    emoji = "码" * 66 + "😀" + "码"  # the emoji is a surrogate pair at code units 67-68
+    _, _, parts = codec.encode_parts(emoji, 1)
+    assert len(parts[0]) == 6 + 132 and reassemble(emoji) == emoji
+
+
+@given(st.text(min_size=1, max_size=600))
+def test_every_text_survives_the_wire(text):
+    assert reassemble(text) == text
+
+
+@pytest.mark.parametrize("udh, expected", [
+    (bytes([5, 0, 3, 9, 2, 1]), (9, 2, 1)),
+    (bytes([6, 8, 4, 1, 2, 3, 3]), (0x0102, 3, 3)),
+    (bytes([3, 0x0A, 1, 0]), None),  # another element only
+])
+def test_concatenation_headers_are_read(udh, expected):
+    assert codec.split_udh(udh + b"hi") == (expected, b"hi")
+
+
+@pytest.mark.parametrize("bad", [b"", bytes([9, 0, 3]), bytes([5, 0, 3, 9, 2, 3])])
+def test_malformed_headers_are_refused(bad):
+    with pytest.raises(ValueError):
+        codec.split_udh(bad)
+
+
+def test_receipts_are_read_from_tlvs_or_text():
+    text = ("id:1A2B sub:001 dlvrd:001 submit date:2611231055 done date:2611231055 "
+            "stat:DELIVRD err:000 text:")
+    assert codec.parse_receipt(text) == codec.Receipt("1A2B", 2, "000")
+    assert codec.parse_receipt("", "77", 5) == codec.Receipt("77", 5, "")
+    assert codec.parse_receipt("id:9 stat:UNDELIV err:001").state == 5
+    assert codec.parse_receipt("hello") is None
+
+
+def test_message_ids_match_across_hex_and_decimal():
+    assert "6699" in codec.message_id_variants("1a2b")
+    assert "1a2b" in codec.message_id_variants("6699")
+    assert "1A2B" in codec.message_id_variants("0006699")
+
+
+def test_smpp_absolute_time():
+    moment = datetime(2026, 11, 23, 10, 55, 0, 300000, tzinfo=UTC)
+    assert codec.smpp_absolute_time(moment) == "261123105500300+"
+
+
+def test_the_smscs_pdu_codec_round_trips_and_refuses_garbage():
+    pdu = Pdu("submit_sm", 5, fields={"destination_addr": "8613800138000",
+                                      "short_message": b"\x00\x01", "data_coding": 8},
+              tlvs={0x001E: b"ab\x00"})
+    decoded = decode(encode(pdu))
+    assert decoded.fields["short_message"] == b"\x00\x01" and decoded.tlvs == pdu.tlvs
+    assert decode(encode(Pdu("submit_sm_resp", 9, Status.RTHROTTLED))).status == 0x58
+    raw = encode(pdu)
+    for bad in (raw[:10], raw[:-1], raw[:4] + b"\x00\x00\x42\x42" + raw[8:]):
+        with pytest.raises(PduError):
+            decode(bad)
