@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
 
-__all__ = ["alembic_config", "upgrade"]
+__all__ = ["alembic_config", "private_schema", "upgrade"]
 
 
 def alembic_config(database_url: str) -> Config:
@@ -19,3 +24,25 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
+
+
+@contextlib.contextmanager
+def private_schema(database_url: str, prefix: str = "scratch") -> Iterator[str]:
+    """A PostgreSQL URL whose tables live in a new schema, dropped on exit (tests, benchmarks).
+
+    Any other database URL is yielded as it is.
+    """
+    if make_url(database_url).get_backend_name() != "postgresql":
+        yield database_url
+        return
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(database_url)
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    scoped = make_url(database_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield scoped.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()

@@ -47,6 +47,10 @@ def _gsm_units(text: str) -> list[bytes] | None:
         return None
 
 
+def _fits_gsm(text: str) -> bool:
+    return all(char in _GSM_ENCODE for char in text)
+
+
 def _ucs2_units(text: str) -> list[bytes]:
     """Each character as UTF-16BE: two octets, or four for a surrogate pair (never split)."""
     return [char.encode("utf-16-be") for char in text]
@@ -75,6 +79,10 @@ def encode_parts(text: str, reference: int) -> tuple[int, int, list[bytes]]:
     split on character boundaries, each part led by a concatenation UDH with ``reference``
     (0-255), so the phone shows it whole.
     """
+    if len(text) <= _UCS2_SINGLE and not _fits_gsm(text):  # the usual Chinese SMS: one part
+        encoded = text.encode("utf-16-be")
+        if len(encoded) <= 2 * _UCS2_SINGLE:
+            return DATA_CODING_UCS2, 0, [encoded]
     gsm = _gsm_units(text)
     if gsm is not None:
         coding, units, single, part, unit_size = DATA_CODING_GSM, gsm, _GSM_SINGLE, _GSM_PART, 1
@@ -170,6 +178,8 @@ _RECEIPT_FIELD = re.compile(r"(id|stat|err):(\S*)", re.IGNORECASE)
 def parse_receipt(text: str, receipted_message_id: str | None = None,
                   message_state: int | None = None) -> Receipt | None:
     """Read a delivery receipt from its TLVs, else from its ``id:… stat:… err:…`` text."""
+    if receipted_message_id and message_state == DELIVERED:
+        return Receipt(receipted_message_id, DELIVERED)  # the common case needs no text
     fields = {key.lower(): value for key, value in _RECEIPT_FIELD.findall(text)}
     message_id = receipted_message_id or fields.get("id")
     state = message_state

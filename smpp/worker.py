@@ -1,66 +1,56 @@
 """The SMPP worker (``python -m smpp``): one transceiver bind carries SMS to and from the SMSC.
 
-Outbound, each turn of the loop:
-  1. reads outbox ids from the Redis Stream (consumer group ``smpp``; entries that a dead worker
-     left unacknowledged are reclaimed after ``SMPP_RECLAIM_AFTER``) and claims the rows in SQL,
-     so no row is sent twice by the service;
-  2. encodes each text (GSM 03.38, else UCS-2; concatenated parts when long) and sends
-     ``submit_sm`` while fewer than ``SMPP_WINDOW`` are unanswered and the token bucket of
-     ``SMPP_MAX_TPS`` allows; a code SMS carries its code's expiry as validity period;
-  3. records what the SMSC answered in one SQL transaction per turn, and only then acknowledges
-     the stream entries of messages whose every part was accepted or refused for good.
-     Throttling (``ESME_RTHROTTLED``, ``ESME_RMSGQFUL``) puts parts back in front, with backoff.
+Three threads, each doing one kind of waiting, joined by queues:
 
-Inbound, receipts (``receipted_message_id``/``message_state`` TLVs or ``id:… stat:…`` text, ids
-in hex or decimal) update parts and messages; an undeliverable code SMS fails its order with
-``sms_undeliverable``. A viewer's reply goes to ``gateway.inbound.receive_sms``; every
-``deliver_sm_resp`` is sent only after what it acknowledges has committed, so a crash makes the
-SMSC deliver it again. A part with no receipt after ``SMPP_DLR_TIMEOUT`` is asked about with
-``query_sm``.
+    feeder    Redis Stream → claim rows in SQL → encode (GSM 03.38 or UCS-2, concatenated)
+       │ parts
+    SMPP      submit_sm while fewer than SMPP_WINDOW are unanswered and the token bucket of
+       │      SMPP_MAX_TPS allows; reads every PDU; answers enquire_link; keeps the link alive
+       │ answers, receipts, replies                ▲ deliver_sm_resp, once recorded
+    recorder  one SQL transaction per batch, then stream acknowledgements (feeder.py, recorder.py)
 
-A lost connection puts unanswered parts back in front, in order, and binds again with backoff.
-SIGTERM stops taking work, waits briefly for answers, records them, and unbinds.
-
-One thread runs the loop; nothing is shared with other threads, so nothing is locked.
+A code SMS carries its code's expiry as validity period and is never sent after it. Throttling
+(``ESME_RTHROTTLED``, ``ESME_RMSGQFUL``) puts parts back in front, with growing pauses. A part
+with no receipt after ``SMPP_DLR_TIMEOUT`` is asked about with ``query_sm``. A lost connection
+puts unanswered parts back in front, in order, and binds again with backoff. SIGTERM stops
+taking work, waits briefly for answers, records them, and unbinds.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import select as io_select
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import smpplib.client
 import smpplib.consts
 import smpplib.exceptions
 from smpplib import smpp as smpplib_smpp
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import or_, select
 
-from gateway import inbound, payments, phones
+from gateway import phones
 from gateway.context import Gateway
-from gateway.db import OutboxMessage, SmsPart
-from gateway.errors import InvalidInput
-from gateway.sms.outbox import SmsStatus
+from gateway.db import SmsPart
 from gateway.sms.stream import OutboundStream
 from smpp import codec
+from smpp.feeder import PROVIDER, Feeder, Part
+from smpp.recorder import Inbound, Recorder
 
 __all__ = ["SmppWorker", "TokenBucket"]
 
 log = logging.getLogger(__name__)
 
-PROVIDER = "smpp"
 _TRANSIENT = {0x14: "ESME_RMSGQFUL", 0x58: "ESME_RTHROTTLED", 0x08: "ESME_RSYSERR",
               0x64: "ESME_RX_T_APPN"}
-_ROK, _RX_T_APPN, _RX_P_APPN, _RINVCMDLEN = 0x00, 0x64, 0x65, 0x02
+_ROK, _RINVCMDID, _RINVCMDLEN, _RX_P_APPN = 0x00, 0x03, 0x02, 0x65
 _MAX_QUERIES = 3
 _MO_ASSEMBLY_SECONDS = 120
 
@@ -86,41 +76,6 @@ class TokenBucket:
         return (1 - self.tokens) / self.rate
 
 
-@dataclass(eq=False)
-class _Message:
-    outbox_id: int
-    entry_id: str
-    kind: str
-    order_id: str | None
-    destination: str
-    expires_at: datetime | None
-    data_coding: int = 0
-    esm_class: int = 0
-    parts: list[_Part] = field(default_factory=list)
-    answered: int = 0
-    error: str | None = None
-
-
-@dataclass(eq=False)
-class _Part:
-    message: _Message
-    number: int
-    payload: bytes
-    sequence: int = 0
-    sent_at: float = 0.0
-    message_id: str | None = None
-
-
-@dataclass
-class _Inbound:
-    """A receipt or a reply waiting for SQL, and the deliver_sm sequences it acknowledges."""
-
-    sequences: list[int]
-    receipt: codec.Receipt | None = None
-    sender: str = ""
-    text: str = ""
-
-
 class _ConnectionLost(Exception):
     pass
 
@@ -142,28 +97,28 @@ class SmppWorker:
         self.gw = gw
         self.settings = gw.settings
         self.host, self.port = host, port
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self.stream = OutboundStream(gw.redis, gw.settings.REDIS_PREFIX)
         self.stopping = threading.Event()
         self.bound = threading.Event()
+        stream = OutboundStream(gw.redis, gw.settings.REDIS_PREFIX)
+        self.stream = stream
+        self.feeder = Feeder(gw, stream, consumer or f"{socket.gethostname()}-{os.getpid()}",
+                             self.stopping)
+        self._responses: queue.SimpleQueue[tuple[int, int, int]] = queue.SimpleQueue()
+        self.recorder = Recorder(gw, stream, self.feeder.settled,
+                                 lambda *answer: self._responses.put(answer))
         self._client: smpplib.client.Client | None = None
+        self._generation = 0  # which connection a deliver_sm came on
         self._buffer = bytearray()
         self._bucket = TokenBucket(self.settings.SMPP_MAX_TPS)
-        self._ready: deque[_Part] = deque()
-        self._inflight: dict[int, _Part] = {}
-        self._active: dict[int, _Message] = {}  # outbox id -> message claimed, not yet settled
-        self._settled: list[_Message] = []  # every part answered: record, then acknowledge
-        self._accepted: list[_Part] = []  # parts the SMSC took, to record with their ids
-        self._inbound: list[_Inbound] = []
+        self._retry: deque[Part] = deque()  # parts to send again, before new ones
+        self._inflight: dict[int, Part] = {}
         self._fragments: dict[tuple[str, int, int], dict[int, tuple[str, int]]] = {}
         self._fragment_started: dict[tuple[str, int, int], float] = {}
         self._queries: dict[int, str] = {}  # query_sm sequence -> message id asked about
-        self._reference = 0
         self._paused_until = 0.0
         self._throttle_backoff = 0.05
         self._last_io = time.monotonic()
-        self._enquiry: tuple[int, float] | None = None
-        self._next_reclaim = 0.0
+        self._enquiry: float | None = None
         self._next_query = 0.0
 
     # --- life cycle ----------------------------------------------------------------------------
@@ -171,6 +126,10 @@ class SmppWorker:
     def run(self) -> None:
         """Bind, serve, and bind again after a failure, until ``stopping`` is set."""
         self.stream.ensure_group()
+        threads = [threading.Thread(target=self.feeder.run, name="smpp-feeder", daemon=True),
+                   threading.Thread(target=self.recorder.run, name="smpp-recorder", daemon=True)]
+        for thread in threads:
+            thread.start()
         delay = 0.5
         while not self.stopping.is_set():
             try:
@@ -181,14 +140,16 @@ class SmppWorker:
                     smpplib.exceptions.PDUError, OSError) as exc:
                 log.warning("SMSC %s:%s: %s; binding again in %.1f s", self.host, self.port,
                             exc or type(exc).__name__, delay)
-                self._drop_connection()
-                self.stopping.wait(delay)
-                delay = min(delay * 2, 30.0)
-            except Exception:  # the database or Redis failed: start over from a clean bind
+            except Exception:
                 log.exception("SMPP worker failed; binding again in %.1f s", delay)
-                self._drop_connection()
-                self.stopping.wait(delay)
-                delay = min(delay * 2, 30.0)
+            else:
+                continue
+            self._drop_connection()
+            self.stopping.wait(delay)
+            delay = min(delay * 2, 30.0)
+        self.recorder.finishing.set()
+        for thread in threads:
+            thread.join(timeout=30)
         self._unbind()
         log.info("SMPP worker stopped")
 
@@ -201,9 +162,13 @@ class SmppWorker:
                                        allow_unknown_opt_params=True)
         self._client = client
         client.connect()
+        # Small PDUs answer each other: without this, Nagle's algorithm and delayed ACKs add up
+        # to 40 ms to a round trip.
+        client._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.bind_transceiver(system_id=self.settings.SMPP_SYSTEM_ID,
                                 password=self.settings.SMPP_PASSWORD,
                                 system_type=self.settings.SMPP_SYSTEM_TYPE)
+        self._generation += 1
         self._buffer.clear()
         self._last_io = time.monotonic()
         self._enquiry = None
@@ -213,18 +178,11 @@ class SmppWorker:
     def _drop_connection(self) -> None:
         """Forget the connection; put every unanswered part back in front, in order."""
         self.bound.clear()
-        self._ready.extendleft(reversed(list(self._inflight.values())))
+        self._retry.extendleft(reversed(list(self._inflight.values())))
         self._inflight.clear()
         self._queries.clear()
-        self._fragments.clear()
+        self._fragments.clear()  # replies not handed over yet will be delivered again
         self._fragment_started.clear()
-        # Replies not yet handed over are left to the SMSC, which delivers them again.
-        self._inbound = [item for item in self._inbound if item.receipt is not None]
-        try:
-            self._record(respond=False)  # what was answered is kept; receipts come again
-        except Exception:
-            log.exception("could not record SMSC answers before reconnecting")
-        self._inbound.clear()
         self._disconnect()
 
     def _disconnect(self) -> None:
@@ -237,9 +195,10 @@ class SmppWorker:
         if self._client is None:
             return
         try:
+            self._send_responses()
             self._send([smpplib_smpp.make_pdu("unbind", client=self._client).generate()])
             deadline = time.monotonic() + 2
-            while time.monotonic() < deadline and self._client is not None:
+            while time.monotonic() < deadline:
                 self._receive(0.1)
         except (_ConnectionLost, OSError):
             pass
@@ -255,101 +214,49 @@ class SmppWorker:
             if self.stopping.is_set():
                 drain_until = drain_until or now + self.settings.SMPP_RESPONSE_TIMEOUT
                 if not self._inflight or now > drain_until:
-                    self._record()
                     return
+            backlog = self.recorder.results.qsize() > 20 * self.settings.SMPP_WINDOW
+            if backlog:  # let the recorder catch up before taking more work
+                self.feeder.paused.set()
             else:
-                self._take_work(now)
-            wait = self._submit_ready(now)
+                self.feeder.paused.clear()
+            self._send_responses()
+            wait = self._submit_ready(now, backlog)
             self._receive(wait)
-            self._record()
             self._keep_alive(time.monotonic())
 
-    def _take_work(self, now: float) -> None:
-        if len(self._ready) >= 2 * self.settings.SMPP_WINDOW or now < self._paused_until:
-            return
-        reclaimed: list[tuple[str, int]] = []
-        if now >= self._next_reclaim:
-            self._next_reclaim = now + max(1.0, self.settings.SMPP_RECLAIM_AFTER / 4)
-            reclaimed = self.stream.reclaim(self.consumer,
-                                            self.settings.SMPP_RECLAIM_AFTER * 1000)
-        idle = not self._ready and not self._inflight and not self._has_unread()
-        fresh = self.stream.read(self.consumer, count=4 * self.settings.SMPP_WINDOW,
-                                 block_ms=50 if idle else None)
-        if reclaimed or fresh:
-            self._claim(fresh, reclaimed)
+    def _next_part(self) -> Part | None:
+        if self._retry:
+            return self._retry.popleft()
+        try:
+            return self.feeder.parts.get_nowait()
+        except queue.Empty:
+            return None
 
-    def _has_unread(self) -> bool:
-        assert self._client is not None
-        return bool(self._buffer) or _readable(self._client._socket, 0)
-
-    def _claim(self, fresh: list[tuple[str, int]], reclaimed: list[tuple[str, int]]) -> None:
-        """Take the rows of new entries that are still queued, and of reclaimed entries that a
-        dead worker had claimed; acknowledge entries whose row needs nothing more."""
-        mine = [entry for entry in reclaimed if entry[1] in self._active]
-        reclaimed = [entry for entry in reclaimed if entry[1] not in self._active]
-        entries = fresh + reclaimed
-        retaken = [outbox_id for _, outbox_id in reclaimed]
-        now = self.gw.clock()
-        with self.gw.db.transaction() as session:
-            rows = session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id.in_([outbox_id for _, outbox_id in entries]),
-                       or_(OutboxMessage.status == SmsStatus.QUEUED,
-                           and_(OutboxMessage.status == SmsStatus.SENDING,
-                                OutboxMessage.id.in_(retaken))))
-                .values(status=SmsStatus.SENDING, provider=PROVIDER, updated_at=now)
-                .returning(OutboxMessage.id, OutboxMessage.to_phone, OutboxMessage.body,
-                           OutboxMessage.kind, OutboxMessage.order_id, OutboxMessage.expires_at)
-                .execution_options(synchronize_session=False)
-            ).all()
-        claimed = {row.id: row for row in rows}
-        done = []
-        for entry_id, outbox_id in entries:
-            row = claimed.pop(outbox_id, None)
-            if row is None:  # handled already, or a second entry for the same row
-                done.append(entry_id)
-                continue
-            self._reference = (self._reference + 1) % 256
-            coding, esm_class, payloads = codec.encode_parts(row.body, self._reference)
-            message = _Message(outbox_id, entry_id, row.kind, row.order_id,
-                               row.to_phone.lstrip("+"), row.expires_at, coding, esm_class)
-            message.parts = [_Part(message, n, payload)
-                             for n, payload in enumerate(payloads, start=1)]
-            self._active[outbox_id] = message
-            self._ready.extend(message.parts)
-        self.stream.ack(done)
-        if mine:
-            log.debug("kept %d entries that are still in progress here", len(mine))
-
-    def _submit_ready(self, now: float) -> float:
+    def _submit_ready(self, now: float, backlog: bool) -> float:
         """Send what the window and the rate allow; return how long the loop may wait."""
-        if not self._ready:
-            return 0.05 if self._inflight else 0.0  # idle: the stream read has just waited
-        if now < self._paused_until:
-            return min(0.05, self._paused_until - now)
+        if now < self._paused_until or backlog or self.stopping.is_set():
+            return 0.01
         window = self.settings.SMPP_WINDOW
         out: list[bytes] = []
-        wait = 0.05
         utc_now = self.gw.clock()
-        while self._ready and len(self._inflight) < window:
-            part = self._ready[0]
+        wait = 0.01
+        while len(self._inflight) < window and (part := self._next_part()) is not None:
             message = part.message
             if message.expires_at is not None and utc_now >= message.expires_at:
-                self._ready.popleft()
                 self._refuse(part, "expired before sending")
                 continue
-            wait = self._bucket.take()
-            if wait:
+            if (wait := self._bucket.take()) > 0:
+                self._retry.appendleft(part)
                 break
-            self._ready.popleft()
             pdu = self._submit_pdu(part)
             part.sequence, part.sent_at = pdu.sequence, now
             self._inflight[pdu.sequence] = part
             out.append(pdu.generate())
         self._send(out)
-        return wait if self._ready and len(self._inflight) < window else 0.05
+        return min(wait, 0.01) if len(self._inflight) < window else 0.01
 
-    def _submit_pdu(self, part: _Part) -> Any:
+    def _submit_pdu(self, part: Part) -> Any:
         message, s = part.message, self.settings
         validity = codec.smpp_absolute_time(message.expires_at) if message.expires_at else ""
         return smpplib_smpp.make_pdu(
@@ -375,6 +282,18 @@ class SmppWorker:
         pdu.sequence = sequence
         return pdu.generate()
 
+    def _send_responses(self) -> None:
+        """Release the deliver_sm_resp of what the recorder has committed (this connection's)."""
+        out = []
+        while True:
+            try:
+                generation, sequence, status = self._responses.get_nowait()
+            except queue.Empty:
+                break
+            if generation == self._generation:
+                out.append(self._respond("deliver_sm_resp", sequence, status))
+        self._send(out)
+
     # --- reading -------------------------------------------------------------------------------
 
     def _receive(self, timeout: float) -> None:
@@ -382,7 +301,7 @@ class SmppWorker:
         assert self._client is not None
         sock = self._client._socket
         replies: list[bytes] = []
-        retry: list[_Part] = []
+        retry: list[Part] = []
         while _readable(sock, timeout):
             timeout = 0
             try:
@@ -395,7 +314,7 @@ class SmppWorker:
             self._buffer += data
             for raw in self._split_pdus():
                 self._dispatch(raw, replies, retry)
-        self._ready.extendleft(reversed(retry))
+        self._retry.extendleft(reversed(retry))
         self._send(replies)
 
     def _split_pdus(self) -> list[bytes]:
@@ -410,18 +329,17 @@ class SmppWorker:
             del self._buffer[:length]
         return pdus
 
-    def _dispatch(self, raw: bytes, replies: list[bytes], retry: list[_Part]) -> None:
+    def _dispatch(self, raw: bytes, replies: list[bytes], retry: list[Part]) -> None:
+        sequence = int.from_bytes(raw[12:16], "big")
         try:
             pdu = smpplib_smpp.parse_pdu(raw, client=self._client, allow_unknown_opt_params=True)
         except Exception as exc:  # a malformed PDU from the SMSC must not stop the worker
-            sequence = int.from_bytes(raw[12:16], "big")
             log.warning("unreadable PDU from the SMSC (%s); answering generic_nack",
                         type(exc).__name__)
             replies.append(self._respond("generic_nack", sequence, _RINVCMDLEN))
             return
         if pdu is None:
-            sequence = int.from_bytes(raw[12:16], "big")
-            replies.append(self._respond("generic_nack", sequence, 0x03))
+            replies.append(self._respond("generic_nack", sequence, _RINVCMDID))
             return
         command = pdu.command
         if command == "submit_sm_resp" or (command == "generic_nack"
@@ -444,7 +362,7 @@ class SmppWorker:
         else:
             log.info("ignoring %s from the SMSC", command)
 
-    def _on_submit_resp(self, pdu: Any, retry: list[_Part]) -> None:
+    def _on_submit_resp(self, pdu: Any, retry: list[Part]) -> None:
         part = self._inflight.pop(pdu.sequence, None)
         if part is None:
             log.warning("answer to an unknown submit_sm (sequence %s)", pdu.sequence)
@@ -452,43 +370,42 @@ class SmppWorker:
         status = int(pdu.status)
         if status == _ROK and pdu.command == "submit_sm_resp":
             part.message_id = _text(pdu.message_id)
-            self._accepted.append(part)
+            self.recorder.results.put(part)
             self._throttle_backoff = 0.05
             self._answered(part)
         elif status in _TRANSIENT:
             retry.append(part)
             self._paused_until = time.monotonic() + self._throttle_backoff
-            self._throttle_backoff = min(self._throttle_backoff * 2, 5.0)
             log.info("SMSC answered %s; pausing %.2f s", _TRANSIENT[status],
-                     self._paused_until - time.monotonic())
+                     self._throttle_backoff)
+            self._throttle_backoff = min(self._throttle_backoff * 2, 5.0)
         else:
             self._refuse(part, f"SMSC refused part {part.number}: "
                                f"{smpplib.consts.DESCRIPTIONS.get(status, 'error')} "
                                f"({status:#04x})")
 
-    def _refuse(self, part: _Part, error: str) -> None:
+    def _refuse(self, part: Part, error: str) -> None:
         part.message.error = part.message.error or error
         self._answered(part)
 
-    def _answered(self, part: _Part) -> None:
+    def _answered(self, part: Part) -> None:
         message = part.message
         message.answered += 1
         if message.answered == len(message.parts):
-            self._settled.append(message)
+            self.recorder.results.put(message)
 
     def _on_deliver(self, pdu: Any, replies: list[bytes]) -> None:
         esm_class = int(pdu.esm_class or 0)
         receipted = _text(getattr(pdu, "receipted_message_id", None))
         if esm_class & 0x3C in (codec.ESM_DELIVERY_RECEIPT, 0x08, 0x10, 0x20) or receipted:
             state = getattr(pdu, "message_state", None)
-            text = _text(pdu.short_message)
-            receipt = codec.parse_receipt(text, receipted or None,
+            receipt = codec.parse_receipt(_text(pdu.short_message), receipted or None,
                                           None if state is None else int(state))
             if receipt is None:
                 log.warning("unreadable delivery receipt; acknowledged and dropped")
                 replies.append(self._respond("deliver_sm_resp", pdu.sequence))
-                return
-            self._inbound.append(_Inbound([pdu.sequence], receipt=receipt))
+            else:
+                self.recorder.results.put(Inbound(self._generation, [pdu.sequence], receipt))
             return
         self._on_reply(pdu, replies)
 
@@ -499,19 +416,18 @@ class SmppWorker:
             sender = "+" + sender
         body = pdu.short_message or b""
         coding = int(pdu.data_coding or 0)
-        if not int(pdu.esm_class or 0) & codec.ESM_UDHI:
-            self._inbound.append(_Inbound([pdu.sequence], sender=sender,
-                                          text=codec.decode_text(body, coding)))
-            return
-        try:
-            concat, payload = codec.split_udh(body)
-        except ValueError:
-            log.warning("reply with a malformed UDH from %s; refused", phones.mask(sender))
-            replies.append(self._respond("deliver_sm_resp", pdu.sequence, _RX_P_APPN))
-            return
-        text = codec.decode_text(payload, coding)
+        concat = None
+        if int(pdu.esm_class or 0) & codec.ESM_UDHI:
+            try:
+                concat, body = codec.split_udh(body)
+            except ValueError:
+                log.warning("reply with a malformed UDH from %s; refused", phones.mask(sender))
+                replies.append(self._respond("deliver_sm_resp", pdu.sequence, _RX_P_APPN))
+                return
+        text = codec.decode_text(body, coding)
         if concat is None:
-            self._inbound.append(_Inbound([pdu.sequence], sender=sender, text=text))
+            self.recorder.results.put(Inbound(self._generation, [pdu.sequence], sender=sender,
+                                              text=text))
             return
         reference, total, number = concat
         key = (sender, reference, total)
@@ -521,8 +437,8 @@ class SmppWorker:
         if len(fragments) == total:
             del self._fragments[key], self._fragment_started[key]
             ordered = [fragments[n] for n in range(1, total + 1)]
-            self._inbound.append(_Inbound([seq for _, seq in ordered], sender=sender,
-                                          text="".join(part for part, _ in ordered)))
+            self.recorder.results.put(Inbound(self._generation, [seq for _, seq in ordered],
+                                              sender=sender, text="".join(t for t, _ in ordered)))
 
     def _on_query_resp(self, pdu: Any) -> None:
         message_id = self._queries.pop(pdu.sequence, None)
@@ -530,128 +446,7 @@ class SmppWorker:
             return
         receipt = codec.Receipt(message_id, int(pdu.message_state or 0))
         if receipt.final:
-            self._inbound.append(_Inbound([], receipt=receipt))
-
-    # --- recording -----------------------------------------------------------------------------
-
-    def _record(self, respond: bool = True) -> None:
-        """Write this turn's answers in one transaction, then acknowledge them."""
-        if not (self._accepted or self._settled or self._inbound):
-            return
-        receipts = [item for item in self._inbound if item.receipt is not None]
-        replies = [item for item in self._inbound if item.receipt is None]
-        now = self.gw.clock()
-        with self.gw.db.transaction() as session:
-            session.add_all(SmsPart(outbox_id=p.message.outbox_id, part=p.number,
-                                    provider=PROVIDER, message_id=p.message_id,
-                                    status="submitted", submitted_at=now, queries=0)
-                            for p in self._accepted)
-            session.flush()
-            touched = self._settle(session, now)
-            touched |= self._apply_receipts(session, [item.receipt for item in receipts
-                                                      if item.receipt is not None], now)
-            self._conclude(session, touched, now)
-        self.stream.ack([message.entry_id for message in self._settled])
-        for message in self._settled:
-            self._active.pop(message.outbox_id, None)
-        self._accepted.clear()
-        self._settled.clear()
-        answers = [self._respond("deliver_sm_resp", sequence)
-                   for item in receipts for sequence in item.sequences]
-        for item in replies:
-            status = self._hand_over(item)
-            answers += [self._respond("deliver_sm_resp", seq, status) for seq in item.sequences]
-        self._inbound.clear()
-        if respond:
-            self._send(answers)
-
-    def _settle(self, session: Session, now: datetime) -> set[int]:
-        """Mark messages whose every part was answered; return those with receipts already in."""
-        accepted: dict[int, list[int]] = {}
-        for message in self._settled:
-            if message.error is None:
-                accepted.setdefault(len(message.parts), []).append(message.outbox_id)
-                continue
-            log.warning("sms #%s failed: %s", message.outbox_id, message.error)
-            session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == message.outbox_id,
-                       OutboxMessage.status == SmsStatus.SENDING)
-                .values(status=SmsStatus.FAILED, error=message.error, parts=len(message.parts),
-                        updated_at=now)
-                .execution_options(synchronize_session=False))
-        for count, ids in accepted.items():
-            session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id.in_(ids), OutboxMessage.status == SmsStatus.SENDING)
-                .values(status=SmsStatus.SUBMITTED, parts=count, error=None, updated_at=now)
-                .execution_options(synchronize_session=False))
-        ids = [outbox_id for group in accepted.values() for outbox_id in group]
-        return set(session.scalars(select(SmsPart.outbox_id).where(
-            SmsPart.outbox_id.in_(ids), SmsPart.status != "submitted"))) if ids else set()
-
-    def _apply_receipts(self, session: Session, receipts: list[codec.Receipt],
-                        now: datetime) -> set[int]:
-        """Record final receipts on their parts; return the outbox ids they concern."""
-        if not receipts:
-            return set()
-        wanted = {v for r in receipts for v in codec.message_id_variants(r.message_id)}
-        parts = {p.message_id: p for p in session.scalars(
-            select(SmsPart).where(SmsPart.provider == PROVIDER,
-                                  SmsPart.message_id.in_(wanted)))}
-        touched: set[int] = set()
-        for receipt in receipts:
-            part = parts.get(receipt.message_id) or next(
-                (parts[v] for v in codec.message_id_variants(receipt.message_id)
-                 if v in parts), None)
-            if part is None:
-                log.warning("receipt for unknown message id %s", receipt.message_id)
-                continue
-            if not receipt.final or part.status != "submitted":
-                continue
-            part.status = "delivered" if receipt.delivered else "undeliverable"
-            if not receipt.delivered:
-                state = codec.MESSAGE_STATES.get(receipt.state, str(receipt.state))
-                part.error = f"{state} err:{receipt.error}" if receipt.error else state
-            part.done_at = now
-            touched.add(part.outbox_id)
-        session.flush()
-        return touched
-
-    def _conclude(self, session: Session, outbox_ids: set[int], now: datetime) -> None:
-        """Decide messages' outcomes from their parts: one undeliverable part is enough."""
-        if not outbox_ids:
-            return
-        counts: dict[int, dict[str, int]] = {}
-        for outbox_id, status, count in session.execute(
-                select(SmsPart.outbox_id, SmsPart.status, func.count())
-                .where(SmsPart.outbox_id.in_(outbox_ids))
-                .group_by(SmsPart.outbox_id, SmsPart.status)):
-            counts.setdefault(outbox_id, {})[status] = count
-        for message in session.scalars(select(OutboxMessage).where(
-                OutboxMessage.id.in_(outbox_ids),
-                OutboxMessage.status.in_([SmsStatus.SENDING, SmsStatus.SUBMITTED]))):
-            parts = counts.get(message.id, {})
-            if parts.get("undeliverable"):
-                message.status, message.updated_at = SmsStatus.UNDELIVERABLE, now
-                message.error = "the SMSC could not deliver it"
-                if message.kind == "code" and message.order_id:
-                    payments.code_sms_undeliverable(session, message.order_id, now)
-            elif message.status == SmsStatus.SUBMITTED and \
-                    parts.get("delivered") == message.parts:
-                message.status, message.updated_at = SmsStatus.DELIVERED, now
-
-    def _hand_over(self, item: _Inbound) -> int:
-        """Give a viewer's reply to the inbound function; the status to answer the SMSC."""
-        try:
-            inbound.receive_sms(self.gw, sender=item.sender, text=item.text)
-        except InvalidInput as exc:
-            log.info("reply from %s not acted on: %s", phones.mask(item.sender), exc.detail)
-        except Exception:
-            log.exception("reply from %s could not be handled; the SMSC will redeliver it",
-                          phones.mask(item.sender))
-            return _RX_T_APPN
-        return _ROK
+            self.recorder.results.put(Inbound(self._generation, [], receipt))
 
     # --- keeping the link alive ------------------------------------------------------------------
 
@@ -660,17 +455,16 @@ class SmppWorker:
         oldest = next(iter(self._inflight.values()), None)
         if oldest is not None and now - oldest.sent_at > s.SMPP_RESPONSE_TIMEOUT:
             raise _ConnectionLost(f"no answer to submit_sm for {s.SMPP_RESPONSE_TIMEOUT} s")
-        if self._enquiry is not None and now - self._enquiry[1] > s.SMPP_RESPONSE_TIMEOUT:
+        if self._enquiry is not None and now - self._enquiry > s.SMPP_RESPONSE_TIMEOUT:
             raise _ConnectionLost("no answer to enquire_link")
         if self._enquiry is None and now - self._last_io > s.SMPP_ENQUIRE_LINK_SECONDS:
-            pdu = smpplib_smpp.make_pdu("enquire_link", client=self._client)
-            self._enquiry = (pdu.sequence, now)
-            self._send([pdu.generate()])
+            self._enquiry = now
+            self._send([smpplib_smpp.make_pdu("enquire_link", client=self._client).generate()])
         for key, started in list(self._fragment_started.items()):
             if now - started > _MO_ASSEMBLY_SECONDS:  # unanswered parts come again later
                 del self._fragment_started[key], self._fragments[key]
         if now >= self._next_query:
-            self._next_query = now + min(5, self.settings.SMPP_DLR_TIMEOUT)
+            self._next_query = now + min(5, s.SMPP_DLR_TIMEOUT)
             self._query_silent_parts()
 
     def _query_silent_parts(self) -> None:

@@ -21,8 +21,7 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, delete, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import delete, select
 
 from gateway import create_app, ledger, migrate, seed
 from gateway.context import Gateway
@@ -77,25 +76,11 @@ def var_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = os.environ.get("TEST_DATABASE_URL")
-    if not url:
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'gateway.db'}"
-        migrate.upgrade(url)
-        yield url
-        return
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
-    scoped_url = scoped.render_as_string(hide_password=False)
-    try:
-        migrate.upgrade(scoped_url)
-        yield scoped_url
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    url = os.environ.get("TEST_DATABASE_URL") or \
+        f"sqlite:///{tmp_path_factory.mktemp('db') / 'gateway.db'}"
+    with migrate.private_schema(url, prefix="test") as scoped:
+        migrate.upgrade(scoped)
+        yield scoped
 
 
 @pytest.fixture

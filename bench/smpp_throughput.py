@@ -1,0 +1,169 @@
+"""SMPP throughput: the worker against bare pipelined smpplib, in one run, on one SMSC.
+
+    python bench/smpp_throughput.py [-n 10000] [--window 50] [--database-url URL]
+                                    [--redis-url URL] [--no-receipts]
+
+Starts the built-in SMSC in its own process, then
+  1. sends N submit_sm through a bare smpplib client that keeps WINDOW in flight (the
+     baseline: the protocol cost alone, nothing recorded anywhere);
+  2. queues N messages in the SQL outbox, relays them to the Redis Stream, and lets
+     ``python -m smpp`` (its own process) send them with SMPP_WINDOW=WINDOW, and again with a
+     window of 1 (one message in flight, as gateways without a window do).
+The worker's rate is taken from the times it recorded each acceptance (first to last), the
+baseline's from its first send to its last response. Prints both rates and their ratio.
+Defaults: SQLite and an embedded Redis in a temporary folder; pass URLs to use servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import smpplib.client  # noqa: E402
+import smpplib.consts  # noqa: E402
+from sqlalchemy import func, insert, select  # noqa: E402
+
+from gateway import migrate  # noqa: E402
+from gateway.config import PROJECT_ROOT, load_settings  # noqa: E402
+from gateway.context import Gateway  # noqa: E402
+from gateway.db import OutboxMessage, SmsPart  # noqa: E402
+from gateway.sms.stream import OutboundStream, relay  # noqa: E402
+
+TEXT = "【TV Pay】您通过钱包购买VIP会员包年，金额200.00元，确认支付请回复 384921（5分钟内有效）。"
+
+
+def start_smsc(receipts: bool) -> tuple[subprocess.Popen, int]:
+    args = [sys.executable, "-m", "smpp.simulator", "--port", "0", "--http-port", "0"]
+    process = subprocess.Popen(args + ([] if receipts else ["--no-receipts"]), cwd=PROJECT_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    found = re.search(r"SMSC on 127\.0\.0\.1:(\d+)", line)
+    if not found:
+        raise SystemExit(f"the SMSC did not start: {line!r}")
+    return process, int(found.group(1))
+
+
+def bare_smpplib(port: int, count: int, window: int) -> float:
+    """Submit ``count`` messages keeping ``window`` in flight; return submits per second."""
+    client = smpplib.client.Client("127.0.0.1", port, allow_unknown_opt_params=True)
+    client.connect()
+    client._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as the worker does
+    client.bind_transceiver(system_id="tvpay", password="secret")
+    payload = TEXT.encode("utf-16-be")
+    sent = answered = 0
+    started = time.perf_counter()
+    while answered < count:
+        while sent < count and sent - answered < window:
+            client.send_message(source_addr_ton=0, source_addr_npi=1, source_addr="10690000",
+                                dest_addr_ton=1, dest_addr_npi=1,
+                                destination_addr=f"86139{sent:08d}", short_message=payload,
+                                data_coding=8, registered_delivery=1)
+            sent += 1
+        pdu = client.read_pdu()
+        if pdu.command == "submit_sm_resp":
+            answered += 1
+        elif pdu.command == "deliver_sm":
+            resp = smpplib.smpp.make_pdu("deliver_sm_resp", client=client)
+            resp.sequence = pdu.sequence
+            client.send_pdu(resp)
+    elapsed = time.perf_counter() - started
+    client.state = smpplib.consts.SMPP_CLIENT_STATE_OPEN  # done: no unbind handshake needed
+    client.disconnect()
+    return count / elapsed
+
+
+def worker_run(env: dict[str, str], port: int, count: int, window: int) -> float:
+    """Queue ``count`` messages, let ``python -m smpp`` send them; return messages per second."""
+    gw = Gateway(load_settings(environ=env))
+    with gw.db.transaction() as session:
+        for table in (SmsPart, OutboxMessage):
+            session.execute(table.__table__.delete())
+        now = gw.clock()
+        session.execute(insert(OutboxMessage), [
+            {"to_phone": f"+86138{n:08d}", "kind": "link", "body": TEXT, "redacted_body": TEXT,
+             "status": "queued", "created_at": now, "updated_at": now} for n in range(count)])
+    stream = OutboundStream(gw.redis, gw.settings.REDIS_PREFIX)
+    while relay(gw.db, stream, gw.clock, batch=2000):
+        pass
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "smpp"], cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**env, "SMPP_HOST": "127.0.0.1", "SMPP_PORT": str(port),
+             "SMPP_WINDOW": str(window), "SMPP_MAX_TPS": "100000"})
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            with gw.db.read() as session:
+                done = session.scalar(select(func.count()).select_from(SmsPart))
+            if done >= count:
+                break
+            time.sleep(0.2)
+        else:
+            raise SystemExit(f"the worker sent only {done} of {count} in 10 minutes")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    with gw.db.read() as session:
+        first, last = session.execute(select(func.min(SmsPart.submitted_at),
+                                             func.max(SmsPart.submitted_at))).one()
+    gw.close()
+    return count / max((last - first).total_seconds(), 1e-6)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", "--count", type=int, default=10000)
+    parser.add_argument("--window", type=int, default=50)
+    parser.add_argument("--database-url")
+    parser.add_argument("--redis-url")
+    parser.add_argument("--no-receipts", action="store_true")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="smpp-bench-"))
+    url = args.database_url or f"sqlite:///{workdir / 'bench.db'}"
+    with migrate.private_schema(url, prefix="bench") as scoped_url:
+        migrate.upgrade(scoped_url)
+        env = {**os.environ, "VAR_DIR": str(workdir), "SECRET_KEY": "bench-secret-key-0123456789",
+               "REDIS_PREFIX": f"bench{os.getpid()}:", "SMS_PROVIDER": "smpp",
+               "DATABASE_URL": scoped_url}
+        env.pop("REDIS_URL", None)
+        if args.redis_url:
+            env["REDIS_URL"] = args.redis_url
+        run(args, env)
+
+
+def run(args: argparse.Namespace, env: dict[str, str]) -> None:
+    smsc, port = start_smsc(receipts=not args.no_receipts)
+    try:
+        print(f"{args.count} messages of {len(TEXT)} Chinese characters (UCS-2, one part), "
+              f"receipts {'off' if args.no_receipts else 'on'}; database "
+              f"{env['DATABASE_URL'].split(':')[0]}, redis "
+              f"{'server' if args.redis_url else 'embedded'}; {os.cpu_count()} cores")
+        bare = bare_smpplib(port, args.count, args.window)
+        print(f"bare pipelined smpplib, window {args.window:>3}: {bare:8.0f} submit_sm/s")
+        bare_single = bare_smpplib(port, min(args.count, 2000), 1)
+        print(f"bare smpplib,           window   1: {bare_single:8.0f} submit_sm/s")
+        windowed = worker_run(env, port, args.count, args.window)
+        print(f"worker (python -m smpp), window {args.window:>3}: {windowed:8.0f} msg/s"
+              f"   ratio to bare {windowed / bare:.2f}")
+        single = worker_run(env, port, min(args.count, 2000), 1)
+        print(f"worker (python -m smpp), window   1: {single:8.0f} msg/s"
+              f"   ratio to bare window 1 {single / bare_single:.2f}")
+    finally:
+        smsc.terminate()
+        smsc.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""The worker's recorder: what the SMSC answered, written to SQL in batches, then acknowledged.
+
+Runs in its own thread so that SQL commits never stall the SMPP connection. Each batch is one
+transaction: parts the SMSC accepted (with their message ids), messages whose every part was
+answered, and delivery receipts. Only after the commit are stream entries acknowledged and the
+receipts' ``deliver_sm_resp`` released; a viewer's reply is handed to the inbound function
+(its own transaction) before its ``deliver_sm_resp`` is released. A crash before that makes the
+SMSC deliver again, and the stream entry is reclaimed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from gateway import inbound, payments, phones
+from gateway.context import Gateway
+from gateway.db import OutboxMessage, SmsPart
+from gateway.errors import InvalidInput
+from gateway.sms.outbox import SmsStatus
+from gateway.sms.stream import OutboundStream
+from smpp import codec
+from smpp.feeder import PROVIDER, Message, Part
+
+__all__ = ["Inbound", "Recorder"]
+
+log = logging.getLogger(__name__)
+
+ROK, RX_T_APPN = 0x00, 0x64
+# Core statements on the tables: this path runs thousands of times a second.
+_OUTBOX = OutboxMessage.__table__
+_PARTS = SmsPart.__table__
+
+
+@dataclass
+class Inbound:
+    """A receipt or a viewer's reply, and the deliver_sm it acknowledges on one connection."""
+
+    generation: int
+    sequences: list[int]
+    receipt: codec.Receipt | None = None
+    sender: str = ""
+    text: str = ""
+
+
+# What the SMPP thread hands over: a part the SMSC accepted, a message whose every part was
+# answered, or an Inbound.
+Result = Part | Message | Inbound
+
+
+class Recorder:
+    def __init__(self, gw: Gateway, stream: OutboundStream,
+                 settled: Callable[[list[int]], None],
+                 respond: Callable[[int, int, int], None]) -> None:
+        self.gw = gw
+        self.stream = stream
+        self.results: queue.SimpleQueue[Result] = queue.SimpleQueue()
+        self.finishing = threading.Event()
+        self._settled = settled  # tells the feeder which outbox ids are done
+        self._respond = respond  # (generation, sequence, status): queue a deliver_sm_resp
+
+    def run(self) -> None:
+        """Record batches until ``finishing`` is set and nothing is left."""
+        backoff = 0.1
+        batch: list[Result] = []
+        while True:
+            if not batch:
+                batch = self._take()
+            if not batch:
+                if self.finishing.is_set():
+                    return
+                continue
+            try:
+                self._record(batch)
+            except Exception:
+                if self.finishing.is_set():
+                    log.exception("stopping with %d answers unrecorded; their messages will be "
+                                  "sent again and their receipts delivered again", len(batch))
+                    return
+                log.exception("could not record SMSC answers; retrying in %.1f s", backoff)
+                self.finishing.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            batch, backoff = [], 0.1
+
+    def _take(self) -> list[Result]:
+        try:
+            items = [self.results.get(timeout=0.02)]
+        except queue.Empty:
+            return []
+        while len(items) < 5000:
+            try:
+                items.append(self.results.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def _record(self, batch: list[Result]) -> None:
+        accepted = [item for item in batch if isinstance(item, Part)]
+        settled = [item for item in batch if isinstance(item, Message)]
+        receipts = [item for item in batch if isinstance(item, Inbound) and item.receipt]
+        replies = [item for item in batch if isinstance(item, Inbound) and not item.receipt]
+        now = self.gw.clock()
+        with self.gw.db.transaction() as session:
+            if accepted:
+                session.execute(insert(_PARTS), [
+                    {"outbox_id": p.message.outbox_id, "part": p.number, "provider": PROVIDER,
+                     "message_id": p.message_id, "status": "submitted", "submitted_at": now,
+                     "queries": 0} for p in accepted])
+            touched = _settle(session, settled, now)
+            touched |= _apply_receipts(session, [r.receipt for r in receipts if r.receipt], now)
+            _conclude(session, touched, now)
+        self.stream.ack([message.entry_id for message in settled])
+        self._settled([message.outbox_id for message in settled])
+        for item in receipts:
+            for sequence in item.sequences:
+                self._respond(item.generation, sequence, ROK)
+        for item in replies:
+            status = self._hand_over(item)
+            for sequence in item.sequences:
+                self._respond(item.generation, sequence, status)
+
+    def _hand_over(self, item: Inbound) -> int:
+        """Give a viewer's reply to the inbound function; return the status to answer with."""
+        try:
+            inbound.receive_sms(self.gw, sender=item.sender, text=item.text)
+        except InvalidInput as exc:
+            log.info("reply from %s not acted on: %s", phones.mask(item.sender), exc.detail)
+        except Exception:
+            log.exception("reply from %s could not be handled; the SMSC will deliver it again",
+                          phones.mask(item.sender))
+            return RX_T_APPN
+        return ROK
+
+
+def _settle(session: Session, settled: list[Message], now: datetime) -> set[int]:
+    """Mark messages whose every part was answered; return those whose receipts came first."""
+    accepted: dict[int, list[int]] = {}
+    for message in settled:
+        if message.error is None:
+            accepted.setdefault(len(message.parts), []).append(message.outbox_id)
+            continue
+        log.warning("sms #%s failed: %s", message.outbox_id, message.error)
+        session.execute(
+            update(_OUTBOX)
+            .where(_OUTBOX.c.id == message.outbox_id, _OUTBOX.c.status == SmsStatus.SENDING)
+            .values(status=SmsStatus.FAILED, error=message.error, parts=len(message.parts),
+                    updated_at=now))
+    for count, ids in accepted.items():
+        session.execute(
+            update(_OUTBOX)
+            .where(_OUTBOX.c.id.in_(ids), _OUTBOX.c.status == SmsStatus.SENDING)
+            .values(status=SmsStatus.SUBMITTED, parts=count, error=None, updated_at=now))
+    ids = [outbox_id for group in accepted.values() for outbox_id in group]
+    if not ids:
+        return set()
+    return set(session.scalars(select(_PARTS.c.outbox_id).where(
+        _PARTS.c.outbox_id.in_(ids), _PARTS.c.status != "submitted")))
+
+
+def _apply_receipts(session: Session, receipts: list[codec.Receipt], now: datetime) -> set[int]:
+    """Record final receipts on their parts; return the outbox ids they concern."""
+    if not receipts:
+        return set()
+    columns = _PARTS.c
+
+    def find(ids: set[str]) -> dict[str, Any]:
+        return {row.message_id: row for row in session.execute(
+            select(columns.id, columns.outbox_id, columns.message_id, columns.status)
+            .where(columns.provider == PROVIDER, columns.message_id.in_(ids)))}
+
+    parts = find({r.message_id for r in receipts})
+    missing = [r for r in receipts if r.message_id not in parts]
+    if missing:  # this SMSC writes ids differently in receipts: try hex and decimal
+        parts.update(find({v for r in missing for v in codec.message_id_variants(r.message_id)}))
+    changes: dict[int, dict] = {}
+    touched: set[int] = set()
+    for receipt in receipts:
+        part = parts.get(receipt.message_id) or next(
+            (parts[v] for v in codec.message_id_variants(receipt.message_id) if v in parts),
+            None)
+        if part is None:
+            log.warning("receipt for unknown message id %s", receipt.message_id)
+            continue
+        if not receipt.final or part.status != "submitted" or part.id in changes:
+            continue
+        error = None
+        if not receipt.delivered:
+            state = codec.MESSAGE_STATES.get(receipt.state, str(receipt.state))
+            error = f"{state} err:{receipt.error}" if receipt.error else state
+        changes[part.id] = {"part_id": part.id, "new_done_at": now, "new_error": error,
+                            "new_status": "delivered" if receipt.delivered else "undeliverable"}
+        touched.add(part.outbox_id)
+    if changes:
+        session.execute(
+            update(_PARTS).where(columns.id == bindparam("part_id"))
+            .values(status=bindparam("new_status"), error=bindparam("new_error"),
+                    done_at=bindparam("new_done_at")), list(changes.values()))
+    return touched
+
+
+def _conclude(session: Session, outbox_ids: set[int], now: datetime) -> None:
+    """Decide messages' outcomes from their parts: one undeliverable part is enough."""
+    if not outbox_ids:
+        return
+    counts: dict[int, dict[str, int]] = {}
+    for outbox_id, status, count in session.execute(
+            select(_PARTS.c.outbox_id, _PARTS.c.status, func.count())
+            .where(_PARTS.c.outbox_id.in_(outbox_ids))
+            .group_by(_PARTS.c.outbox_id, _PARTS.c.status)):
+        counts.setdefault(outbox_id, {})[status] = count
+    delivered: list[int] = []
+    outbox = _OUTBOX.c
+    for message in session.execute(
+            select(outbox.id, outbox.status, outbox.parts, outbox.kind, outbox.order_id)
+            .where(outbox.id.in_(outbox_ids),
+                   outbox.status.in_([SmsStatus.SENDING, SmsStatus.SUBMITTED]))):
+        parts = counts.get(message.id, {})
+        if parts.get("undeliverable"):
+            session.execute(
+                update(_OUTBOX).where(outbox.id == message.id)
+                .values(status=SmsStatus.UNDELIVERABLE, updated_at=now,
+                        error="the SMSC could not deliver it"))
+            if message.kind == "code" and message.order_id:
+                payments.code_sms_undeliverable(session, message.order_id, now)
+        elif message.status == SmsStatus.SUBMITTED and parts.get("delivered") == message.parts:
+            delivered.append(message.id)
+    if delivered:
+        session.execute(update(_OUTBOX).where(outbox.id.in_(delivered))
+                        .values(status=SmsStatus.DELIVERED, updated_at=now))
