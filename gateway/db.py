@@ -10,10 +10,10 @@ shared hot row. Only ``gateway.ledger`` writes these tables.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -35,10 +35,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+T = TypeVar("T")
+
 __all__ = [
     "Account", "Base", "Card", "Database", "Device", "Entitlement", "Hold", "JournalEntry",
     "Order", "OrderEvent", "OutboxMessage", "Package", "PhoneBinding", "Posting", "SmsPart",
-    "UTCDateTime", "Wallet", "insert_ignore", "make_engine",
+    "UTCDateTime", "Wallet", "insert_ignore", "make_engine", "padded",
 ]
 
 
@@ -322,6 +324,21 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def padded(ids: Collection[T]) -> list[T]:
+    """``ids`` for an ``IN`` list, padded (by repeating one) to a power-of-two length.
+
+    An ``IN`` list of every length makes a new SQL text, which the driver parses and the
+    server plans again; a handful of lengths keeps the hot statements cached and prepared.
+    """
+    values = list(ids)
+    if not values:
+        return values
+    size = 8
+    while size < len(values):
+        size *= 2
+    return values + [values[-1]] * (size - len(values))
 
 
 def insert_ignore(session: Session, model: type[Base], **values: Any) -> None:

@@ -24,16 +24,25 @@ def serve(app: Flask) -> None:
         if not catalog.list_packages(session):
             report = seed.load_seed(session, DEMO_FILE, gw.settings.PHONE_COUNTRIES, gw.clock())
             print(f"loaded demo data from {DEMO_FILE.name}: {report}")
-    threading.Thread(target=Worker(gw).run, name="worker", daemon=True).start()
+    worker = Worker(gw)
+    background = [(threading.Thread(target=worker.run, name="worker"), worker.stopping.set)]
     if gw.settings.SMS_PROVIDER == "smpp":
         from smpp.simulator import smsc_address
         from smpp.worker import SmppWorker
 
         host, smpp_port, phones = smsc_address(gw.settings)
-        threading.Thread(target=SmppWorker(gw, host=host, port=smpp_port).run, name="smpp",
-                         daemon=True).start()
+        smpp = SmppWorker(gw, host=host, port=smpp_port)
+        background.append((threading.Thread(target=smpp.run, name="smpp"), smpp.stop))
         if phones:
             print(f"Simulated phones of the built-in SMSC: {phones}", flush=True)
+    for thread, _stop in background:
+        thread.start()
     port = gw.settings.PORT
     print(f"TV Pay Gateway: http://127.0.0.1:{port}/", flush=True)
-    app.run(host="127.0.0.1", port=port, threaded=True, use_reloader=False)
+    try:
+        app.run(host="127.0.0.1", port=port, threaded=True, use_reloader=False)
+    finally:  # Ctrl-C: let the workers finish their round and unbind before exiting
+        for _thread, stop in background:
+            stop()
+        for thread, _stop in background:
+            thread.join(timeout=20)

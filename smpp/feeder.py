@@ -18,7 +18,7 @@ from datetime import datetime
 from sqlalchemy import and_, or_, update
 
 from gateway.context import Gateway
-from gateway.db import OutboxMessage
+from gateway.db import OutboxMessage, padded
 from gateway.sms.outbox import SmsStatus
 from gateway.sms.stream import OutboundStream
 from smpp import codec
@@ -109,9 +109,10 @@ class Feeder:
         with self.gw.db.transaction() as session:
             claimed_rows = session.execute(
                 update(_OUTBOX)
-                .where(rows.id.in_([outbox_id for _, outbox_id in entries]),
+                .where(rows.id.in_(padded(outbox_id for _, outbox_id in entries)),
                        or_(rows.status == SmsStatus.QUEUED,
-                           and_(rows.status == SmsStatus.SENDING, rows.id.in_(retaken))))
+                           and_(rows.status == SmsStatus.SENDING,
+                                rows.id.in_(padded(retaken) or [0]))))
                 .values(status=SmsStatus.SENDING, provider=PROVIDER, updated_at=self.gw.clock())
                 .returning(rows.id, rows.to_phone, rows.body, rows.expires_at)
             ).all()

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from gateway import inbound, payments, phones
 from gateway.context import Gateway
-from gateway.db import OutboxMessage, SmsPart
+from gateway.db import OutboxMessage, SmsPart, padded
 from gateway.errors import InvalidInput
 from gateway.sms.outbox import SmsStatus
 from gateway.sms.stream import OutboundStream
@@ -157,13 +157,14 @@ def _settle(session: Session, settled: list[Message], now: datetime) -> set[int]
     for count, ids in accepted.items():
         session.execute(
             update(_OUTBOX)
-            .where(_OUTBOX.c.id.in_(ids), _OUTBOX.c.status == SmsStatus.SENDING)
+            .where(_OUTBOX.c.id.in_(padded(ids)), _OUTBOX.c.status == SmsStatus.SENDING)
             .values(status=SmsStatus.SUBMITTED, parts=count, error=None, updated_at=now))
-    ids = [outbox_id for group in accepted.values() for outbox_id in group]
+    # Receipts can only have come first for a part of a message of several parts.
+    ids = [outbox_id for count, group in accepted.items() if count > 1 for outbox_id in group]
     if not ids:
         return set()
     return set(session.scalars(select(_PARTS.c.outbox_id).where(
-        _PARTS.c.outbox_id.in_(ids), _PARTS.c.status != "submitted")))
+        _PARTS.c.outbox_id.in_(padded(ids)), _PARTS.c.status != "submitted")))
 
 
 def _apply_receipts(session: Session, receipts: list[codec.Receipt], now: datetime) -> set[int]:
@@ -175,7 +176,7 @@ def _apply_receipts(session: Session, receipts: list[codec.Receipt], now: dateti
     def find(ids: set[str]) -> dict[str, Any]:
         return {row.message_id: row for row in session.execute(
             select(columns.id, columns.outbox_id, columns.message_id, columns.status)
-            .where(columns.provider == PROVIDER, columns.message_id.in_(ids)))}
+            .where(columns.provider == PROVIDER, columns.message_id.in_(padded(ids))))}
 
     parts = find({r.message_id for r in receipts})
     missing = [r for r in receipts if r.message_id not in parts]
@@ -211,28 +212,24 @@ def _conclude(session: Session, outbox_ids: set[int], now: datetime) -> None:
     """Decide messages' outcomes from their parts: one undeliverable part is enough."""
     if not outbox_ids:
         return
-    counts: dict[int, dict[str, int]] = {}
-    for outbox_id, status, count in session.execute(
-            select(_PARTS.c.outbox_id, _PARTS.c.status, func.count())
-            .where(_PARTS.c.outbox_id.in_(outbox_ids))
-            .group_by(_PARTS.c.outbox_id, _PARTS.c.status)):
-        counts.setdefault(outbox_id, {})[status] = count
-    delivered: list[int] = []
-    outbox = _OUTBOX.c
-    for message in session.execute(
-            select(outbox.id, outbox.status, outbox.parts, outbox.kind, outbox.order_id)
-            .where(outbox.id.in_(outbox_ids),
-                   outbox.status.in_([SmsStatus.SENDING, SmsStatus.SUBMITTED]))):
-        parts = counts.get(message.id, {})
-        if parts.get("undeliverable"):
-            session.execute(
-                update(_OUTBOX).where(outbox.id == message.id)
-                .values(status=SmsStatus.UNDELIVERABLE, updated_at=now,
-                        error="the SMSC could not deliver it"))
-            if message.kind == "code" and message.order_id:
-                payments.code_sms_undeliverable(session, message.order_id, now)
-        elif message.status == SmsStatus.SUBMITTED and parts.get("delivered") == message.parts:
-            delivered.append(message.id)
-    if delivered:
-        session.execute(update(_OUTBOX).where(outbox.id.in_(delivered))
-                        .values(status=SmsStatus.DELIVERED, updated_at=now))
+    ids = padded(outbox_ids)
+    parts, outbox = _PARTS.c, _OUTBOX.c
+    failed = session.execute(
+        select(outbox.id, outbox.kind, outbox.order_id)
+        .where(outbox.id.in_(ids),
+               outbox.status.in_([SmsStatus.SENDING, SmsStatus.SUBMITTED]),
+               outbox.id.in_(select(parts.outbox_id).where(parts.status == "undeliverable")))
+    ).all()
+    for message in failed:
+        session.execute(update(_OUTBOX).where(outbox.id == message.id)
+                        .values(status=SmsStatus.UNDELIVERABLE, updated_at=now,
+                                error="the SMSC could not deliver it"))
+        if message.kind == "code" and message.order_id:
+            payments.code_sms_undeliverable(session, message.order_id, now)
+    delivered_parts = (select(func.count()).where(parts.outbox_id == outbox.id,
+                                                   parts.status == "delivered")
+                       .scalar_subquery())
+    session.execute(update(_OUTBOX)
+                    .where(outbox.id.in_(ids), outbox.status == SmsStatus.SUBMITTED,
+                           outbox.parts == delivered_parts)
+                    .values(status=SmsStatus.DELIVERED, updated_at=now))
