@@ -251,6 +251,7 @@ class SmsPart(Base):
                                     primary_key=True, autoincrement=True)
     outbox_id: Mapped[int] = mapped_column(ForeignKey("sms_outbox.id"), index=True)
     part: Mapped[int]
+    total: Mapped[int]  # parts of its message: a delivered part of one settles the message
     provider: Mapped[str] = mapped_column(String(16))
     message_id: Mapped[str] = mapped_column(String(65))
     status: Mapped[str] = mapped_column(String(16))  # submitted, delivered, undeliverable

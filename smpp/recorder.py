@@ -112,12 +112,19 @@ class Recorder:
         with self.gw.db.transaction() as session:
             if accepted:
                 session.execute(insert(_PARTS), [
-                    {"outbox_id": p.message.outbox_id, "part": p.number, "provider": PROVIDER,
+                    {"outbox_id": p.message.outbox_id, "part": p.number,
+                     "total": len(p.message.parts), "provider": PROVIDER,
                      "message_id": p.message_id, "status": "submitted", "submitted_at": now,
                      "queries": 0} for p in accepted])
             touched = _settle(session, settled, now)
-            touched |= _apply_receipts(session, [r.receipt for r in receipts if r.receipt], now)
-            _conclude(session, touched, now)
+            delivered, others = _apply_receipts(session, [r.receipt for r in receipts
+                                                          if r.receipt], now)
+            if delivered:
+                session.execute(
+                    update(_OUTBOX).where(_OUTBOX.c.id.in_(padded(delivered)),
+                                          _OUTBOX.c.status == SmsStatus.SUBMITTED)
+                    .values(status=SmsStatus.DELIVERED, updated_at=now))
+            _conclude(session, touched | others, now)
         self.stream.ack([message.entry_id for message in settled])
         self._settled([message.outbox_id for message in settled])
         for item in receipts:
@@ -167,45 +174,56 @@ def _settle(session: Session, settled: list[Message], now: datetime) -> set[int]
         _PARTS.c.outbox_id.in_(padded(ids)), _PARTS.c.status != "submitted")))
 
 
-def _apply_receipts(session: Session, receipts: list[codec.Receipt], now: datetime) -> set[int]:
-    """Record final receipts on their parts; return the outbox ids they concern."""
+def _apply_receipts(session: Session, receipts: list[codec.Receipt],
+                    now: datetime) -> tuple[set[int], set[int]]:
+    """Record final receipts on their parts.
+
+    Returns the outbox ids now known delivered (their only part was), and the outbox ids whose
+    outcome needs their other parts looked at.
+    """
     if not receipts:
-        return set()
+        return set(), set()
     columns = _PARTS.c
 
     def find(ids: set[str]) -> dict[str, Any]:
         return {row.message_id: row for row in session.execute(
-            select(columns.id, columns.outbox_id, columns.message_id, columns.status)
+            select(columns.id, columns.outbox_id, columns.message_id, columns.status,
+                   columns.total)
             .where(columns.provider == PROVIDER, columns.message_id.in_(padded(ids))))}
 
     parts = find({r.message_id for r in receipts})
     missing = [r for r in receipts if r.message_id not in parts]
     if missing:  # this SMSC writes ids differently in receipts: try hex and decimal
         parts.update(find({v for r in missing for v in codec.message_id_variants(r.message_id)}))
-    changes: dict[int, dict] = {}
-    touched: set[int] = set()
+    delivered: dict[int, int] = {}  # part id -> outbox id
+    failed: dict[int, dict] = {}
     for receipt in receipts:
         part = parts.get(receipt.message_id) or next(
             (parts[v] for v in codec.message_id_variants(receipt.message_id) if v in parts),
             None)
         if part is None:
             log.warning("receipt for unknown message id %s", receipt.message_id)
-            continue
-        if not receipt.final or part.status != "submitted" or part.id in changes:
-            continue
-        error = None
-        if not receipt.delivered:
-            state = codec.MESSAGE_STATES.get(receipt.state, str(receipt.state))
-            error = f"{state} err:{receipt.error}" if receipt.error else state
-        changes[part.id] = {"part_id": part.id, "new_done_at": now, "new_error": error,
-                            "new_status": "delivered" if receipt.delivered else "undeliverable"}
-        touched.add(part.outbox_id)
-    if changes:
+        elif receipt.final and part.status == "submitted":
+            if receipt.delivered:
+                delivered[part.id] = part.outbox_id
+            else:
+                state = codec.MESSAGE_STATES.get(receipt.state, str(receipt.state))
+                failed[part.id] = {"part_id": part.id, "new_done_at": now,
+                                   "new_error": f"{state} err:{receipt.error}"
+                                   if receipt.error else state}
+    if delivered:
+        session.execute(update(_PARTS).where(columns.id.in_(padded(delivered)))
+                        .values(status="delivered", done_at=now))
+    if failed:
         session.execute(
             update(_PARTS).where(columns.id == bindparam("part_id"))
-            .values(status=bindparam("new_status"), error=bindparam("new_error"),
-                    done_at=bindparam("new_done_at")), list(changes.values()))
-    return touched
+            .values(status="undeliverable", error=bindparam("new_error"),
+                    done_at=bindparam("new_done_at")), list(failed.values()))
+    single = {row.outbox_id for row in parts.values()
+              if row.id in delivered and row.total == 1}
+    others = {row.outbox_id for row in parts.values()
+              if row.id in failed or (row.id in delivered and row.total > 1)}
+    return single, others
 
 
 def _conclude(session: Session, outbox_ids: set[int], now: datetime) -> None:

@@ -115,6 +115,7 @@ class Smsc:
         self.response_delay = 0.0
         self.receipts_withheld = False
         self.undeliverable: set[str] = set()
+        self.rejected: set[str] = set()  # destinations refused at submit (ESME_RINVDSTADR)
         self.keep_submitted = False  # keep the fields of every accepted submit_sm in .submitted
         self.submitted: list[dict] = []
         # state
@@ -123,6 +124,8 @@ class Smsc:
         self.enquiries = 0  # enquire_link received from ESMEs
         self.enquiry_answers = 0  # enquire_link_resp received for our own enquire_link
         self.submits = 0
+        self.outstanding = 0  # submit_sm received and not yet answered, now
+        self.max_outstanding = 0  # ... and at the most: how far the ESME pipelines
         self.mo_acknowledged = 0
         self._ids = itertools.count(0x1000)
         self._sessions: set[_Session] = set()
@@ -304,11 +307,19 @@ class Smsc:
             session.writer.write(encode(pdu))
 
     def _respond(self, session: _Session, pdu: Pdu) -> None:
+        """Answer a submit_sm, after ``response_delay`` when the SMSC is told to be slow."""
+        self.outstanding += 1
+        self.max_outstanding = max(self.max_outstanding, self.outstanding)
+
+        def answer() -> None:
+            self.outstanding -= 1
+            self._send(session, pdu)
+
         if self.response_delay:
             assert self._loop is not None
-            self._loop.call_later(self.response_delay, self._send, session, pdu)
+            self._loop.call_later(self.response_delay, answer)
         else:
-            self._send(session, pdu)
+            answer()
 
     async def _handle(self, session: _Session, pdu: Pdu) -> bool:
         """Act on one PDU; return False to close the connection."""
@@ -367,12 +378,12 @@ class Smsc:
             self._respond(session, Pdu("submit_sm_resp", pdu.sequence, self.throttle_status))
             return
         destination = phone_key(pdu["destination_addr"])
-        if not destination.isdigit():
+        if not destination.isdigit() or destination in self.rejected:
             self._respond(session, Pdu("submit_sm_resp", pdu.sequence, Status.RINVDSTADR))
             return
         self.submits += 1
         if self.keep_submitted:
-            self.submitted.append(dict(pdu.fields))
+            self.submitted.append({**pdu.fields, "at": time.monotonic()})
         number = next(self._ids)
         message_id = f"{number:x}" if self.id_format == "hex" else str(number)
         now = datetime.now(UTC)

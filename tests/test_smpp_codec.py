@@ -97,3 +97,14 @@ def test_the_smscs_pdu_codec_round_trips_and_refuses_garbage():
     for bad in (raw[:10], raw[:-1], raw[:4] + b"\x00\x00\x42\x42" + raw[8:]):
         with pytest.raises(PduError):
             decode(bad)
+
+
+def test_the_token_bucket_allows_its_rate_and_a_small_burst():
+    from smpp.worker import TokenBucket
+
+    now = [0.0]
+    bucket = TokenBucket(100, clock=lambda: now[0])
+    assert [bucket.take() for _ in range(5)] == [0.0] * 5  # a burst of rate / 20
+    assert bucket.take() == pytest.approx(0.01)
+    now[0] += 0.01
+    assert bucket.take() == 0.0 and bucket.take() > 0

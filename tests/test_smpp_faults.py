@@ -181,3 +181,46 @@ def test_garbage_from_the_smsc_is_answered_and_survived(gw, smsc):
         wait_until(lambda: all_arrived(smsc, phones), what="messages after the garbage")
         assert worker.bound.is_set()
     assert smsc.binds == 1
+
+
+@pytest.mark.settings(SMS_PROVIDER="smpp", SMPP_WINDOW=5, SMPP_MAX_TPS=1000)
+def test_the_window_keeps_several_submits_in_flight_and_no_more(gw, smsc):
+    smsc.response_delay = 0.2
+    phones = queue_many(gw, 30)
+    with running(gw, smsc.port):
+        wait_until(lambda: all_arrived(smsc, phones), what="every message")
+    assert smsc.max_outstanding == 5
+
+
+@pytest.mark.settings(SMS_PROVIDER="smpp", SMPP_MAX_TPS=20)
+def test_the_rate_never_exceeds_smpp_max_tps(gw, smsc):
+    smsc.keep_submitted = True
+    phones = queue_many(gw, 41)
+    with running(gw, smsc.port):
+        wait_until(lambda: all_arrived(smsc, phones), what="every message")
+    times = [submit["at"] for submit in smsc.submitted]
+    # a burst of one token, then one every 1/20 s: 40 more need at least 2 s
+    assert times[-1] - times[0] >= 40 / 20 * 0.98
+
+
+@pytest.mark.settings(SMS_PROVIDER="smpp", SMPP_MAX_TPS=1000)
+def test_a_permanent_refusal_fails_the_message_with_the_smsc_error(gw, smsc):
+    phones = queue_many(gw, 3)
+    smsc.rejected.add(phones[1].lstrip("+"))
+    with running(gw, smsc.port):
+        wait_until(lambda: statuses(gw) == {"delivered": 2, "failed": 1}, what="the outcomes")
+    with gw.db.read() as session:
+        failed = session.scalars(select(OutboxMessage).where(
+            OutboxMessage.status == "failed")).one()
+    assert failed.to_phone == phones[1] and "(0x0b)" in failed.error
+
+
+@pytest.mark.settings(SMS_PROVIDER="smpp", SMPP_MAX_TPS=1000, SMPP_RESPONSE_TIMEOUT=1)
+def test_an_smsc_too_slow_to_answer_is_left_and_nothing_is_lost(gw, smsc):
+    phones = queue_many(gw, 10)
+    smsc.response_delay = 3
+    with running(gw, smsc.port):
+        smsc.wait_until(lambda s: s.binds >= 2, timeout=15)  # gave up on it and bound again
+        smsc.response_delay = 0
+        wait_until(lambda: all_arrived(smsc, phones), what="every message")
+        wait_until(lambda: statuses(gw) == {"delivered": 10}, what="every receipt")
