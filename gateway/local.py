@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 
 from flask import Flask
@@ -14,6 +15,10 @@ from gateway.worker import Worker
 __all__ = ["DEMO_FILE", "serve"]
 
 DEMO_FILE = PROJECT_ROOT / "examples" / "demo.json"
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def serve(app: Flask) -> None:
@@ -39,6 +44,7 @@ def serve(app: Flask) -> None:
         thread.start()
     port = gw.settings.PORT
     print(f"TV Pay Gateway: http://127.0.0.1:{port}/", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # stop as cleanly on SIGTERM as on Ctrl-C
     try:
         app.run(host="127.0.0.1", port=port, threaded=True, use_reloader=False)
     finally:  # Ctrl-C: let the workers finish their round and unbind before exiting

@@ -126,7 +126,10 @@ def test_python_app_py_runs_the_whole_flow_on_embedded_defaults(clean_env, tmp_p
         assert (Path(clean_env["VAR_DIR"]) / "gateway.db").exists()
         assert (Path(clean_env["VAR_DIR"]) / "redis.db.settings").exists()
     finally:
-        stop(process, signal.SIGINT)
+        stop(process)
+    assert process.returncode == 0
+    log_text = log.read_text()
+    assert "SMPP worker stopped" in log_text and "worker stopped" in log_text
 
 
 def test_gunicorn_serves_the_app_after_the_release_step(clean_env):
