@@ -75,34 +75,30 @@ def _text(default: str | None) -> Callable[[str | None], str | None]:
     return lambda raw: raw if raw not in (None, "") else default
 
 
-def _int(default: int, low: int, high: int) -> Callable[[str | None], int]:
-    def convert(raw: str | None) -> int:
-        if raw in (None, ""):
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError(f"must be a whole number, not {raw!r}") from None
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}, not {value}")
-        return value
+def _bounded(kind: type[int] | type[float], default: float, low: float,
+             high: float) -> Callable[[str | None], Any]:
+    noun = "a whole number" if kind is int else "a number"
 
-    return convert
-
-
-def _float(default: float, low: float, high: float) -> Callable[[str | None], float]:
     def convert(raw: str | None) -> float:
         if raw in (None, ""):
             return default
         try:
-            value = float(raw)
+            value = kind(raw)
         except ValueError:
-            raise ValueError(f"must be a number, not {raw!r}") from None
+            raise ValueError(f"must be {noun}, not {raw!r}") from None
         if not low <= value <= high:
             raise ValueError(f"must be between {low} and {high}, not {value}")
         return value
 
     return convert
+
+
+def _int(default: int, low: int, high: int) -> Callable[[str | None], int]:
+    return _bounded(int, default, low, high)
+
+
+def _float(default: float, low: float, high: float) -> Callable[[str | None], float]:
+    return _bounded(float, default, low, high)
 
 
 def _choice(default: str, *allowed: str) -> Callable[[str | None], str]:
