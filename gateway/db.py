@@ -237,6 +237,7 @@ class OutboxMessage(Base):
     expires_at: Mapped[datetime | None]  # a code SMS is useless after its code lapses
     relay_ref: Mapped[str | None] = mapped_column(String(80))  # "<stream epoch>/<entry id>"
     parts: Mapped[int | None]  # SMS parts it was split into
+    lease_until: Mapped[datetime | None]  # a worker owns a "sending" row until then
 
 
 class SmsPart(Base):
@@ -244,7 +245,9 @@ class SmsPart(Base):
 
     __tablename__ = "sms_parts"
     __table_args__ = (
-        UniqueConstraint("provider", "message_id"),
+        # Not unique: an SMSC may reuse ids, and a part sent again after a crash gets a row of
+        # its own; a receipt goes to the newest part with its id.
+        Index("ix_sms_parts_provider_message_id", "provider", "message_id"),
         Index("ix_sms_parts_status_submitted", "status", "submitted_at"),
     )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),

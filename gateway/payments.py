@@ -331,6 +331,8 @@ def confirm_by_code(gw: Gateway, session: Session, phone: str, code: str,
 def code_sms_undeliverable(session: Session, order_id: str, now: datetime) -> None:
     """The code SMS cannot reach the phone: fail the order so the TV can offer its QR code."""
     order = _load(session, order_id, lock=True)
+    if _expire_if_lapsed(session, order, now):  # too late anyway: it expired
+        return
     if order.status == Status.AWAITING_CODE:
         _end(session, order, Status.FAILED, Reason.SMS_UNDELIVERABLE, now)
         log.info("order %s failed: its code SMS is undeliverable", order.id)

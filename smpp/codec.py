@@ -47,10 +47,6 @@ def _gsm_units(text: str) -> list[bytes] | None:
         return None
 
 
-def _fits_gsm(text: str) -> bool:
-    return all(char in _GSM_ENCODE for char in text)
-
-
 def _ucs2_units(text: str) -> list[bytes]:
     """Each character as UTF-16BE: two octets, or four for a surrogate pair (never split)."""
     return [char.encode("utf-16-be") for char in text]
@@ -79,11 +75,11 @@ def encode_parts(text: str, reference: int) -> tuple[int, int, list[bytes]]:
     split on character boundaries, each part led by a concatenation UDH with ``reference``
     (0-255), so the phone shows it whole.
     """
-    if len(text) <= _UCS2_SINGLE and not _fits_gsm(text):  # the usual Chinese SMS: one part
+    gsm = _gsm_units(text)
+    if gsm is None and len(text) <= _UCS2_SINGLE:  # the usual Chinese SMS: one part, at once
         encoded = text.encode("utf-16-be")
         if len(encoded) <= 2 * _UCS2_SINGLE:
             return DATA_CODING_UCS2, 0, [encoded]
-    gsm = _gsm_units(text)
     if gsm is not None:
         coding, units, single, part, unit_size = DATA_CODING_GSM, gsm, _GSM_SINGLE, _GSM_PART, 1
     else:
@@ -126,13 +122,29 @@ def split_udh(short_message: bytes) -> tuple[tuple[int, int, int] | None, bytes]
     return concat, payload
 
 
+def _alphabet(data_coding: int) -> str:
+    """The alphabet of an SMPP data_coding, including GSM 03.38 message-class codings."""
+    if data_coding == DATA_CODING_UCS2:
+        return "ucs2"
+    if data_coding in (DATA_CODING_LATIN1, 0x02, 0x04):
+        return "latin-1"
+    if data_coding == 0x01:
+        return "ascii"
+    if 0x10 <= data_coding <= 0x3F:  # general data coding: alphabet in bits 2-3
+        return ("gsm", "latin-1", "ucs2", "gsm")[(data_coding >> 2) & 0x03]
+    if data_coding & 0xF0 == 0xF0:  # data coding / message class: bit 2 is 8-bit data
+        return "latin-1" if data_coding & 0x04 else "gsm"
+    return "gsm"
+
+
 def decode_text(payload: bytes, data_coding: int) -> str:
     """Text of a message body in its data coding (unknown bytes are replaced, never fatal)."""
-    if data_coding == DATA_CODING_UCS2:
+    alphabet = _alphabet(data_coding)
+    if alphabet == "ucs2":
         return payload.decode("utf-16-be", errors="replace")
-    if data_coding in (DATA_CODING_LATIN1, 0x02, 0x04):
+    if alphabet == "latin-1":
         return payload.decode("latin-1")
-    if data_coding == 0x01:
+    if alphabet == "ascii":
         return payload.decode("ascii", errors="replace")
     chars: list[str] = []
     escaped = False
@@ -180,7 +192,10 @@ def parse_receipt(text: str, receipted_message_id: str | None = None,
     """Read a delivery receipt from its TLVs, else from its ``id:… stat:… err:…`` text."""
     if receipted_message_id and message_state == DELIVERED:
         return Receipt(receipted_message_id, DELIVERED)  # the common case needs no text
-    fields = {key.lower(): value for key, value in _RECEIPT_FIELD.findall(text)}
+    header = re.split(r"\btext:", text, maxsplit=1, flags=re.IGNORECASE)[0]  # not the quote
+    fields = {}
+    for key, value in _RECEIPT_FIELD.findall(header):
+        fields.setdefault(key.lower(), value)
     message_id = receipted_message_id or fields.get("id")
     state = message_state
     if state is None:

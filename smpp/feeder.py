@@ -1,9 +1,13 @@
 """The worker's feeder: outbox rows from the Redis Stream, claimed in SQL, encoded into parts.
 
-Runs in its own thread so that claiming rows never stalls the SMPP connection. Entries that a
-dead worker left unacknowledged for ``SMPP_RECLAIM_AFTER`` are taken over (XAUTOCLAIM); the
-claim in SQL (``queued`` → ``sending``, or a reclaimed ``sending`` row) keeps a row from being
-sent twice by the service.
+Runs in its own thread so that claiming rows never stalls the SMPP connection.
+
+Who sends a row is decided in SQL, not in Redis: a claim moves it from ``queued`` to
+``sending`` with a lease (``lease_until``) that this worker renews while the row is in its
+hands; only a row whose lease has run out (its worker died) can be claimed again. Stream
+entries only say "look at this row": entries a dead worker left unacknowledged are taken over
+with XAUTOCLAIM after ``SMPP_RECLAIM_AFTER`` seconds, and the feeder touches its own entries
+so that no live worker's entries look abandoned.
 """
 
 from __future__ import annotations
@@ -13,12 +17,12 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, or_, select, update
 
 from gateway.context import Gateway
-from gateway.db import OutboxMessage, padded
+from gateway.db import OutboxMessage, SmsPart, padded
 from gateway.sms.outbox import SmsStatus
 from gateway.sms.stream import OutboundStream
 from smpp import codec
@@ -29,6 +33,7 @@ log = logging.getLogger(__name__)
 
 PROVIDER = "smpp"
 _OUTBOX = OutboxMessage.__table__  # Core statements: this path runs thousands of times a second
+_PARTS = SmsPart.__table__
 
 
 @dataclass(eq=False)
@@ -37,11 +42,14 @@ class Message:
 
     outbox_id: int
     entry_id: str
+    kind: str
+    order_id: str | None
     destination: str
     expires_at: datetime | None
     data_coding: int = 0
     esm_class: int = 0
     parts: list[Part] = field(default_factory=list)
+    sent: int = 0  # parts handed to the SMSC at least once
     answered: int = 0
     error: str | None = None
 
@@ -53,6 +61,7 @@ class Part:
     payload: bytes
     sequence: int = 0
     sent_at: float = 0.0
+    attempts: int = 0
     message_id: str | None = None
 
 
@@ -65,77 +74,120 @@ class Feeder:
         self.stream = stream
         self.consumer = consumer
         self.stopping = stopping
+        self.lease = timedelta(seconds=gw.settings.SMPP_RECLAIM_AFTER)
         # Claim in batches of at least 100 rows: one commit per handful of messages would
         # make a small window wait on the database instead of the SMSC.
         self._batch = max(2 * gw.settings.SMPP_WINDOW, 500)
         self.parts: queue.Queue[Part] = queue.Queue(maxsize=2 * self._batch + 255)
-        self._active: set[int] = set()  # claimed here, not yet settled
+        self._active: dict[int, Message] = {}  # claimed here and not yet recorded as settled
         self._lock = threading.Lock()
-        self._reference = 0
         self.paused = threading.Event()  # set by the worker while it cannot keep up
 
     def settled(self, outbox_ids: list[int]) -> None:
+        """The recorder has recorded these messages: this worker holds them no longer."""
         with self._lock:
-            self._active.difference_update(outbox_ids)
+            for outbox_id in outbox_ids:
+                self._active.pop(outbox_id, None)
+
+    def held(self) -> list[Message]:
+        with self._lock:
+            return list(self._active.values())
 
     def run(self) -> None:
-        reclaim_every = max(1.0, self.gw.settings.SMPP_RECLAIM_AFTER / 4)
-        next_reclaim = 0.0
+        every = max(0.5, self.gw.settings.SMPP_RECLAIM_AFTER / 3)
+        next_round = 0.0
         while not self.stopping.is_set():
             try:
+                reclaimed = []
+                if time.monotonic() >= next_round:
+                    next_round = time.monotonic() + every
+                    self._keep_leases()
+                    reclaimed = self.stream.reclaim(
+                        self.consumer, self.gw.settings.SMPP_RECLAIM_AFTER * 1000)
                 if self.paused.is_set() or self.parts.qsize() > 2 * self._batch:
                     self.stopping.wait(0.005)
                     continue
-                reclaimed = []
-                if time.monotonic() >= next_reclaim:
-                    next_reclaim = time.monotonic() + reclaim_every
-                    reclaimed = self.stream.reclaim(
-                        self.consumer, self.gw.settings.SMPP_RECLAIM_AFTER * 1000)
                 fresh = self.stream.read(self.consumer, count=self._batch, block_ms=100)
                 if fresh or reclaimed:
-                    self._claim(fresh, reclaimed)
+                    self._claim(fresh + reclaimed)
             except Exception:
                 log.exception("feeder failed; retrying in 1 s")
                 self.stopping.wait(1)
 
-    def _claim(self, fresh: list[tuple[str, int]], reclaimed: list[tuple[str, int]]) -> None:
-        """Claim the rows of new entries still queued, and of reclaimed entries a dead worker
-        had claimed; acknowledge entries whose row needs nothing more."""
-        with self._lock:
-            reclaimed = [entry for entry in reclaimed if entry[1] not in self._active]
-        entries = fresh + reclaimed
-        retaken = [outbox_id for _, outbox_id in reclaimed]
-        rows = _OUTBOX.c
+    def _keep_leases(self) -> None:
+        """Renew the leases of the rows in hand, and touch their stream entries."""
+        held = self.held()
+        if not held:
+            return
+        now = self.gw.clock()
         with self.gw.db.transaction() as session:
-            claimed_rows = session.execute(
-                update(_OUTBOX)
-                .where(rows.id.in_(padded(outbox_id for _, outbox_id in entries)),
-                       or_(rows.status == SmsStatus.QUEUED,
-                           and_(rows.status == SmsStatus.SENDING,
-                                rows.id.in_(padded(retaken) or [0]))))
-                .values(status=SmsStatus.SENDING, provider=PROVIDER, updated_at=self.gw.clock())
-                .returning(rows.id, rows.to_phone, rows.body, rows.expires_at)
-            ).all()
+            session.execute(update(_OUTBOX)
+                            .where(_OUTBOX.c.id.in_(padded(m.outbox_id for m in held)),
+                                   _OUTBOX.c.status == SmsStatus.SENDING)
+                            .values(lease_until=now + self.lease))
+        self.stream.touch(self.consumer, [m.entry_id for m in held])
+
+    def _claim(self, entries: list[tuple[str, int]]) -> None:
+        """Claim the rows still queued, or whose worker's lease ran out; acknowledge entries
+        whose row needs nothing from this worker."""
+        with self._lock:
+            mine = {outbox_id for _, outbox_id in entries if outbox_id in self._active}
+        wanted = {outbox_id for _, outbox_id in entries} - mine
+        rows = _OUTBOX.c
+        now = self.gw.clock()
+        claimed_rows = []
+        if wanted:
+            with self.gw.db.transaction() as session:
+                claimed_rows = session.execute(
+                    update(_OUTBOX)
+                    .where(rows.id.in_(padded(wanted)),
+                           or_(rows.status == SmsStatus.QUEUED,
+                               and_(rows.status == SmsStatus.SENDING,
+                                    or_(rows.lease_until.is_(None), rows.lease_until < now))))
+                    .values(status=SmsStatus.SENDING, provider=PROVIDER, updated_at=now,
+                            lease_until=now + self.lease)
+                    .returning(rows.id, rows.to_phone, rows.body, rows.kind, rows.order_id,
+                               rows.expires_at)
+                ).all()
+                # parts a dead worker had got accepted are not sent again
+                accepted = set(session.execute(
+                    select(_PARTS.c.outbox_id, _PARTS.c.part)
+                    .where(_PARTS.c.outbox_id.in_(padded(r.id for r in claimed_rows))))
+                ) if claimed_rows else set()
         claimed = {row.id: row for row in claimed_rows}
-        done = []
+        done: list[str] = []
+        complete: list[Message] = []
         for entry_id, outbox_id in entries:
             row = claimed.pop(outbox_id, None)
-            if row is None:  # handled already, or a second entry for the same row
+            if row is None:  # handled already, held here or by a live worker, or a duplicate
                 done.append(entry_id)
                 continue
-            self._reference = (self._reference + 1) % 256
-            coding, esm_class, payloads = codec.encode_parts(row.body, self._reference)
-            message = Message(outbox_id, entry_id, row.to_phone.lstrip("+"), row.expires_at,
-                              coding, esm_class)
+            # The reference follows from the row, so a message sent again after a crash is cut
+            # into the very same parts and the phone joins old and new ones.
+            coding, esm_class, payloads = codec.encode_parts(row.body, outbox_id % 256)
+            message = Message(outbox_id, entry_id, row.kind, row.order_id,
+                              row.to_phone.lstrip("+"), row.expires_at, coding, esm_class)
             message.parts = [Part(message, n, payload)
                              for n, payload in enumerate(payloads, start=1)]
+            to_send = [p for p in message.parts if (outbox_id, p.number) not in accepted]
+            message.sent = message.answered = len(message.parts) - len(to_send)
+            if not to_send:  # a dead worker got it all out; only the record was missing
+                complete.append(message)
+                continue
             with self._lock:
-                self._active.add(outbox_id)
-            for part in message.parts:
+                self._active[outbox_id] = message
+            for part in to_send:
                 while not self.stopping.is_set():
                     try:
                         self.parts.put(part, timeout=0.1)
                         break
                     except queue.Full:
                         continue
+        if complete:
+            with self.gw.db.transaction() as session:
+                for message in complete:
+                    session.execute(update(_OUTBOX).where(_OUTBOX.c.id == message.outbox_id)
+                                    .values(status=SmsStatus.SUBMITTED, lease_until=None,
+                                            parts=len(message.parts), updated_at=now))
+            done += [message.entry_id for message in complete]
         self.stream.ack(done)

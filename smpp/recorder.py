@@ -1,11 +1,12 @@
 """The worker's recorder: what the SMSC answered, written to SQL in batches, then acknowledged.
 
-Runs in its own thread so that SQL commits never stall the SMPP connection. Each batch is one
+Runs in its own thread so that SQL never stalls the SMPP connection. Each batch is one
 transaction: parts the SMSC accepted (with their message ids), messages whose every part was
-answered, and delivery receipts. Only after the commit are stream entries acknowledged and the
-receipts' ``deliver_sm_resp`` released; a viewer's reply is handed to the inbound function
-(its own transaction) before its ``deliver_sm_resp`` is released. A crash before that makes the
-SMSC deliver again, and the stream entry is reclaimed.
+answered, delivery receipts, and messages handed back at shutdown. Only after the commit are
+stream entries acknowledged and the receipts' ``deliver_sm_resp`` released; a viewer's reply is
+handed to the inbound function (its own transaction) before its ``deliver_sm_resp`` is
+released. A committed batch is never written again: only what follows the commit is retried.
+The recorder also picks the parts whose receipt is overdue, for the SMPP thread to ask about.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, distinct, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway import inbound, payments, phones
@@ -30,7 +32,7 @@ from gateway.sms.stream import OutboundStream
 from smpp import codec
 from smpp.feeder import PROVIDER, Message, Part
 
-__all__ = ["Inbound", "Recorder"]
+__all__ = ["Inbound", "Recorder", "Release"]
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +53,18 @@ class Inbound:
     text: str = ""
 
 
+@dataclass(frozen=True)
+class Release:
+    """Messages claimed but never started, handed back at shutdown for any worker to send."""
+
+    outbox_ids: frozenset[int]
+
+
 # What the SMPP thread hands over: a part the SMSC accepted, a message whose every part was
-# answered, or an Inbound.
-Result = Part | Message | Inbound
+# answered, an Inbound, or a Release.
+Result = Part | Message | Inbound | Release
+
+_MAX_QUERIES = 3
 
 
 class Recorder:
@@ -63,27 +74,35 @@ class Recorder:
         self.gw = gw
         self.stream = stream
         self.results: queue.SimpleQueue[Result] = queue.SimpleQueue()
+        self.queries: queue.SimpleQueue[str] = queue.SimpleQueue()  # message ids to query_sm
         self.finishing = threading.Event()
         self._settled = settled  # tells the feeder which outbox ids are done
         self._respond = respond  # (generation, sequence, status): queue a deliver_sm_resp
+        self._query_every = min(5, gw.settings.SMPP_DLR_TIMEOUT)
+        self._next_query = 0.0
 
     def run(self) -> None:
         """Record batches until ``finishing`` is set and nothing is left."""
         backoff = 0.1
         batch: list[Result] = []
+        committed = False
         while True:
             if not batch:
-                batch = self._take()
-            if not batch:
-                if self.finishing.is_set():
-                    return
-                continue
+                batch, committed = self._take(), False
             try:
-                self._record(batch)
+                if not batch:
+                    if self.finishing.is_set():
+                        return
+                    self._find_silent_parts()
+                    continue
+                if not committed:
+                    self._commit(batch)
+                    committed = True
+                self._after_commit(batch)
             except Exception:
                 if self.finishing.is_set():
-                    log.exception("stopping with %d answers unrecorded; their messages will be "
-                                  "sent again and their receipts delivered again", len(batch))
+                    log.exception("stopping with %d answers not fully recorded; their "
+                                  "messages and receipts will come again", len(batch))
                     return
                 log.exception("could not record SMSC answers; retrying in %.1f s", backoff)
                 self.finishing.wait(backoff)
@@ -103,11 +122,12 @@ class Recorder:
                 break
         return items
 
-    def _record(self, batch: list[Result]) -> None:
+    def _commit(self, batch: list[Result]) -> None:
         accepted = [item for item in batch if isinstance(item, Part)]
         settled = [item for item in batch if isinstance(item, Message)]
-        receipts = [item for item in batch if isinstance(item, Inbound) and item.receipt]
-        replies = [item for item in batch if isinstance(item, Inbound) and not item.receipt]
+        receipts = [item.receipt for item in batch
+                    if isinstance(item, Inbound) and item.receipt is not None]
+        released = {i for item in batch if isinstance(item, Release) for i in item.outbox_ids}
         now = self.gw.clock()
         with self.gw.db.transaction() as session:
             if accepted:
@@ -117,23 +137,30 @@ class Recorder:
                      "message_id": p.message_id, "status": "submitted", "submitted_at": now,
                      "queries": 0} for p in accepted])
             touched = _settle(session, settled, now)
-            delivered, others = _apply_receipts(session, [r.receipt for r in receipts
-                                                          if r.receipt], now)
+            delivered, others = _apply_receipts(session, receipts, now)
             if delivered:
                 session.execute(
                     update(_OUTBOX).where(_OUTBOX.c.id.in_(padded(delivered)),
                                           _OUTBOX.c.status == SmsStatus.SUBMITTED)
                     .values(status=SmsStatus.DELIVERED, updated_at=now))
             _conclude(session, touched | others, now)
+            if released:
+                session.execute(
+                    update(_OUTBOX).where(_OUTBOX.c.id.in_(padded(released)),
+                                          _OUTBOX.c.status == SmsStatus.SENDING)
+                    .values(status=SmsStatus.QUEUED, lease_until=None, updated_at=now))
+
+    def _after_commit(self, batch: list[Result]) -> None:
+        """Acknowledge what the commit recorded. Only the stream ack can fail, and it comes
+        first, so a retry never answers or hands over anything twice."""
+        settled = [item for item in batch if isinstance(item, Message)]
         self.stream.ack([message.entry_id for message in settled])
         self._settled([message.outbox_id for message in settled])
-        for item in receipts:
-            for sequence in item.sequences:
-                self._respond(item.generation, sequence, ROK)
-        for item in replies:
-            status = self._hand_over(item)
-            for sequence in item.sequences:
-                self._respond(item.generation, sequence, status)
+        for item in batch:
+            if isinstance(item, Inbound):
+                status = ROK if item.receipt is not None else self._hand_over(item)
+                for sequence in item.sequences:
+                    self._respond(item.generation, sequence, status)
 
     def _hand_over(self, item: Inbound) -> int:
         """Give a viewer's reply to the inbound function; return the status to answer with."""
@@ -146,6 +173,29 @@ class Recorder:
                           phones.mask(item.sender))
             return RX_T_APPN
         return ROK
+
+    def _find_silent_parts(self) -> None:
+        """Pick parts whose receipt has not come within SMPP_DLR_TIMEOUT, to ask the SMSC."""
+        if time.monotonic() < self._next_query:
+            return
+        self._next_query = time.monotonic() + self._query_every
+        now = self.gw.clock()
+        silent_since = now - timedelta(seconds=self.gw.settings.SMPP_DLR_TIMEOUT)
+        parts = _PARTS.c
+        with self.gw.db.transaction() as session:
+            due = session.execute(
+                select(parts.id, parts.message_id)
+                .where(parts.provider == PROVIDER, parts.status == "submitted",
+                       parts.submitted_at <= silent_since, parts.queries < _MAX_QUERIES,
+                       or_(parts.queried_at.is_(None), parts.queried_at <= silent_since))
+                .order_by(parts.submitted_at)
+                .limit(50)
+            ).all()
+            if due:
+                session.execute(update(_PARTS).where(parts.id.in_(padded(r.id for r in due)))
+                                .values(queried_at=now, queries=parts.queries + 1))
+        for row in due:
+            self.queries.put(row.message_id)
 
 
 def _settle(session: Session, settled: list[Message], now: datetime) -> set[int]:
@@ -161,6 +211,8 @@ def _settle(session: Session, settled: list[Message], now: datetime) -> set[int]
             .where(_OUTBOX.c.id == message.outbox_id, _OUTBOX.c.status == SmsStatus.SENDING)
             .values(status=SmsStatus.FAILED, error=message.error, parts=len(message.parts),
                     updated_at=now))
+        if message.kind == "code" and message.order_id:  # the code can never reach the phone
+            payments.code_sms_undeliverable(session, message.order_id, now)
     for count, ids in accepted.items():
         session.execute(
             update(_OUTBOX)
@@ -186,10 +238,12 @@ def _apply_receipts(session: Session, receipts: list[codec.Receipt],
     columns = _PARTS.c
 
     def find(ids: set[str]) -> dict[str, Any]:
+        """Parts by message id; the newest part wins where an SMSC reused an id."""
         return {row.message_id: row for row in session.execute(
             select(columns.id, columns.outbox_id, columns.message_id, columns.status,
                    columns.total)
-            .where(columns.provider == PROVIDER, columns.message_id.in_(padded(ids))))}
+            .where(columns.provider == PROVIDER, columns.message_id.in_(padded(ids)))
+            .order_by(columns.id))}
 
     parts = find({r.message_id for r in receipts})
     missing = [r for r in receipts if r.message_id not in parts]
@@ -244,8 +298,9 @@ def _conclude(session: Session, outbox_ids: set[int], now: datetime) -> None:
                                 error="the SMSC could not deliver it"))
         if message.kind == "code" and message.order_id:
             payments.code_sms_undeliverable(session, message.order_id, now)
-    delivered_parts = (select(func.count()).where(parts.outbox_id == outbox.id,
-                                                   parts.status == "delivered")
+    # distinct part numbers: a part sent again after a crash has a row of its own
+    delivered_parts = (select(func.count(distinct(parts.part)))
+                       .where(parts.outbox_id == outbox.id, parts.status == "delivered")
                        .scalar_subquery())
     session.execute(update(_OUTBOX)
                     .where(outbox.id.in_(ids), outbox.status == SmsStatus.SUBMITTED,

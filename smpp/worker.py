@@ -10,10 +10,12 @@ Three threads, each doing one kind of waiting, joined by queues:
     recorder  one SQL transaction per batch, then stream acknowledgements (feeder.py, recorder.py)
 
 A code SMS carries its code's expiry as validity period and is never sent after it. Throttling
-(``ESME_RTHROTTLED``, ``ESME_RMSGQFUL``) puts parts back in front, with growing pauses. A part
-with no receipt after ``SMPP_DLR_TIMEOUT`` is asked about with ``query_sm``. A lost connection
-puts unanswered parts back in front, in order, and binds again with backoff. SIGTERM stops
-taking work, waits briefly for answers, records them, and unbinds.
+(``ESME_RTHROTTLED``, ``ESME_RMSGQFUL``) puts parts back in front and pauses all sending, with
+growing pauses; other temporary errors are retried a few times, then fail the message. A part
+with no receipt after ``SMPP_DLR_TIMEOUT`` is asked about with ``query_sm`` (the recorder picks
+them). A lost connection puts unanswered parts back in front, in order, and binds again with
+backoff. SIGTERM stops taking work, finishes the messages it has started, hands the others
+back (``queued``) for any worker, waits briefly for answers, records them, and unbinds.
 """
 
 from __future__ import annotations
@@ -27,31 +29,28 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import smpplib.client
 import smpplib.consts
 import smpplib.exceptions
 from smpplib import smpp as smpplib_smpp
-from sqlalchemy import or_, select
 
 from gateway import phones
 from gateway.context import Gateway
-from gateway.db import SmsPart
 from gateway.sms.stream import OutboundStream
 from smpp import codec
-from smpp.feeder import PROVIDER, Feeder, Part
-from smpp.recorder import Inbound, Recorder
+from smpp.feeder import Feeder, Part
+from smpp.recorder import Inbound, Recorder, Release
 
 __all__ = ["SmppWorker", "TokenBucket"]
 
 log = logging.getLogger(__name__)
 
-_TRANSIENT = {0x14: "ESME_RMSGQFUL", 0x58: "ESME_RTHROTTLED", 0x08: "ESME_RSYSERR",
-              0x64: "ESME_RX_T_APPN"}
-_ROK, _RINVCMDID, _RINVCMDLEN, _RX_P_APPN = 0x00, 0x03, 0x02, 0x65
-_MAX_QUERIES = 3
+_THROTTLED = {0x14: "ESME_RMSGQFUL", 0x58: "ESME_RTHROTTLED"}  # slow down, then again
+_TEMPORARY = {0x08: "ESME_RSYSERR", 0x64: "ESME_RX_T_APPN"}  # again, a few times
+_MAX_ATTEMPTS = 3
+_ROK, _RINVCMDID, _RINVCMDLEN, _RX_T_APPN, _RX_P_APPN = 0x00, 0x03, 0x02, 0x64, 0x65
 _MO_ASSEMBLY_SECONDS = 120
 
 
@@ -112,24 +111,28 @@ class SmppWorker:
         self._bucket = TokenBucket(self.settings.SMPP_MAX_TPS)
         self._retry: deque[Part] = deque()  # parts to send again, before new ones
         self._inflight: dict[int, Part] = {}
-        self._fragments: dict[tuple[str, int, int], dict[int, tuple[str, int]]] = {}
+        # a reply in parts: (sender, reference, total) -> part number -> (text, sequences)
+        self._fragments: dict[tuple[str, int, int], dict[int, tuple[str, list[int]]]] = {}
         self._fragment_started: dict[tuple[str, int, int], float] = {}
         self._queries: dict[int, str] = {}  # query_sm sequence -> message id asked about
+        self._feeder_thread: threading.Thread | None = None
+        self._handed_back = False
         self._paused_until = 0.0
         self._throttle_backoff = 0.05
         self._last_io = time.monotonic()
-        self._enquiry: float | None = None
-        self._next_query = 0.0
+        self._enquiry: tuple[int, float] | None = None  # our enquire_link: sequence, sent at
 
     # --- life cycle ----------------------------------------------------------------------------
 
     def run(self) -> None:
         """Bind, serve, and bind again after a failure, until ``stopping`` is set."""
         self.stream.ensure_group()
-        threads = [threading.Thread(target=self.feeder.run, name="smpp-feeder", daemon=True),
-                   threading.Thread(target=self.recorder.run, name="smpp-recorder", daemon=True)]
-        for thread in threads:
-            thread.start()
+        self._feeder_thread = threading.Thread(target=self.feeder.run, name="smpp-feeder",
+                                               daemon=True)
+        recorder_thread = threading.Thread(target=self.recorder.run, name="smpp-recorder",
+                                           daemon=True)
+        self._feeder_thread.start()
+        recorder_thread.start()
         delay = 0.5
         while not self.stopping.is_set():
             try:
@@ -147,10 +150,11 @@ class SmppWorker:
             self._drop_connection()
             self.stopping.wait(delay)
             delay = min(delay * 2, 30.0)
-        self.recorder.finishing.set()
-        for thread in threads:
-            thread.join(timeout=30)
+        self._hand_back()  # when the SMSC was away at the stop
         self._unbind()
+        self.recorder.finishing.set()
+        recorder_thread.join(timeout=30)
+        self._disconnect()
         log.info("SMPP worker stopped")
 
     def stop(self) -> None:
@@ -203,7 +207,6 @@ class SmppWorker:
         except (_ConnectionLost, OSError):
             pass
         self.bound.clear()
-        self._disconnect()
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -212,8 +215,10 @@ class SmppWorker:
         while True:
             now = time.monotonic()
             if self.stopping.is_set():
-                drain_until = drain_until or now + self.settings.SMPP_RESPONSE_TIMEOUT
-                if not self._inflight or now > drain_until:
+                if drain_until is None:
+                    drain_until = now + self.settings.SMPP_RESPONSE_TIMEOUT
+                    self._hand_back()
+                if not (self._inflight or self._retry) or now > drain_until:
                     return
             backlog = self.recorder.results.qsize() > 20 * self.settings.SMPP_WINDOW
             if backlog:  # let the recorder catch up before taking more work
@@ -221,13 +226,34 @@ class SmppWorker:
             else:
                 self.feeder.paused.clear()
             self._send_responses()
+            self._send_queries()
             wait = self._submit_ready(now, backlog)
             self._receive(wait)
             self._keep_alive(time.monotonic())
 
+    def _hand_back(self) -> None:
+        """At a stop: keep the started messages to finish; give the others back to the queue."""
+        if self._handed_back:
+            return
+        self._handed_back = True
+        if self._feeder_thread is not None:
+            self._feeder_thread.join(timeout=10)  # no more claims from here on
+        while True:
+            try:
+                self._retry.append(self.feeder.parts.get_nowait())
+            except queue.Empty:
+                break
+        self._retry = deque(p for p in self._retry if p.message.sent)
+        untouched = {m.outbox_id for m in self.feeder.held() if not (m.sent or m.answered)}
+        if untouched:
+            self.recorder.results.put(Release(frozenset(untouched)))
+            log.info("handing back %d messages not started", len(untouched))
+
     def _next_part(self) -> Part | None:
         if self._retry:
             return self._retry.popleft()
+        if self.stopping.is_set():
+            return None
         try:
             return self.feeder.parts.get_nowait()
         except queue.Empty:
@@ -235,7 +261,7 @@ class SmppWorker:
 
     def _submit_ready(self, now: float, backlog: bool) -> float:
         """Send what the window and the rate allow; return how long the loop may wait."""
-        if now < self._paused_until or backlog or self.stopping.is_set():
+        if now < self._paused_until or backlog:
             return 0.01
         window = self.settings.SMPP_WINDOW
         out: list[bytes] = []
@@ -251,6 +277,8 @@ class SmppWorker:
                 break
             pdu = self._submit_pdu(part)
             part.sequence, part.sent_at = pdu.sequence, now
+            part.attempts += 1
+            message.sent += part.attempts == 1
             self._inflight[pdu.sequence] = part
             out.append(pdu.generate())
         self._send(out)
@@ -282,6 +310,23 @@ class SmppWorker:
         pdu.sequence = sequence
         return pdu.generate()
 
+    def _send_queries(self) -> None:
+        """Ask the SMSC about the parts the recorder found silent too long."""
+        pdus = []
+        while True:
+            try:
+                message_id = self.recorder.queries.get_nowait()
+            except queue.Empty:
+                break
+            pdu = smpplib_smpp.make_pdu(
+                "query_sm", client=self._client, message_id=message_id,
+                source_addr_ton=self.settings.SMPP_SOURCE_TON,
+                source_addr_npi=self.settings.SMPP_SOURCE_NPI,
+                source_addr=self.settings.SMPP_SOURCE_ADDR)
+            self._queries[pdu.sequence] = message_id
+            pdus.append(pdu.generate())
+        self._send(pdus)
+
     def _send_responses(self) -> None:
         """Release the deliver_sm_resp of what the recorder has committed (this connection's)."""
         out = []
@@ -302,19 +347,21 @@ class SmppWorker:
         sock = self._client._socket
         replies: list[bytes] = []
         retry: list[Part] = []
-        while _readable(sock, timeout):
-            timeout = 0
-            try:
-                data = sock.recv(1 << 16)
-            except OSError as exc:
-                raise _ConnectionLost(f"receive failed: {exc}") from None
-            if not data:
-                raise _ConnectionLost("the SMSC closed the connection")
-            self._last_io = time.monotonic()
-            self._buffer += data
-            for raw in self._split_pdus():
-                self._dispatch(raw, replies, retry)
-        self._retry.extendleft(reversed(retry))
+        try:
+            while _readable(sock, timeout):
+                timeout = 0
+                try:
+                    data = sock.recv(1 << 16)
+                except OSError as exc:
+                    raise _ConnectionLost(f"receive failed: {exc}") from None
+                if not data:
+                    raise _ConnectionLost("the SMSC closed the connection")
+                self._last_io = time.monotonic()
+                self._buffer += data
+                for raw in self._split_pdus():
+                    self._dispatch(raw, replies, retry)
+        finally:  # parts to send again are kept even when the connection breaks right after
+            self._retry.extendleft(reversed(retry))
         self._send(replies)
 
     def _split_pdus(self) -> list[bytes]:
@@ -342,8 +389,9 @@ class SmppWorker:
             replies.append(self._respond("generic_nack", sequence, _RINVCMDID))
             return
         command = pdu.command
-        if command == "submit_sm_resp" or (command == "generic_nack"
-                                            and pdu.sequence in self._inflight):
+        if command == "generic_nack":
+            self._on_generic_nack(pdu, retry)
+        elif command == "submit_sm_resp":
             self._on_submit_resp(pdu, retry)
         elif command == "deliver_sm":
             self._on_deliver(pdu, replies)
@@ -362,6 +410,16 @@ class SmppWorker:
         else:
             log.info("ignoring %s from the SMSC", command)
 
+    def _on_generic_nack(self, pdu: Any, retry: list[Part]) -> None:
+        """The SMSC could not read one of our PDUs: a part is refused, a question forgotten."""
+        if pdu.sequence in self._inflight:
+            self._on_submit_resp(pdu, retry)
+        elif self._enquiry is not None and self._enquiry[0] == pdu.sequence:
+            self._enquiry = None  # it answered: the link is alive
+        else:
+            self._queries.pop(pdu.sequence, None)
+            log.warning("generic_nack %#04x from the SMSC", int(pdu.status))
+
     def _on_submit_resp(self, pdu: Any, retry: list[Part]) -> None:
         part = self._inflight.pop(pdu.sequence, None)
         if part is None:
@@ -373,15 +431,17 @@ class SmppWorker:
             self.recorder.results.put(part)
             self._throttle_backoff = 0.05
             self._answered(part)
-        elif status in _TRANSIENT:
+        elif status in _THROTTLED:
             retry.append(part)
             self._paused_until = time.monotonic() + self._throttle_backoff
-            log.info("SMSC answered %s; pausing %.2f s", _TRANSIENT[status],
+            log.info("SMSC answered %s; pausing %.2f s", _THROTTLED[status],
                      self._throttle_backoff)
             self._throttle_backoff = min(self._throttle_backoff * 2, 5.0)
+        elif status in _TEMPORARY and part.attempts < _MAX_ATTEMPTS:
+            retry.append(part)
         else:
-            self._refuse(part, f"SMSC refused part {part.number}: "
-                               f"{smpplib.consts.DESCRIPTIONS.get(status, 'error')} "
+            description = smpplib.consts.DESCRIPTIONS.get(status, "error")
+            self._refuse(part, f"SMSC refused part {part.number}: {description} "
                                f"({status:#04x})")
 
     def _refuse(self, part: Part, error: str) -> None:
@@ -414,7 +474,7 @@ class SmppWorker:
         sender = _text(pdu.source_addr)
         if int(pdu.source_addr_ton or 0) == 1:
             sender = "+" + sender
-        body = pdu.short_message or b""
+        body = pdu.short_message or getattr(pdu, "message_payload", None) or b""
         coding = int(pdu.data_coding or 0)
         concat = None
         if int(pdu.esm_class or 0) & codec.ESM_UDHI:
@@ -424,8 +484,11 @@ class SmppWorker:
                 log.warning("reply with a malformed UDH from %s; refused", phones.mask(sender))
                 replies.append(self._respond("deliver_sm_resp", pdu.sequence, _RX_P_APPN))
                 return
+        elif getattr(pdu, "sar_total_segments", None):  # concatenated by TLVs instead
+            concat = (int(pdu.sar_msg_ref_num or 0), int(pdu.sar_total_segments),
+                      int(pdu.sar_segment_seqnum or 0))
         text = codec.decode_text(body, coding)
-        if concat is None:
+        if concat is None or concat[1] <= 1:
             self.recorder.results.put(Inbound(self._generation, [pdu.sequence], sender=sender,
                                               text=text))
             return
@@ -433,12 +496,19 @@ class SmppWorker:
         key = (sender, reference, total)
         fragments = self._fragments.setdefault(key, {})
         self._fragment_started.setdefault(key, time.monotonic())
-        fragments[number] = (text, pdu.sequence)
+        sequences = fragments[number][1] if number in fragments else []
+        fragments[number] = (text, [*sequences, pdu.sequence])  # a part may come again
         if len(fragments) == total:
             del self._fragments[key], self._fragment_started[key]
-            ordered = [fragments[n] for n in range(1, total + 1)]
-            self.recorder.results.put(Inbound(self._generation, [seq for _, seq in ordered],
-                                              sender=sender, text="".join(t for t, _ in ordered)))
+            ordered = [fragments[n] for n in range(1, total + 1) if n in fragments]
+            if len(ordered) != total:  # numbered outside 1..total: cannot be assembled
+                replies += [self._respond("deliver_sm_resp", seq, _RX_P_APPN)
+                            for _, seqs in fragments.values() for seq in seqs]
+                return
+            self.recorder.results.put(Inbound(self._generation,
+                                              [seq for _, seqs in ordered for seq in seqs],
+                                              sender=sender,
+                                              text="".join(t for t, _ in ordered)))
 
     def _on_query_resp(self, pdu: Any) -> None:
         message_id = self._queries.pop(pdu.sequence, None)
@@ -455,39 +525,17 @@ class SmppWorker:
         oldest = next(iter(self._inflight.values()), None)
         if oldest is not None and now - oldest.sent_at > s.SMPP_RESPONSE_TIMEOUT:
             raise _ConnectionLost(f"no answer to submit_sm for {s.SMPP_RESPONSE_TIMEOUT} s")
-        if self._enquiry is not None and now - self._enquiry > s.SMPP_RESPONSE_TIMEOUT:
+        if self._enquiry is not None and now - self._enquiry[1] > s.SMPP_RESPONSE_TIMEOUT:
             raise _ConnectionLost("no answer to enquire_link")
         if self._enquiry is None and now - self._last_io > s.SMPP_ENQUIRE_LINK_SECONDS:
-            self._enquiry = now
-            self._send([smpplib_smpp.make_pdu("enquire_link", client=self._client).generate()])
-        for key, started in list(self._fragment_started.items()):
-            if now - started > _MO_ASSEMBLY_SECONDS:  # unanswered parts come again later
-                del self._fragment_started[key], self._fragments[key]
-        if now >= self._next_query:
-            self._next_query = now + min(5, s.SMPP_DLR_TIMEOUT)
-            self._query_silent_parts()
-
-    def _query_silent_parts(self) -> None:
-        """Ask the SMSC about parts whose receipt has not come within SMPP_DLR_TIMEOUT."""
-        now = self.gw.clock()
-        silent_since = now - timedelta(seconds=self.settings.SMPP_DLR_TIMEOUT)
-        with self.gw.db.transaction() as session:
-            parts = session.scalars(
-                select(SmsPart)
-                .where(SmsPart.provider == PROVIDER, SmsPart.status == "submitted",
-                       SmsPart.submitted_at <= silent_since, SmsPart.queries < _MAX_QUERIES,
-                       or_(SmsPart.queried_at.is_(None), SmsPart.queried_at <= silent_since))
-                .order_by(SmsPart.submitted_at)
-                .limit(50)
-            ).all()
-            pdus = []
-            for part in parts:
-                pdu = smpplib_smpp.make_pdu(
-                    "query_sm", client=self._client, message_id=part.message_id,
-                    source_addr_ton=self.settings.SMPP_SOURCE_TON,
-                    source_addr_npi=self.settings.SMPP_SOURCE_NPI,
-                    source_addr=self.settings.SMPP_SOURCE_ADDR)
-                self._queries[pdu.sequence] = part.message_id
-                part.queried_at, part.queries = now, part.queries + 1
-                pdus.append(pdu.generate())
-        self._send(pdus)
+            pdu = smpplib_smpp.make_pdu("enquire_link", client=self._client)
+            self._enquiry = (pdu.sequence, now)
+            self._send([pdu.generate()])
+        expired = [key for key, started in self._fragment_started.items()
+                   if now - started > _MO_ASSEMBLY_SECONDS]
+        answers = []
+        for key in expired:  # a reply whose other parts never came: the SMSC may offer it again
+            del self._fragment_started[key]
+            answers += [self._respond("deliver_sm_resp", seq, _RX_T_APPN)
+                        for _, seqs in self._fragments.pop(key).values() for seq in seqs]
+        self._send(answers)

@@ -2,20 +2,22 @@
 
 The relay (run by the background worker) adds the id of each queued outbox row to the stream;
 the SMPP worker reads the stream in the consumer group ``smpp``, claims the rows in SQL and
-acknowledges an entry once the SMSC has accepted the message. The SQL row stays the record:
-each relayed row remembers the stream *epoch* it went into, so if Redis loses its data (a new
-epoch) every row still waiting is relayed again, and the worker's claim in SQL keeps a row
-from being sent twice.
+acknowledges an entry once the SMSC has answered for the message. The SQL row stays the record,
+so nothing is lost with Redis: the relay adds a row again when
+  - Redis lost the stream (each row remembers the stream *epoch* it went into),
+  - its worker died while sending it (the row's lease ran out), or
+  - it has waited long and its entry is no longer in the stream.
+The worker's claim in SQL keeps a row from being sent twice by live workers.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import redis
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 
 from gateway.db import Database, OutboxMessage
 from gateway.sms.outbox import SmsStatus, fail_if_expired
@@ -74,6 +76,20 @@ class OutboundStream:
             return []
         return [_entry(entry_id, fields) for entry_id, fields in claimed if fields]
 
+    def touch(self, consumer: str, entry_ids: list[str]) -> None:
+        """Reset the idle time of entries in hand, so that no one takes them over."""
+        for start in range(0, len(entry_ids), 1000):
+            self._client.xclaim(self.key, GROUP, consumer, 0, entry_ids[start:start + 1000],
+                                justid=True)
+
+    def present(self, entry_ids: list[str]) -> set[str]:
+        """The entries that are still in the stream."""
+        pipe = self._client.pipeline(transaction=False)
+        for entry_id in entry_ids:
+            pipe.xrange(self.key, entry_id, entry_id, count=1)
+        return {entry_id for entry_id, found in zip(entry_ids, pipe.execute(), strict=True)
+                if found}
+
     def ack(self, entry_ids: list[str]) -> None:
         """Acknowledge and delete handled entries, so the stream stays small."""
         if entry_ids:
@@ -91,22 +107,34 @@ def _entry(entry_id: object, fields: dict) -> tuple[str, int]:
 
 
 def relay(db: Database, stream: OutboundStream, clock: Callable[[], datetime],
-          batch: int = 500) -> int:
-    """Add queued outbox rows to the stream (again, after Redis lost it); return how many."""
+          batch: int = 500, stale_after: timedelta = timedelta(minutes=1)) -> int:
+    """Add to the stream the rows that need a worker's attention; return how many were seen."""
     epoch = stream.epoch()
+    now = clock()
+    rows = OutboxMessage
     with db.transaction() as session:
         messages = session.scalars(
-            select(OutboxMessage)
-            .where(OutboxMessage.status.in_([SmsStatus.QUEUED, SmsStatus.SENDING]),
-                   or_(OutboxMessage.relay_ref.is_(None),
-                       OutboxMessage.relay_ref.not_like(f"{epoch}/%")))
-            .order_by(OutboxMessage.id)
+            select(rows)
+            .where(or_(
+                and_(rows.status == SmsStatus.QUEUED,
+                     or_(rows.relay_ref.is_(None), rows.relay_ref.not_like(f"{epoch}/%"),
+                         rows.updated_at < now - stale_after)),
+                and_(rows.status == SmsStatus.SENDING,
+                     or_(rows.lease_until.is_(None), rows.lease_until < now))))
+            .order_by(rows.id)
             .limit(batch)
             .with_for_update(skip_locked=True)
         ).all()
-        now = clock()
-        live = [m for m in messages if not fail_if_expired(m, now)]
+        # Queued rows of this epoch are here because they waited long: is their entry still in
+        # the stream (the workers are just behind), or was it lost?
+        stale = {m.relay_ref.split("/", 1)[1]: m for m in messages
+                 if m.status == SmsStatus.QUEUED and (m.relay_ref or "").startswith(f"{epoch}/")}
+        behind = {stale[entry].id for entry in stream.present(list(stale))}
+        for message in stale.values():
+            message.updated_at = now  # looked at: not again before stale_after
+        live = [m for m in messages if m.id not in behind and not fail_if_expired(m, now)]
         for message, entry in zip(live, stream.add([m.id for m in live]), strict=True):
+            message.status, message.lease_until = SmsStatus.QUEUED, None
             message.relay_ref, message.provider = f"{epoch}/{entry}", "smpp"
             message.updated_at = now
-        return len(messages)
+        return len(live)

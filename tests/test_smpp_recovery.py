@@ -1,0 +1,198 @@
+"""Recovery of the SMPP path: several workers, Redis losing its data, failures after a commit,
+stops in the middle of a long message, and replies delivered in pieces more than once."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from contextlib import contextmanager
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+import redis
+from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
+
+from gateway.db import OutboxMessage
+from gateway.sms import outbox
+from gateway.sms.stream import OutboundStream
+from gateway.worker import Worker
+from smpp import codec
+from smpp.pdu import Pdu, Status
+from smpp.recorder import Recorder
+from smpp.simulator import Smsc
+from smpp.worker import SmppWorker
+from tests.smpp_helpers import wait_until
+from tests.test_smpp_faults import queue_many, statuses
+
+pytestmark = pytest.mark.settings(SMS_PROVIDER="smpp", SMPP_MAX_TPS=1000)
+
+
+@pytest.fixture
+def smsc():
+    server = Smsc().start()
+    yield server
+    server.stop()
+
+
+@contextmanager
+def workers(gw, port, *consumers):
+    """The relay and one SMPP worker per consumer name, all bound to the SMSC."""
+    smpp = [SmppWorker(gw, host="127.0.0.1", port=port, consumer=name) for name in consumers]
+    relay = Worker(gw)
+    threads = [threading.Thread(target=w.run, daemon=True) for w in smpp]
+    threads.append(threading.Thread(target=relay.run, daemon=True))
+    for thread in threads:
+        thread.start()
+    try:
+        for worker in smpp:
+            assert worker.bound.wait(10)
+        yield smpp
+    finally:
+        relay.stopping.set()
+        for worker in smpp:
+            worker.stop()
+        for thread in threads:
+            thread.join(timeout=30)
+            assert not thread.is_alive()
+
+
+def test_throttled_parts_survive_a_connection_closed_right_after(gw, smsc):
+    queue_many(gw, 5)
+    smsc.throttle_next = 5
+    submit = smsc._submit
+
+    def throttle_then_hang_up(session, pdu):
+        throttling = smsc.throttle_next > 0
+        submit(session, pdu)
+        if throttling and smsc.throttle_next == 0:
+            session.writer.close()  # the five throttled answers, then the connection ends
+
+    smsc._submit = throttle_then_hang_up
+    with workers(gw, smsc.port, "w1"):
+        wait_until(lambda: statuses(gw) == {"delivered": 5}, what="every message")
+
+
+def test_a_redis_failure_after_the_commit_repeats_nothing(gw, smsc, monkeypatch):
+    ack = OutboundStream.ack
+    failures = []
+
+    def failing_once(self, entry_ids):
+        if threading.current_thread().name == "smpp-recorder" and entry_ids and not failures:
+            failures.append(entry_ids)
+            raise redis.ConnectionError("blip")
+        return ack(self, entry_ids)
+
+    monkeypatch.setattr(OutboundStream, "ack", failing_once)
+    phones = queue_many(gw, 3)
+    with workers(gw, smsc.port, "w1"):
+        wait_until(lambda: statuses(gw) == {"delivered": 3}, what="every message")
+    assert failures and all(len(smsc.messages(phone)) == 1 for phone in phones)
+
+
+@pytest.mark.settings(SMS_PROVIDER="smpp", SMPP_MAX_TPS=1000, SMPP_RECLAIM_AFTER=1)
+def test_a_dead_workers_row_is_sent_after_redis_lost_its_data(gw, smsc, clock):
+    [phone] = queue_many(gw, 1)
+    stream = OutboundStream(gw.redis, gw.settings.REDIS_PREFIX)
+    stream.ensure_group()
+    assert stream.read("dead-worker", 10, None)  # a worker read it, claimed it, and died
+    with gw.db.transaction() as session:
+        session.execute(update(OutboxMessage).values(status="sending",
+                                                     lease_until=clock() + timedelta(seconds=1)))
+    for key in gw.redis.scan_iter(match=f"{gw.settings.REDIS_PREFIX}*"):
+        gw.redis.delete(key)  # Redis restarts without its data
+    clock.advance(seconds=2)  # the dead worker's lease runs out
+    with workers(gw, smsc.port, "w2"):
+        wait_until(lambda: statuses(gw) == {"delivered": 1}, what="the message")
+    assert len(smsc.messages(phone)) == 1
+
+
+@pytest.mark.settings(SMS_PROVIDER="smpp", SMPP_MAX_TPS=10, SMPP_RECLAIM_AFTER=1)
+def test_two_live_workers_never_send_a_row_twice(gw, smsc):
+    phones = queue_many(gw, 30)  # three seconds of work at 10/s: longer than RECLAIM_AFTER
+    with workers(gw, smsc.port, "bind-a", "bind-b"):
+        wait_until(lambda: statuses(gw) == {"delivered": 30}, timeout=30, what="every message")
+    assert Counter(len(smsc.messages(phone)) for phone in phones) == {1: 30}
+
+
+@pytest.mark.settings(SMS_PROVIDER="smpp", SMPP_MAX_TPS=1000, SMPP_RECLAIM_AFTER=1,
+                      SMPP_RESPONSE_TIMEOUT=1)
+def test_a_long_message_cut_off_by_a_stop_is_finished_without_repeats(gw, smsc, clock):
+    with gw.db.transaction() as session:
+        outbox.queue(session, to="+8613600000001", kind="link", body="x" * 200, now=clock())
+    while Worker(gw).run_once()[1]:
+        pass
+    submit = smsc._submit
+    throttle_part_two = [True]
+
+    def refuse_part_two(session, pdu):
+        if throttle_part_two[0] and pdu["short_message"][5] == 2:
+            smsc._respond(session, Pdu("submit_sm_resp", pdu.sequence, Status.RTHROTTLED))
+        else:
+            submit(session, pdu)
+
+    smsc._submit = refuse_part_two
+    with workers(gw, smsc.port, "w1"):
+        wait_until(lambda: smsc.submits == 1, what="part 1")
+    assert statuses(gw) == {"sending": 1}  # stopped with part 2 unsent
+    throttle_part_two[0] = False
+    clock.advance(seconds=2)  # its lease runs out
+    with workers(gw, smsc.port, "w2"):
+        wait_until(lambda: statuses(gw) == {"delivered": 1}, what="the message")
+    assert smsc.submits == 2  # part 1 was not sent again
+    [message] = smsc.messages("+8613600000001")
+    assert message.text == "x" * 200 and message.parts == 2
+
+
+def test_a_reply_part_delivered_twice_is_answered_both_times(gw):
+    worker = SmppWorker(gw, host="127.0.0.1", port=1, consumer="unit")
+    _, esm_class, parts = codec.encode_parts("y" * 200, 9)
+
+    def deliver(sequence, body):
+        return SimpleNamespace(sequence=sequence, source_addr=b"8613800138000",
+                               source_addr_ton=1, short_message=body, data_coding=0,
+                               esm_class=esm_class)
+
+    replies: list[bytes] = []
+    worker._on_reply(deliver(1, parts[0]), replies)
+    worker._on_reply(deliver(3, parts[0]), replies)  # the SMSC offers part 1 again
+    worker._on_reply(deliver(2, parts[1]), replies)
+    handed = worker.recorder.results.get_nowait()
+    assert handed.text == "y" * 200 and sorted(handed.sequences) == [1, 2, 3]
+
+
+def test_a_reply_in_a_message_payload_is_read(gw):
+    worker = SmppWorker(gw, host="127.0.0.1", port=1, consumer="unit")
+    worker._on_reply(SimpleNamespace(sequence=1, source_addr=b"8613800138000",
+                                     source_addr_ton=1, short_message=b"",
+                                     message_payload=b"384921", data_coding=0, esm_class=0),
+                     [])
+    assert worker.recorder.results.get_nowait().text == "384921"
+
+
+@pytest.mark.settings(SMS_PROVIDER="smpp", SMPP_DLR_TIMEOUT=1)
+def test_a_database_outage_does_not_break_the_smpp_link(gw, smsc, monkeypatch):
+    failures = []
+
+    def database_down(self):
+        failures.append(1)
+        raise OperationalError("select", {}, Exception("database down"))
+
+    monkeypatch.setattr(Recorder, "_find_silent_parts", database_down)
+    with workers(gw, smsc.port, "w1"):
+        wait_until(lambda: len(failures) >= 3, what="several failed rounds")
+    assert smsc.binds == 1
+
+
+def test_a_receipt_quoting_its_message_is_read_from_its_header():
+    text = ("id:1A2B sub:001 dlvrd:001 submit date:2611231055 done date:2611231055 "
+            "stat:DELIVRD err:000 text:id:77 stat:UNDELIV")
+    assert codec.parse_receipt(text) == codec.Receipt("1A2B", 2, "000")
+
+
+@pytest.mark.parametrize("data_coding, body, text", [
+    (0x18, "你好".encode("utf-16-be"), "你好"),  # UCS-2 with a message class
+    (0xF0, b"hi", "hi"), (0xF4, b"\xe9", "é"), (0x11, b"hi", "hi")])
+def test_data_codings_with_message_classes_are_read(data_coding, body, text):
+    assert codec.decode_text(body, data_coding) == text
