@@ -1,7 +1,7 @@
 """SMPP throughput: the worker against bare pipelined smpplib, in one run, on one SMSC.
 
-    python bench/smpp_throughput.py [-n 10000] [--window 50] [--database-url URL]
-                                    [--redis-url URL] [--no-receipts]
+    python bench/smpp_throughput.py [-n 10000] [--window 50] [--repeat 3]
+                                    [--database-url URL] [--redis-url URL] [--no-receipts]
 
 Starts the built-in SMSC in its own process, then
   1. sends N submit_sm through a bare smpplib client that keeps WINDOW in flight (the
@@ -10,7 +10,9 @@ Starts the built-in SMSC in its own process, then
      ``python -m smpp`` (its own process) send them with SMPP_WINDOW=WINDOW, and again with a
      window of 1 (one message in flight, as gateways without a window do).
 The worker's rate is taken from the times it recorded each acceptance (first to last), the
-baseline's from its first send to its last response. Prints both rates and their ratio.
+baseline's from its first send to its last response. The pair is run --repeat times,
+alternating, because the SMSC shares the machine's cores with the client under test; prints
+every run, then the medians and the median of the ratios.
 Defaults: SQLite and an embedded Redis in a temporary folder; pass URLs to use servers.
 """
 
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -125,6 +128,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", "--count", type=int, default=10000)
     parser.add_argument("--window", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--database-url")
     parser.add_argument("--redis-url")
     parser.add_argument("--no-receipts", action="store_true")
@@ -150,16 +154,25 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> None:
               f"receipts {'off' if args.no_receipts else 'on'}; database "
               f"{env['DATABASE_URL'].split(':')[0]}, redis "
               f"{'server' if args.redis_url else 'embedded'}; {os.cpu_count()} cores")
-        bare = bare_smpplib(port, args.count, args.window)
-        print(f"bare pipelined smpplib, window {args.window:>3}: {bare:8.0f} submit_sm/s")
-        bare_single = bare_smpplib(port, min(args.count, 2000), 1)
-        print(f"bare smpplib,           window   1: {bare_single:8.0f} submit_sm/s")
-        windowed = worker_run(env, port, args.count, args.window)
-        print(f"worker (python -m smpp), window {args.window:>3}: {windowed:8.0f} msg/s"
-              f"   ratio to bare {windowed / bare:.2f}")
-        single = worker_run(env, port, min(args.count, 2000), 1)
-        print(f"worker (python -m smpp), window   1: {single:8.0f} msg/s"
-              f"   ratio to bare window 1 {single / bare_single:.2f}")
+        rates: dict[str, list[float]] = {"bare": [], "worker": [], "bare1": [], "worker1": []}
+        single = min(args.count, 2000)
+        for run_number in range(1, args.repeat + 1):
+            rates["bare"].append(bare_smpplib(port, args.count, args.window))
+            rates["worker"].append(worker_run(env, port, args.count, args.window))
+            rates["bare1"].append(bare_smpplib(port, single, 1))
+            rates["worker1"].append(worker_run(env, port, single, 1))
+            print(f"run {run_number}: window {args.window}: bare {rates['bare'][-1]:7.0f}/s, "
+                  f"worker {rates['worker'][-1]:7.0f}/s; window 1: bare "
+                  f"{rates['bare1'][-1]:7.0f}/s, worker {rates['worker1'][-1]:7.0f}/s",
+                  flush=True)
+        ratios = [w / b for w, b in zip(rates["worker"], rates["bare"], strict=True)]
+        ratios1 = [w / b for w, b in zip(rates["worker1"], rates["bare1"], strict=True)]
+        print(f"median of {args.repeat}, window {args.window:>3}: bare pipelined smpplib "
+              f"{median(rates['bare']):7.0f} submit_sm/s, worker {median(rates['worker']):7.0f}"
+              f" msg/s, ratio {median(ratios):.2f}")
+        print(f"median of {args.repeat}, window   1: bare smpplib          "
+              f"{median(rates['bare1']):7.0f} submit_sm/s, worker "
+              f"{median(rates['worker1']):7.0f} msg/s, ratio {median(ratios1):.2f}")
     finally:
         smsc.terminate()
         smsc.wait(timeout=10)

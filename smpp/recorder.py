@@ -65,6 +65,9 @@ class Release:
 Result = Part | Message | Inbound | Release
 
 _MAX_QUERIES = 3
+# A receipt can come before its part is recorded (another worker's bind got it first): it is
+# refused for a while, so that the SMSC offers it again, and dropped only after this long.
+_UNKNOWN_RECEIPT_PATIENCE = 60.0
 
 
 class Recorder:
@@ -80,6 +83,8 @@ class Recorder:
         self._respond = respond  # (generation, sequence, status): queue a deliver_sm_resp
         self._query_every = min(5, gw.settings.SMPP_DLR_TIMEOUT)
         self._next_query = 0.0
+        self._unknown_since: dict[str, float] = {}  # receipt ids not matched yet: first seen
+        self._unmatched: set[str] = set()  # of the batch being recorded
 
     def run(self) -> None:
         """Record batches until ``finishing`` is set and nothing is left."""
@@ -111,13 +116,16 @@ class Recorder:
             batch, backoff = [], 0.1
 
     def _take(self) -> list[Result]:
+        """The next batch: what arrives within 5 ms of its first item (a group commit, so a
+        trickle of answers does not cost a commit each), 5,000 items at most."""
         try:
             items = [self.results.get(timeout=0.02)]
         except queue.Empty:
             return []
+        deadline = time.monotonic() + 0.005
         while len(items) < 5000:
             try:
-                items.append(self.results.get_nowait())
+                items.append(self.results.get(timeout=max(0.0, deadline - time.monotonic())))
             except queue.Empty:
                 break
         return items
@@ -137,7 +145,7 @@ class Recorder:
                      "message_id": p.message_id, "status": "submitted", "submitted_at": now,
                      "queries": 0} for p in accepted])
             touched = _settle(session, settled, now)
-            delivered, others = _apply_receipts(session, receipts, now)
+            delivered, others, self._unmatched = _apply_receipts(session, receipts, now)
             if delivered:
                 session.execute(
                     update(_OUTBOX).where(_OUTBOX.c.id.in_(padded(delivered)),
@@ -158,9 +166,26 @@ class Recorder:
         self._settled([message.outbox_id for message in settled])
         for item in batch:
             if isinstance(item, Inbound):
-                status = ROK if item.receipt is not None else self._hand_over(item)
+                if item.receipt is None:
+                    status = self._hand_over(item)
+                else:
+                    status = self._receipt_status(item.receipt.message_id)
                 for sequence in item.sequences:
                     self._respond(item.generation, sequence, status)
+
+    def _receipt_status(self, message_id: str) -> int:
+        """ROK for a receipt recorded; a temporary refusal for one whose part is not known
+        yet, until it has been unknown for too long."""
+        now = time.monotonic()
+        if message_id not in self._unmatched:
+            self._unknown_since.pop(message_id, None)
+            return ROK
+        first_seen = self._unknown_since.setdefault(message_id, now)
+        if now - first_seen < _UNKNOWN_RECEIPT_PATIENCE:
+            return RX_T_APPN
+        log.warning("dropping a receipt for unknown message id %s", message_id)
+        del self._unknown_since[message_id]
+        return ROK
 
     def _hand_over(self, item: Inbound) -> int:
         """Give a viewer's reply to the inbound function; return the status to answer with."""
@@ -227,14 +252,14 @@ def _settle(session: Session, settled: list[Message], now: datetime) -> set[int]
 
 
 def _apply_receipts(session: Session, receipts: list[codec.Receipt],
-                    now: datetime) -> tuple[set[int], set[int]]:
+                    now: datetime) -> tuple[set[int], set[int], set[str]]:
     """Record final receipts on their parts.
 
-    Returns the outbox ids now known delivered (their only part was), and the outbox ids whose
-    outcome needs their other parts looked at.
+    Returns the outbox ids now known delivered (their only part was), the outbox ids whose
+    outcome needs their other parts looked at, and the receipts' ids that match no part.
     """
     if not receipts:
-        return set(), set()
+        return set(), set(), set()
     columns = _PARTS.c
 
     def find(ids: set[str]) -> dict[str, Any]:
@@ -251,12 +276,13 @@ def _apply_receipts(session: Session, receipts: list[codec.Receipt],
         parts.update(find({v for r in missing for v in codec.message_id_variants(r.message_id)}))
     delivered: dict[int, int] = {}  # part id -> outbox id
     failed: dict[int, dict] = {}
+    unmatched: set[str] = set()
     for receipt in receipts:
         part = parts.get(receipt.message_id) or next(
             (parts[v] for v in codec.message_id_variants(receipt.message_id) if v in parts),
             None)
         if part is None:
-            log.warning("receipt for unknown message id %s", receipt.message_id)
+            unmatched.add(receipt.message_id)
         elif receipt.final and part.status == "submitted":
             if receipt.delivered:
                 delivered[part.id] = part.outbox_id
@@ -277,7 +303,7 @@ def _apply_receipts(session: Session, receipts: list[codec.Receipt],
               if row.id in delivered and row.total == 1}
     others = {row.outbox_id for row in parts.values()
               if row.id in failed or (row.id in delivered and row.total > 1)}
-    return single, others
+    return single, others, unmatched
 
 
 def _conclude(session: Session, outbox_ids: set[int], now: datetime) -> None:

@@ -2,9 +2,10 @@
 
 It accepts binds with credentials, answers ``submit_sm`` with message ids, reassembles
 concatenated parts into each phone's inbox, sends delivery receipts (as TLVs and as text),
-answers ``query_sm``, and lets a phone reply (``deliver_sm``), redelivering a reply that was not
-acknowledged. Faults on demand: throttling, slow responses, dropped or refused connections,
-undeliverable phones, receipts that never come, raw bytes.
+answers ``query_sm``, and lets a phone reply (``deliver_sm``). Receipts and replies go to the
+bound receivers in turn, and come again until acknowledged. Faults on demand: throttling, slow
+responses, dropped or refused connections, undeliverable phones, receipts that never come, raw
+bytes.
 
 Python API: ``Smsc(...).start()``, ``messages(phone)``, ``wait_for_message(phone)``,
 ``reply(phone, text)``. HTTP hook: ``SmscHttp(smsc).start()`` (see ``python -m smpp.simulator``).
@@ -88,7 +89,8 @@ class _Session:
     writer: asyncio.StreamWriter
     bound_as: str | None = None
     sequence: itertools.count = field(default_factory=lambda: itertools.count(1))
-    unacknowledged: dict[int, _Delivery] = field(default_factory=dict)
+    # deliveries sent and not acknowledged yet: sequence -> (delivery, sent at)
+    unacknowledged: dict[int, tuple[_Delivery, float]] = field(default_factory=dict)
 
     @property
     def receives(self) -> bool:
@@ -133,6 +135,7 @@ class Smsc:
         self._fragments: dict[tuple[str, str, int, int], dict[int, tuple[bytes, str]]] = {}
         self._submitted: dict[str, _Submitted] = {}
         self._deliveries: deque[_Delivery] = deque()
+        self._waiting: asyncio.Event | None = None  # set when there is something to deliver
         self._changed = threading.Condition()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reply_task: asyncio.Task[None]
@@ -267,7 +270,7 @@ class Smsc:
                               "source_addr": phone_key(phone), "dest_addr_ton": 0,
                               "dest_addr_npi": 1, "destination_addr": to, "esm_class": esm_class,
                               "data_coding": coding, "short_message": part}, {}, reply=True)
-            self._loop.call_soon_threadsafe(self._deliveries.append, item)
+            self._loop.call_soon_threadsafe(self._queue_delivery, item)
 
     def _notify(self) -> None:
         with self._changed:
@@ -298,7 +301,8 @@ class Smsc:
         finally:
             self._sessions.discard(session)
             # what the ESME did not acknowledge is delivered again, first
-            self._deliveries.extendleft(reversed(list(session.unacknowledged.values())))
+            self._deliveries.extendleft(reversed([d for d, _ in session.unacknowledged.values()]))
+            self._wake()
             writer.close()
             self._notify()
 
@@ -308,6 +312,10 @@ class Smsc:
 
     def _respond(self, session: _Session, pdu: Pdu) -> None:
         """Answer a submit_sm, after ``response_delay`` when the SMSC is told to be slow."""
+        if not self.response_delay:
+            self.max_outstanding = max(self.max_outstanding, 1)
+            self._send(session, pdu)
+            return
         self.outstanding += 1
         self.max_outstanding = max(self.max_outstanding, self.outstanding)
 
@@ -315,11 +323,8 @@ class Smsc:
             self.outstanding -= 1
             self._send(session, pdu)
 
-        if self.response_delay:
-            assert self._loop is not None
-            self._loop.call_later(self.response_delay, answer)
-        else:
-            answer()
+        assert self._loop is not None
+        self._loop.call_later(self.response_delay, answer)
 
     async def _handle(self, session: _Session, pdu: Pdu) -> bool:
         """Act on one PDU; return False to close the connection."""
@@ -345,12 +350,13 @@ class Smsc:
             self._notify()
             return False
         elif command == "deliver_sm_resp":
-            item = session.unacknowledged.pop(pdu.sequence, None)
-            if item is not None and pdu.status == Status.ROK:
-                self.mo_acknowledged += item.reply
-                self._notify()
-            elif item is not None:
-                self._deliveries.append(item)
+            sent = session.unacknowledged.pop(pdu.sequence, None)
+            if sent is not None and pdu.status == Status.ROK:
+                if sent[0].reply:
+                    self.mo_acknowledged += 1
+                    self._notify()
+            elif sent is not None:
+                self._queue_delivery(sent[0])
         elif command == "generic_nack" or pdu.is_response:
             pass
         elif session.bound_as is None:
@@ -396,8 +402,11 @@ class Smsc:
             record.state, record.done_at = state, now
             if pdu["registered_delivery"] & 0x01 and not self.receipts_withheld:
                 assert self._loop is not None
-                self._loop.call_later(self.receipt_delay, self._deliveries.append,
-                                      self._receipt(pdu, record, number))
+                receipt = self._receipt(pdu, record, number)
+                if self.receipt_delay:
+                    self._loop.call_later(self.receipt_delay, self._queue_delivery, receipt)
+                else:
+                    self._queue_delivery(receipt)
 
     def _deliver(self, pdu: Pdu, destination: str, message_id: str,
                  now: datetime) -> int | None:
@@ -466,28 +475,45 @@ class Smsc:
             "message_id": record.message_id, "final_date": final,
             "message_state": record.state, "error_code": 0}))
 
+    def _queue_delivery(self, item: _Delivery) -> None:
+        self._deliveries.append(item)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiting is not None:
+            self._waiting.set()
+
     async def _deliver_pending(self) -> None:
-        """Hand queued replies and receipts to a bound receiver, each until acknowledged."""
+        """Hand queued replies and receipts to a bound receiver, each until acknowledged.
+
+        What is not acknowledged within ``redeliver_after`` seconds is offered again.
+        """
+        self._waiting = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        next_sweep = 0.0
         while True:
-            session = next((s for s in self._sessions if s.receives), None)
-            if session is None or not self._deliveries:
-                await asyncio.sleep(0.01)
-                continue
-            assert self._loop is not None
-            while self._deliveries and not session.writer.is_closing():
+            try:
+                await asyncio.wait_for(self._waiting.wait(), timeout=0.25)
+            except TimeoutError:
+                pass
+            self._waiting.clear()
+            now = loop.time()
+            if now >= next_sweep:
+                next_sweep = now + min(0.25, self.redeliver_after / 4)
+                for session in self._sessions:
+                    late = [seq for seq, (_, sent) in session.unacknowledged.items()
+                            if now - sent > self.redeliver_after]
+                    for sequence in late:
+                        self._deliveries.append(session.unacknowledged.pop(sequence)[0])
+            # like SMSCs that spread deliveries over every bind of the same account
+            receivers = itertools.cycle([s for s in self._sessions if s.receives
+                                         and not s.writer.is_closing()] or [None])
+            while self._deliveries and (session := next(receivers)) is not None:
                 item = self._deliveries.popleft()
                 sequence = next(session.sequence)
-                session.unacknowledged[sequence] = item
+                session.unacknowledged[sequence] = (item, now)
                 self._send(session, Pdu("deliver_sm", sequence, fields=item.fields,
                                         tlvs=item.tlvs))
-                self._loop.call_later(self.redeliver_after, self._redeliver, session, sequence)
-            await asyncio.sleep(0)
-
-    def _redeliver(self, session: _Session, sequence: int) -> None:
-        """What the ESME has not acknowledged in time is offered again."""
-        item = session.unacknowledged.pop(sequence, None)
-        if item is not None:
-            self._deliveries.append(item)
 
 
 def _parse_absolute(value: str) -> datetime:

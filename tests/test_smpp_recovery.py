@@ -14,13 +14,13 @@ import redis
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
-from gateway.db import OutboxMessage
+from gateway.db import OutboxMessage, SmsPart
 from gateway.sms import outbox
 from gateway.sms.stream import OutboundStream
 from gateway.worker import Worker
 from smpp import codec
 from smpp.pdu import Pdu, Status
-from smpp.recorder import Recorder
+from smpp.recorder import Inbound, Recorder
 from smpp.simulator import Smsc
 from smpp.worker import SmppWorker
 from tests.smpp_helpers import wait_until
@@ -196,3 +196,31 @@ def test_a_receipt_quoting_its_message_is_read_from_its_header():
     (0xF0, b"hi", "hi"), (0xF4, b"\xe9", "é"), (0x11, b"hi", "hi")])
 def test_data_codings_with_message_classes_are_read(data_coding, body, text):
     assert codec.decode_text(body, data_coding) == text
+
+
+def test_a_receipt_that_comes_before_its_part_is_recorded_is_asked_for_again(gw, clock):
+    """Another bind's receipt can overtake the recording of the part: it is refused (to come
+    again), not dropped."""
+    with gw.db.transaction() as session:
+        message = outbox.queue(session, to="+8613600000002", kind="link", body="hi", now=clock())
+        session.flush()
+        message.status, message.parts = "submitted", 1
+        outbox_id = message.id
+    answers: list[tuple[int, int, int]] = []
+    recorder = Recorder(gw, OutboundStream(gw.redis, gw.settings.REDIS_PREFIX),
+                        settled=lambda ids: None, respond=lambda *a: answers.append(a))
+
+    def receipt(sequence: int) -> list:
+        batch = [Inbound(1, [sequence], codec.Receipt("abc", codec.DELIVERED))]
+        recorder._commit(batch)
+        recorder._after_commit(batch)
+        return batch
+
+    receipt(7)
+    assert answers == [(1, 7, Status.RX_T_APPN)] and statuses(gw) == {"submitted": 1}
+    with gw.db.transaction() as session:  # the submitting worker records its part
+        session.add(SmsPart(outbox_id=outbox_id, part=1, total=1, provider="smpp",
+                            message_id="abc", status="submitted", submitted_at=clock(),
+                            queries=0))
+    receipt(8)
+    assert answers[-1] == (1, 8, Status.ROK) and statuses(gw) == {"delivered": 1}
