@@ -98,9 +98,6 @@ class OutboundStream:
             pipe.xdel(self.key, *entry_ids)
             pipe.execute()
 
-    def depth(self) -> int:
-        return int(self._client.xlen(self.key))
-
 
 def _entry(entry_id: object, fields: dict) -> tuple[str, int]:
     return str(entry_id), int(fields["id"])
