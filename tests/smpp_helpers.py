@@ -23,20 +23,25 @@ def wait_until(condition: Callable[[], object], timeout: float = 15, what: str =
 
 
 @contextmanager
-def running(gw: Gateway, port: int, *, wait_for_bind: bool = True) -> Iterator[SmppWorker]:
-    """The background worker (relay, expiry) and an SMPP worker bound to 127.0.0.1:port."""
+def running(gw: Gateway, port: int, *consumers: str,
+            wait_for_bind: bool = True) -> Iterator[list[SmppWorker]]:
+    """The background worker (relay, expiry) and an SMPP worker bound to 127.0.0.1:port for
+    each consumer name (one, by default); yields the SMPP workers."""
     relay = Worker(gw)
-    smpp = SmppWorker(gw, host="127.0.0.1", port=port, consumer="test-worker")
-    threads = [threading.Thread(target=relay.run, daemon=True),
-               threading.Thread(target=smpp.run, daemon=True)]
+    smpp = [SmppWorker(gw, host="127.0.0.1", port=port, consumer=name)
+            for name in consumers or ("test-worker",)]
+    threads = [threading.Thread(target=relay.run, daemon=True)]
+    threads += [threading.Thread(target=worker.run, daemon=True) for worker in smpp]
     for thread in threads:
         thread.start()
     try:
-        assert not wait_for_bind or smpp.bound.wait(10), "the SMPP worker did not bind"
+        for worker in smpp:
+            assert not wait_for_bind or worker.bound.wait(10), "an SMPP worker did not bind"
         yield smpp
     finally:
         relay.stopping.set()
-        smpp.stop()
+        for worker in smpp:
+            worker.stop()
         for thread in threads:
-            thread.join(timeout=15)
+            thread.join(timeout=30)
             assert not thread.is_alive(), f"{thread.name} did not stop"

@@ -83,7 +83,7 @@ def test_a_dropped_connection_mid_batch_loses_no_message(gw, smsc):
 def test_an_smsc_that_goes_down_is_bound_again_when_it_comes_back(gw, smsc):
     phones = queue_many(gw, 5)
     smsc.go_down()
-    with running(gw, smsc.port, wait_for_bind=False) as worker:
+    with running(gw, smsc.port, wait_for_bind=False) as [worker]:
         assert not worker.bound.wait(1)
         smsc.come_back()
         wait_until(lambda: all_arrived(smsc, phones), what="messages after the SMSC returned")
@@ -173,7 +173,7 @@ def test_a_code_held_back_by_throttling_past_its_expiry_is_never_sent(client, se
 
 @pytest.mark.settings(SMS_PROVIDER="smpp", SMPP_MAX_TPS=1000)
 def test_garbage_from_the_smsc_is_answered_and_survived(gw, smsc):
-    with running(gw, smsc.port) as worker:
+    with running(gw, smsc.port) as [worker]:
         smsc.send_raw(encode(Pdu("submit_sm_resp", 77))[:8] + b"\x00\x00\x00\x00"
                       + (0x4242).to_bytes(4, "big"))  # a PDU of an unknown command
         smsc.send_raw(b"\x00\x00\x00\x10\x00\x00\x00\x15\x00\x00\x00\x00\x00\x00\x00\x09")

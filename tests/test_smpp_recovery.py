@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from contextlib import contextmanager
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -23,7 +22,7 @@ from smpp.pdu import Pdu, Status
 from smpp.recorder import Inbound, Recorder
 from smpp.simulator import Smsc
 from smpp.worker import SmppWorker
-from tests.smpp_helpers import wait_until
+from tests.smpp_helpers import running, wait_until
 from tests.test_smpp_faults import queue_many, statuses
 
 pytestmark = pytest.mark.settings(SMS_PROVIDER="smpp", SMPP_MAX_TPS=1000)
@@ -34,28 +33,6 @@ def smsc():
     server = Smsc().start()
     yield server
     server.stop()
-
-
-@contextmanager
-def workers(gw, port, *consumers):
-    """The relay and one SMPP worker per consumer name, all bound to the SMSC."""
-    smpp = [SmppWorker(gw, host="127.0.0.1", port=port, consumer=name) for name in consumers]
-    relay = Worker(gw)
-    threads = [threading.Thread(target=w.run, daemon=True) for w in smpp]
-    threads.append(threading.Thread(target=relay.run, daemon=True))
-    for thread in threads:
-        thread.start()
-    try:
-        for worker in smpp:
-            assert worker.bound.wait(10)
-        yield smpp
-    finally:
-        relay.stopping.set()
-        for worker in smpp:
-            worker.stop()
-        for thread in threads:
-            thread.join(timeout=30)
-            assert not thread.is_alive()
 
 
 def test_throttled_parts_survive_a_connection_closed_right_after(gw, smsc):
@@ -70,7 +47,7 @@ def test_throttled_parts_survive_a_connection_closed_right_after(gw, smsc):
             session.writer.close()  # the five throttled answers, then the connection ends
 
     smsc._submit = throttle_then_hang_up
-    with workers(gw, smsc.port, "w1"):
+    with running(gw, smsc.port, "w1"):
         wait_until(lambda: statuses(gw) == {"delivered": 5}, what="every message")
 
 
@@ -86,7 +63,7 @@ def test_a_redis_failure_after_the_commit_repeats_nothing(gw, smsc, monkeypatch)
 
     monkeypatch.setattr(OutboundStream, "ack", failing_once)
     phones = queue_many(gw, 3)
-    with workers(gw, smsc.port, "w1"):
+    with running(gw, smsc.port, "w1"):
         wait_until(lambda: statuses(gw) == {"delivered": 3}, what="every message")
     assert failures and all(len(smsc.messages(phone)) == 1 for phone in phones)
 
@@ -103,7 +80,7 @@ def test_a_dead_workers_row_is_sent_after_redis_lost_its_data(gw, smsc, clock):
     for key in gw.redis.scan_iter(match=f"{gw.settings.REDIS_PREFIX}*"):
         gw.redis.delete(key)  # Redis restarts without its data
     clock.advance(seconds=2)  # the dead worker's lease runs out
-    with workers(gw, smsc.port, "w2"):
+    with running(gw, smsc.port, "w2"):
         wait_until(lambda: statuses(gw) == {"delivered": 1}, what="the message")
     assert len(smsc.messages(phone)) == 1
 
@@ -111,7 +88,7 @@ def test_a_dead_workers_row_is_sent_after_redis_lost_its_data(gw, smsc, clock):
 @pytest.mark.settings(SMS_PROVIDER="smpp", SMPP_MAX_TPS=10, SMPP_RECLAIM_AFTER=1)
 def test_two_live_workers_never_send_a_row_twice(gw, smsc):
     phones = queue_many(gw, 30)  # three seconds of work at 10/s: longer than RECLAIM_AFTER
-    with workers(gw, smsc.port, "bind-a", "bind-b"):
+    with running(gw, smsc.port, "bind-a", "bind-b"):
         wait_until(lambda: statuses(gw) == {"delivered": 30}, timeout=30, what="every message")
     assert Counter(len(smsc.messages(phone)) for phone in phones) == {1: 30}
 
@@ -133,12 +110,12 @@ def test_a_long_message_cut_off_by_a_stop_is_finished_without_repeats(gw, smsc, 
             submit(session, pdu)
 
     smsc._submit = refuse_part_two
-    with workers(gw, smsc.port, "w1"):
+    with running(gw, smsc.port, "w1"):
         wait_until(lambda: smsc.submits == 1, what="part 1")
     assert statuses(gw) == {"sending": 1}  # stopped with part 2 unsent
     throttle_part_two[0] = False
     clock.advance(seconds=2)  # its lease runs out
-    with workers(gw, smsc.port, "w2"):
+    with running(gw, smsc.port, "w2"):
         wait_until(lambda: statuses(gw) == {"delivered": 1}, what="the message")
     assert smsc.submits == 2  # part 1 was not sent again
     [message] = smsc.messages("+8613600000001")
@@ -180,7 +157,7 @@ def test_a_database_outage_does_not_break_the_smpp_link(gw, smsc, monkeypatch):
         raise OperationalError("select", {}, Exception("database down"))
 
     monkeypatch.setattr(Recorder, "_find_silent_parts", database_down)
-    with workers(gw, smsc.port, "w1"):
+    with running(gw, smsc.port, "w1"):
         wait_until(lambda: len(failures) >= 3, what="several failed rounds")
     assert smsc.binds == 1
 
