@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from gateway.db import Device, Entitlement, Package, insert_ignore
 
-__all__ = ["activate", "active_entitlements", "ensure_device"]
+__all__ = ["activate", "active_entitlements", "ensure_device", "entitlements"]
 
 
 def ensure_device(session: Session, device_id: str, now: datetime) -> None:
@@ -40,3 +40,13 @@ def active_entitlements(session: Session, device_id: str, now: datetime) -> list
         .where(Entitlement.device_id == device_id, Entitlement.active_until > now)
         .order_by(Entitlement.package_id)
     ))
+
+
+def entitlements(session: Session, device_id: str) -> list[tuple[Entitlement, Package]]:
+    """Every entitlement the device has had, live or lapsed, with its package."""
+    return [(e, p) for e, p in session.execute(
+        select(Entitlement, Package)
+        .join(Package, Package.id == Entitlement.package_id)
+        .where(Entitlement.device_id == device_id)
+        .order_by(Entitlement.active_until.desc(), Package.id)
+    )]

@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
+from gateway.money import MINOR_DIGITS
+
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +40,8 @@ class Settings:
     PUBLIC_BASE_URL: str
     MERCHANT_NAME: str
     TIMEZONE: str  # how dates are shown to viewers
+    CURRENCY: str  # of devices' stored-value balances and their recharges
+    RECHARGE_MAX_AMOUNT: int  # minor units
     # Messaging
     SMS_PROVIDER: str
     SMS_SERVICE_NUMBER: str
@@ -47,6 +51,9 @@ class Settings:
     CODE_TTL_SECONDS: int
     CODE_MAX_ATTEMPTS: int
     WAP_LINK_TTL_SECONDS: int
+    WAP_PASSWORD_MAX_ATTEMPTS: int  # wrong passwords in a row that lock a wallet's page payments
+    WAP_LOCK_SECONDS: int
+    WAP_SIGN_IN_SECONDS: int  # how long a sign-in on a payment page lasts
     # Limits (0 turns a limit off)
     LIMIT_PHONE_INTERVAL_SECONDS: int
     LIMIT_PHONE_CODES_PER_DAY: int
@@ -173,6 +180,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         "PUBLIC_BASE_URL": get("PUBLIC_BASE_URL", _text(f"http://127.0.0.1:{port}")).rstrip("/"),
         "MERCHANT_NAME": get("MERCHANT_NAME", _text("TV Pay")),
         "TIMEZONE": get("TIMEZONE", _timezone),
+        "CURRENCY": get("CURRENCY", _choice("CNY", *MINOR_DIGITS)),
+        "RECHARGE_MAX_AMOUNT": get("RECHARGE_MAX_AMOUNT", _int(100000, 1, 10**11)),
         "SMS_PROVIDER": get("SMS_PROVIDER", _choice("smpp", "smpp", "log")),
         "SMS_SERVICE_NUMBER": service_number,
         "SMS_LANGUAGE": get("SMS_LANGUAGE", _choice("zh-CN", "zh-CN", "en")),
@@ -180,6 +189,9 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         "CODE_TTL_SECONDS": get("CODE_TTL_SECONDS", _int(300, 60, 600)),
         "CODE_MAX_ATTEMPTS": get("CODE_MAX_ATTEMPTS", _int(5, 1, 10)),
         "WAP_LINK_TTL_SECONDS": get("WAP_LINK_TTL_SECONDS", _int(900, 60, 86400)),
+        "WAP_PASSWORD_MAX_ATTEMPTS": get("WAP_PASSWORD_MAX_ATTEMPTS", _int(5, 1, 20)),
+        "WAP_LOCK_SECONDS": get("WAP_LOCK_SECONDS", _int(900, 60, 86400)),
+        "WAP_SIGN_IN_SECONDS": get("WAP_SIGN_IN_SECONDS", _int(600, 60, 3600)),
         "LIMIT_PHONE_INTERVAL_SECONDS": get("LIMIT_PHONE_INTERVAL_SECONDS", _int(60, 0, 86400)),
         "LIMIT_PHONE_CODES_PER_DAY": get("LIMIT_PHONE_CODES_PER_DAY", _int(10, 0, 1000)),
         "LIMIT_DEVICE_ORDERS_PER_HOUR": get("LIMIT_DEVICE_ORDERS_PER_HOUR", _int(30, 0, 10000)),

@@ -93,6 +93,10 @@ class Wallet(Base):
     currency: Mapped[str] = mapped_column(String(3))
     password_hash: Mapped[str]
     created_at: Mapped[datetime]
+    # Wrong payment passwords on the payment page in a row, and the lock they lead to. Kept
+    # here, not in Redis, so that losing Redis cannot reset them.
+    web_failed_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    web_locked_until: Mapped[datetime | None]
 
 
 class Card(Base):
@@ -177,11 +181,14 @@ class Order(Base):
         Index("ix_orders_status_expires", "status", "expires_at"),
         Index("ix_orders_device_created", "device_id", "created_at"),
         CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("kind IN ('package', 'renewal', 'recharge')", name="kind_known"),
+        CheckConstraint("(kind = 'recharge') = (package_id IS NULL)",
+                        name="package_unless_recharge"),
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # package
+    kind: Mapped[str] = mapped_column(String(16))  # package, renewal, recharge
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
-    package_id: Mapped[str] = mapped_column(ForeignKey("packages.id"))
+    package_id: Mapped[str | None] = mapped_column(ForeignKey("packages.id"))  # None: recharge
     phone: Mapped[str | None] = mapped_column(String(20))
     wallet_id: Mapped[str | None] = mapped_column(ForeignKey("wallets.id"))
     channel: Mapped[str] = mapped_column(String(16))
@@ -192,6 +199,7 @@ class Order(Base):
     code_hash: Mapped[str | None] = mapped_column(String(64))
     code_attempts: Mapped[int] = mapped_column(default=0)
     link_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    paid_from: Mapped[str | None] = mapped_column(String(80))  # the account that paid
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     expires_at: Mapped[datetime | None]

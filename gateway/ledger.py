@@ -1,9 +1,9 @@
 """Double-entry ledger: the only code that moves money.
 
 Every movement is a journal entry whose postings sum to zero. Customer accounts (a wallet, a
-linked card) keep their balance on the row and are debited with a conditional UPDATE, so a
-balance can never go below zero however many orders race for it. System accounts are only
-appended to:
+linked card, a TV device's stored value) keep their balance on the row and are debited with a
+conditional UPDATE, so a balance can never go below zero however many orders race for it.
+System accounts are only appended to:
 
     external:<CUR>  money entering from outside (seeding, top-ups); runs negative
     holds:<CUR>     funds reserved for pending orders
@@ -12,7 +12,7 @@ appended to:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import func, select, update
@@ -21,12 +21,12 @@ from sqlalchemy.orm import Session
 from gateway.db import Account, Hold, JournalEntry, Posting, insert_ignore
 
 __all__ = [
-    "InsufficientFunds", "audit", "balance", "capture", "card_account", "fund",
-    "lock_hold_accounts", "open_account", "open_system_accounts", "place_hold", "release",
-    "wallet_account",
+    "InsufficientFunds", "audit", "balance", "capture", "card_account", "charge",
+    "device_account", "fund", "held_accounts", "lock_accounts", "merchant_account",
+    "open_account", "open_system_accounts", "place_hold", "release", "wallet_account",
 ]
 
-CUSTOMER_KINDS = frozenset({"wallet", "card"})
+CUSTOMER_KINDS = frozenset({"wallet", "card", "device"})
 SYSTEM_KINDS = frozenset({"external", "holds", "merchant"})
 
 
@@ -40,6 +40,14 @@ def wallet_account(wallet_id: str) -> str:
 
 def card_account(wallet_id: str) -> str:
     return f"card:{wallet_id}"
+
+
+def device_account(device_id: str) -> str:
+    return f"device:{device_id}"
+
+
+def merchant_account(currency: str) -> str:
+    return _system("merchant", currency)
 
 
 def _system(kind: str, currency: str) -> str:
@@ -119,6 +127,15 @@ def place_hold(session: Session, order_id: str, sources: Sequence[str], amount: 
     return None
 
 
+def charge(session: Session, order_id: str, source: str, credit: str, amount: int,
+           currency: str, now: datetime) -> None:
+    """Pay an order at once from ``source`` to ``credit`` (a payment page: nothing to hold).
+
+    :raise InsufficientFunds: ``source`` cannot cover it; nothing was written.
+    """
+    _post(session, "charge", [(source, -amount), (credit, amount)], currency, now, order_id)
+
+
 def _settle(session: Session, order_id: str, status: str, now: datetime) -> Hold:
     """Move a hold out of ``held`` exactly once, or raise if it was already settled."""
     settled = session.execute(
@@ -138,9 +155,9 @@ def capture(session: Session, order_id: str, now: datetime) -> Hold:
     """Turn the order's hold into merchant revenue."""
     hold = _settle(session, order_id, "captured", now)
     holds = _system("holds", hold.currency)
-    _post(session, "capture", [(holds, -hold.amount),
-                               (_system("merchant", hold.currency), hold.amount)],
-          hold.currency, now, order_id)
+    merchant = merchant_account(hold.currency)
+    _post(session, "capture", [(holds, -hold.amount), (merchant, hold.amount)], hold.currency,
+          now, order_id)
     return hold
 
 
@@ -155,14 +172,19 @@ def release(session: Session, order_id: str, now: datetime) -> Hold | None:
     return hold
 
 
-def lock_hold_accounts(session: Session, order_ids: Sequence[str]) -> None:
-    """Lock the accounts the given orders hold money on, in one fixed order.
+def held_accounts(session: Session, order_ids: Sequence[str]) -> set[str]:
+    """The accounts the given orders hold money on."""
+    return set(session.scalars(
+        select(Hold.account_id).where(Hold.order_id.in_(order_ids), Hold.status == "held")))
 
-    A transaction about to release several holds takes these locks first, so two such
-    transactions can never wait on each other's accounts in opposite orders.
+
+def lock_accounts(session: Session, account_ids: Iterable[str]) -> None:
+    """Lock customer accounts in one fixed order.
+
+    A transaction about to move money on several accounts takes these locks first, so two
+    such transactions can never wait on each other's accounts in opposite orders.
     """
-    accounts = sorted(set(session.scalars(
-        select(Hold.account_id).where(Hold.order_id.in_(order_ids), Hold.status == "held"))))
+    accounts = sorted(set(account_ids))
     if accounts:
         session.execute(select(Account.id).where(Account.id.in_(accounts))
                         .order_by(Account.id).with_for_update(key_share=True))

@@ -14,8 +14,8 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-__all__ = ["FINAL", "PENDING", "Channel", "IllegalTransition", "Reason", "Status", "is_lapsed",
-           "next_status"]
+__all__ = ["FINAL", "PENDING", "Channel", "IllegalTransition", "Kind", "Reason", "Status",
+           "is_lapsed", "next_status"]
 
 
 class Status(StrEnum):
@@ -44,6 +44,12 @@ class Reason(StrEnum):
     SMS_UNDELIVERABLE = "sms_undeliverable"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
+
+
+class Kind(StrEnum):
+    PACKAGE = "package"  # a TV asked a phone to pay for a package
+    RENEWAL = "renewal"  # a TV showed a QR code to renew a package
+    RECHARGE = "recharge"  # a TV showed a QR code to top up its stored-value balance
 
 
 class Channel(StrEnum):

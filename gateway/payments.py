@@ -24,15 +24,15 @@ from gateway.context import Gateway
 from gateway.db import Order, OrderEvent, Package, Wallet
 from gateway.errors import Conflict, InvalidInput, NotFound, RateLimited
 from gateway.money import Money
-from gateway.orders import FINAL, PENDING, Channel, Reason, Status, is_lapsed, next_status
+from gateway.orders import FINAL, PENDING, Channel, Kind, Reason, Status, is_lapsed, next_status
 from gateway.sms import outbox
 from gateway.sms.texts import CODE_MASK
 from gateway.store import Limit
 
 __all__ = [
     "CodeOutcome", "CodeResult", "cancel_order", "code_sms_undeliverable", "confirm_by_code",
-    "expire_lapsed",
-    "get_order", "start_order", "validate_device_id",
+    "expire_lapsed", "get_order", "order_by_token", "pay_on_page", "payment_url",
+    "start_device_order", "start_order", "validate_device_id",
 ]
 
 log = logging.getLogger(__name__)
@@ -66,11 +66,15 @@ class _OrderLimits:
         return [self.device, self.interval, self.codes]
 
 
+def _device_limit(gw: Gateway, device_id: str) -> Limit:
+    return Limit("device_rate_limited", f"device:{device_id}:orders",
+                 gw.settings.LIMIT_DEVICE_ORDERS_PER_HOUR, 3600)
+
+
 def _limits(gw: Gateway, phone: str, device_id: str) -> _OrderLimits:
     s = gw.settings
     return _OrderLimits(
-        Limit("device_rate_limited", f"device:{device_id}:orders",
-              s.LIMIT_DEVICE_ORDERS_PER_HOUR, 3600),
+        _device_limit(gw, device_id),
         Limit("phone_rate_limited", f"phone:{phone}:interval", 1, s.LIMIT_PHONE_INTERVAL_SECONDS),
         Limit("phone_daily_limit", f"phone:{phone}:codes", s.LIMIT_PHONE_CODES_PER_DAY, 86400),
     )
@@ -83,11 +87,15 @@ _LIMIT_TEXT = {
 }
 
 
-def _acquire_limits(gw: Gateway, limits: _OrderLimits, member: str) -> None:
-    """:raise RateLimited: naming the limit, with the seconds until it frees."""
-    refusal = gw.limiter.acquire(limits.all(), member, gw.clock())
-    if refusal and refusal.limit is limits.interval and _free_ended(gw, limits.interval):
-        refusal = gw.limiter.acquire(limits.all(), member, gw.clock())
+def _acquire_limits(gw: Gateway, limits: list[Limit], member: str,
+                    interval: Limit | None = None) -> None:
+    """Take a slot in every limit, or none.
+
+    :raise RateLimited: naming the limit, with the seconds until it frees.
+    """
+    refusal = gw.limiter.acquire(limits, member, gw.clock())
+    if refusal and refusal.limit is interval and _free_ended(gw, interval):
+        refusal = gw.limiter.acquire(limits, member, gw.clock())
     if refusal:
         raise RateLimited(_LIMIT_TEXT[refusal.limit.code], code=refusal.limit.code,
                           retry_after=refusal.retry_after)
@@ -115,7 +123,8 @@ def start_order(gw: Gateway, *, device_id: object, package_id: object, phone: ob
 
     Bound phone: hold the price on the wallet (else its linked card) and send a code SMS.
     Unbound phone: send a payment-link SMS. Neither source covers the price: the order fails
-    at once with ``insufficient_funds``.
+    at once with ``insufficient_funds``. Either way the order also has a payment page, which
+    the TV may show as a QR code.
 
     :raise InvalidInput: bad device id, phone or package.
     :raise RateLimited: a per-device or per-phone limit is exhausted.
@@ -126,23 +135,15 @@ def start_order(gw: Gateway, *, device_id: object, package_id: object, phone: ob
         catalog.get_package(session, package_id)
     order_id = _new_order_id()
     limits = _limits(gw, e164, device_id)
-    _acquire_limits(gw, limits, order_id)
+    _acquire_limits(gw, limits.all(), order_id, interval=limits.interval)
     try:
         with gw.db.transaction() as session:
             now = gw.clock()
             package = catalog.get_package(session, package_id)
-            activation.ensure_device(session, device_id, now)
             wallet = wallets.bound_wallet(session, e164, lock=True)
-            order = Order(
-                id=order_id, kind="package", device_id=device_id, package_id=package.id,
-                phone=e164, wallet_id=wallet.id if wallet else None,
-                channel=Channel.SMS_CODE if wallet else Channel.WAP, status=Status.CREATED,
-                amount=package.price, currency=package.currency, code_attempts=0,
-                created_at=now, updated_at=now,
-            )
-            session.add(order)
-            session.flush()
-            _record_event(session, order, now)
+            order = _new_order(gw, session, order_id, Kind.PACKAGE, device_id, package.price,
+                               package.currency, package_id=package.id, phone=e164,
+                               wallet_id=wallet.id if wallet else None, now=now)
             if wallet is not None:
                 _request_code(gw, session, order, package, wallet, now)
             else:
@@ -155,6 +156,67 @@ def start_order(gw: Gateway, *, device_id: object, package_id: object, phone: ob
         gw.limiter.forget(limits.codes, order_id)
     log.info("order %s for device %s: %s %s", order.id, device_id, order.status,
              order.reason or "")
+    return order
+
+
+def start_device_order(gw: Gateway, *, device_id: object, kind: object,
+                       package_id: object = None, amount: object = None,
+                       currency: object = None) -> Order:
+    """A phone-less order whose payment page the TV shows as a QR code (CN105681837).
+
+    ``renewal`` extends a package on the device; ``recharge`` tops up the device's
+    stored-value balance by ``amount`` minor units of ``CURRENCY``.
+
+    :raise InvalidInput: bad device id, kind, package, amount or currency.
+    :raise RateLimited: ``device_rate_limited``.
+    """
+    device_id = validate_device_id(device_id)
+    settings = gw.settings
+    if kind == Kind.RENEWAL:
+        with gw.db.read() as session:
+            package = catalog.get_package(session, package_id)
+            package_id, price, price_currency = package.id, package.price, package.currency
+    elif kind == Kind.RECHARGE:
+        if type(amount) is not int or not 0 < amount <= settings.RECHARGE_MAX_AMOUNT:
+            raise InvalidInput(f"amount must be a whole number of minor units from 1 to "
+                               f"{settings.RECHARGE_MAX_AMOUNT}", code="invalid_amount")
+        if currency not in (None, settings.CURRENCY):
+            raise InvalidInput(f"a device balance is kept in {settings.CURRENCY}",
+                               code="invalid_currency")
+        package_id, price, price_currency = None, amount, settings.CURRENCY
+    else:
+        raise InvalidInput("kind must be renewal or recharge", code="invalid_kind")
+    order_id = _new_order_id()
+    device_limit = _device_limit(gw, device_id)
+    _acquire_limits(gw, [device_limit], order_id)
+    try:
+        with gw.db.transaction() as session:
+            now = gw.clock()
+            order = _new_order(gw, session, order_id, Kind(kind), device_id, price,
+                               price_currency, package_id=package_id, now=now)
+            order.expires_at = now + timedelta(seconds=settings.WAP_LINK_TTL_SECONDS)
+            _move(session, order, Status.AWAITING_WAP, now)
+    except BaseException:
+        gw.limiter.forget(device_limit, order_id)
+        raise
+    log.info("order %s for device %s: %s by QR code", order.id, device_id, kind)
+    return order
+
+
+def _new_order(gw: Gateway, session: Session, order_id: str, kind: Kind, device_id: str,
+               amount: int, currency: str, *, package_id: str | None, now: datetime,
+               phone: str | None = None, wallet_id: str | None = None) -> Order:
+    activation.ensure_device(session, device_id, now)
+    order = Order(
+        id=order_id, kind=kind, device_id=device_id, package_id=package_id, phone=phone,
+        wallet_id=wallet_id, channel=Channel.SMS_CODE if wallet_id else Channel.WAP,
+        status=Status.CREATED, amount=amount, currency=currency, code_attempts=0,
+        link_token_hash=tokens.token_hash(tokens.link_token(gw.secret_key, order_id)),
+        created_at=now, updated_at=now,
+    )
+    session.add(order)
+    session.flush()
+    _record_event(session, order, now)
     return order
 
 
@@ -188,29 +250,33 @@ def _request_code(gw: Gateway, session: Session, order: Order, package: Package,
 def _send_link(gw: Gateway, session: Session, order: Order, package: Package,
                now: datetime) -> None:
     ttl = gw.settings.WAP_LINK_TTL_SECONDS
-    token = tokens.link_token(gw.secret_key, order.id)
-    order.link_token_hash = tokens.token_hash(token)
     order.expires_at = now + timedelta(seconds=ttl)
     _move(session, order, Status.AWAITING_WAP, now)
     texts = gw.texts
     values = {"package": package.name, "amount": texts.amount(Money(order.amount, order.currency)),
               "minutes": math.ceil(ttl / 60)}
-    url = tokens.payment_url(gw.settings.PUBLIC_BASE_URL, token)
+    url = payment_url(gw, order)
     outbox.queue(session, to=order.phone or "", kind="link", order_id=order.id, now=now,
                  body=texts.render("link", url=url, **values),
                  redacted_body=texts.render("link", url=url.rsplit("/", 1)[0] + "/…", **values),
                  expires_at=order.expires_at)
 
 
+def payment_url(gw: Gateway, order: Order) -> str:
+    """The order's payment page, as sent by SMS and shown in its QR code."""
+    return tokens.payment_url(gw.settings.PUBLIC_BASE_URL,
+                              tokens.link_token(gw.secret_key, order.id))
+
+
 def _digest(gw: Gateway, order: Order, code: str) -> str:
     return otp.code_digest(gw.secret_key, code, order_id=order.id, amount=order.amount,
-                           currency=order.currency, package_id=order.package_id)
+                           currency=order.currency, package_id=order.package_id or "")
 
 
 def _code_matches(gw: Gateway, order: Order, code: str) -> bool:
     return order.code_hash is not None and otp.code_matches(
         gw.secret_key, code, order.code_hash, order_id=order.id, amount=order.amount,
-        currency=order.currency, package_id=order.package_id)
+        currency=order.currency, package_id=order.package_id or "")
 
 
 def _unique_code(gw: Gateway, session: Session, order: Order) -> str:
@@ -247,11 +313,20 @@ def _end(session: Session, order: Order, target: Status, reason: Reason, now: da
     outbox.close_code_messages(session, order.id, now)
 
 
-def _complete(gw: Gateway, session: Session, order: Order, now: datetime) -> None:
-    """Capture the hold, activate the package on the TV and tell the viewer."""
-    ledger.capture(session, order.id, now)
+def _complete(gw: Gateway, session: Session, order: Order, paid_from: str,
+              now: datetime) -> None:
+    """Mark a paid order paid, deliver what it bought and tell the viewer.
+
+    The caller has moved the money in this transaction. A package or renewal starts or extends
+    the entitlement on the TV; a recharge was credited to the device's balance by the payment.
+    """
+    order.paid_from = paid_from
     _move(session, order, Status.PAID, now)
     outbox.close_code_messages(session, order.id, now)
+    if order.kind == Kind.RECHARGE:
+        _move(session, order, Status.ACTIVATED, now)
+        log.info("order %s recharged device %s", order.id, order.device_id)
+        return
     package = session.get(Package, order.package_id)
     assert package is not None
     entitlement = activation.activate(session, order.device_id, package, now)
@@ -298,7 +373,7 @@ def confirm_by_code(gw: Gateway, session: Session, phone: str, code: str,
         .order_by(Order.id)
         .with_for_update()
     ).all()
-    ledger.lock_hold_accounts(session, [o.id for o in candidates])
+    ledger.lock_accounts(session, ledger.held_accounts(session, [o.id for o in candidates]))
     for order in candidates:
         if is_lapsed(order.status, order.expires_at, now):
             _end(session, order, Status.EXPIRED, Reason.EXPIRED, now)
@@ -307,7 +382,8 @@ def confirm_by_code(gw: Gateway, session: Session, phone: str, code: str,
     if matches:
         order = matches[0]
         if order.status == Status.AWAITING_CODE:
-            _complete(gw, session, order, now)
+            hold = ledger.capture(session, order.id, now)
+            _complete(gw, session, order, hold.account_id, now)
             return CodeResult(CodeOutcome.CONFIRMED, order.id)
         outcome = {Status.EXPIRED: CodeOutcome.EXPIRED, Status.PAID: CodeOutcome.ALREADY_USED,
                    Status.ACTIVATED: CodeOutcome.ALREADY_USED}.get(Status(order.status),
@@ -336,6 +412,68 @@ def code_sms_undeliverable(session: Session, order_id: str, now: datetime) -> No
     if order.status == Status.AWAITING_CODE:
         _end(session, order, Status.FAILED, Reason.SMS_UNDELIVERABLE, now)
         log.info("order %s failed: its code SMS is undeliverable", order.id)
+
+
+# --- paying on the payment page ----------------------------------------------------------------
+
+
+def order_by_token(gw: Gateway, token: str) -> Order:
+    """The order a payment link names, as it stands now (expired first if it has lapsed).
+
+    :raise NotFound: ``link_not_found``.
+    """
+    order_id = None
+    if tokens.looks_like_token(token):
+        with gw.db.read() as session:
+            order_id = session.scalar(
+                select(Order.id).where(Order.link_token_hash == tokens.token_hash(token)))
+    if order_id is None:
+        raise NotFound("no payment link like this", code="link_not_found")
+    return get_order(gw, order_id)
+
+
+def pay_on_page(gw: Gateway, order_id: str, wallet_id: str, source: str, *,
+                bind_phone: bool = False) -> Order:
+    """Pay a pending order from the signed-in wallet's balance or linked card.
+
+    A hold the order placed for its code SMS is released in the same transaction, so the order
+    is paid once whichever way the viewer pays. An order that is no longer pending (paid in
+    another tab or by SMS, expired, cancelled) is returned as it is, for the page to show.
+    ``bind_phone`` binds the order's phone to the wallet for SMS confirmation next time.
+
+    :raise InvalidInput: ``invalid_source`` (no such source in this wallet).
+    :raise Conflict: ``insufficient_funds`` or ``currency_mismatch``; nothing changed.
+    """
+    with gw.db.transaction() as session:
+        order = _load(session, order_id, lock=True)
+        now = gw.clock()
+        _expire_if_lapsed(session, order, now)
+        if not Status(order.status).pending:
+            return order
+        account = {s.kind: s for s in wallets.source_balances(session, wallet_id)}.get(source)
+        if account is None:
+            raise InvalidInput("this wallet has no such source of money", code="invalid_source")
+        if account.currency != order.currency:
+            raise Conflict(f"this order is paid in {order.currency}", code="currency_mismatch")
+        if order.kind == Kind.RECHARGE:
+            credit = ledger.device_account(order.device_id)
+            ledger.open_account(session, credit, order.currency)
+        else:
+            credit = ledger.merchant_account(order.currency)
+        held = ledger.held_accounts(session, [order.id])
+        ledger.lock_accounts(session, held | {account.account_id})
+        ledger.release(session, order.id, now)
+        try:
+            ledger.charge(session, order.id, account.account_id, credit, order.amount,
+                          order.currency, now)
+        except ledger.InsufficientFunds:
+            raise Conflict("this source does not hold enough to pay the order",
+                           code="insufficient_funds") from None
+        order.wallet_id = wallet_id
+        _complete(gw, session, order, account.account_id, now)
+        if bind_phone and order.phone:
+            wallets.bind_phone(session, order.phone, wallet_id, now)
+    return order
 
 
 # --- reading, cancelling, expiring -------------------------------------------------------------

@@ -10,13 +10,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 
-__all__ = ["link_token", "payment_url", "token_hash"]
+__all__ = ["link_token", "looks_like_token", "payment_url", "token_hash"]
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")
 
 
 def link_token(key: bytes, order_id: str) -> str:
     digest = hmac.new(key, b"wap-link\x1f" + order_id.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest[:24]).decode()  # 192 bits, 32 characters
+
+
+def looks_like_token(text: str) -> bool:
+    return bool(_TOKEN.fullmatch(text))
 
 
 def token_hash(token: str) -> str:

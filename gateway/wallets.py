@@ -1,15 +1,26 @@
-"""Payment role: which wallet a phone is bound to, and what can pay from it."""
+"""Payment role: which wallet a phone is bound to, what can pay from it, and page sign-in."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
 
-from gateway import ledger
-from gateway.db import Card, PhoneBinding, Wallet
+from gateway import ledger, phones
+from gateway.context import Gateway
+from gateway.db import Account, Card, PhoneBinding, Wallet, insert_ignore
+from gateway.errors import InvalidInput, RateLimited
 
-__all__ = ["FundingSource", "bound_wallet", "describe_source", "funding_sources"]
+__all__ = ["FundingSource", "SourceBalance", "bind_phone", "bound_wallet", "describe_source",
+           "funding_sources", "sign_in", "source_balances"]
+
+_WALLET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Checked against when the account is unknown, so that a wrong account takes as long as a
+# wrong password and response times do not tell which accounts exist.
+_DUMMY_HASH = generate_password_hash("not a password of anyone")
 
 
 @dataclass(frozen=True)
@@ -35,3 +46,101 @@ def funding_sources(session: Session, wallet: Wallet) -> list[str]:
 def describe_source(session: Session, account_id: str) -> FundingSource:
     kind, wallet_id = account_id.split(":", 1)
     return FundingSource(kind, session.get(Card, wallet_id) if kind == "card" else None)
+
+
+@dataclass(frozen=True)
+class SourceBalance:
+    kind: str  # "wallet" or "card"
+    account_id: str
+    balance: int
+    currency: str
+    card: Card | None
+
+
+def source_balances(session: Session, wallet_id: str) -> list[SourceBalance]:
+    """What each source of the wallet holds, wallet first, for the viewer to choose from."""
+    wallet = session.get(Wallet, wallet_id)
+    if wallet is None:
+        return []
+    found = []
+    for account_id in funding_sources(session, wallet):
+        account = session.get(Account, account_id)
+        if account is not None:
+            source = describe_source(session, account_id)
+            found.append(SourceBalance(source.kind, account_id, account.balance,
+                                       account.currency, source.card))
+    return found
+
+
+def bind_phone(session: Session, phone: str, wallet_id: str, now: datetime) -> bool:
+    """Bind ``phone`` to the wallet unless it is bound already; say whether it is bound to it.
+
+    A phone bound to another wallet stays so: rebinding needs that wallet's consent, which a
+    payment page cannot give.
+    """
+    insert_ignore(session, PhoneBinding, phone=phone, wallet_id=wallet_id, created_at=now)
+    binding = session.get(PhoneBinding, phone, populate_existing=True)
+    return binding is not None and binding.wallet_id == wallet_id
+
+
+def _find_wallet(session: Session, account: str, regions: tuple[str, ...]) -> Wallet | None:
+    """The wallet named by its id or by a phone bound to it."""
+    if _WALLET_ID.fullmatch(account) and (wallet := session.get(Wallet, account)) is not None:
+        return wallet
+    try:
+        phone = phones.parse(account, regions)
+    except InvalidInput:
+        return None
+    return bound_wallet(session, phone)
+
+
+def sign_in(gw: Gateway, account: object, password: object) -> str:
+    """Check a wallet's account (its id or a bound phone) and payment password; return its id.
+
+    ``WAP_PASSWORD_MAX_ATTEMPTS`` wrong passwords in a row lock the wallet's page payments for
+    ``WAP_LOCK_SECONDS``. The slow password hash is checked outside any transaction; the count
+    is then updated under the wallet's row lock, so parallel guesses cannot exceed it.
+
+    :raise InvalidInput: ``missing_credentials``, ``unknown_account`` or ``wrong_password``
+        (with ``tries_left``).
+    :raise RateLimited: ``wallet_locked`` (with ``retry_after`` seconds).
+    """
+    if not (isinstance(account, str) and isinstance(password, str)
+            and account.strip() and password and len(account) <= 64 and len(password) <= 64):
+        raise InvalidInput("enter the account and the payment password",
+                           code="missing_credentials")
+    settings = gw.settings
+    with gw.db.read() as session:
+        wallet = _find_wallet(session, account.strip(), settings.PHONE_COUNTRIES)
+        locked_until = wallet.web_locked_until if wallet else None
+    if wallet is None:
+        check_password_hash(_DUMMY_HASH, password)
+        raise InvalidInput("no wallet has this account", code="unknown_account")
+    if locked_until is not None and locked_until > gw.clock():
+        raise _locked(locked_until, gw.clock())
+    right = check_password_hash(wallet.password_hash, password)
+    with gw.db.transaction() as session:
+        now = gw.clock()
+        row = session.get(Wallet, wallet.id, with_for_update=True, populate_existing=True)
+        assert row is not None
+        if row.web_locked_until is not None and row.web_locked_until > now:
+            failure: Exception = _locked(row.web_locked_until, now)
+        elif right:
+            row.web_failed_attempts, row.web_locked_until = 0, None
+            return row.id
+        else:
+            row.web_failed_attempts += 1
+            left = settings.WAP_PASSWORD_MAX_ATTEMPTS - row.web_failed_attempts
+            if left > 0:
+                failure = InvalidInput("the payment password is wrong", code="wrong_password",
+                                       tries_left=left)
+            else:
+                row.web_failed_attempts = 0
+                row.web_locked_until = now + timedelta(seconds=settings.WAP_LOCK_SECONDS)
+                failure = _locked(row.web_locked_until, now)
+    raise failure
+
+
+def _locked(until: datetime, now: datetime) -> RateLimited:
+    return RateLimited("too many wrong passwords: page payments of this wallet are locked",
+                       code="wallet_locked", retry_after=max(1, int((until - now).total_seconds())))

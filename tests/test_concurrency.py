@@ -1,7 +1,8 @@
 """Money under concurrency, through a real multi-threaded HTTP server.
 
 Fifty TVs order against one wallet at the same instant: it is never overdrawn. Twenty copies of
-one confirmation arrive at once: the hold is captured once.
+one confirmation arrive at once: the hold is captured once. Twenty submits of one payment page,
+or page payments racing the SMS code, pay the order once.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -16,9 +18,9 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
-from werkzeug.serving import make_server
 
 from gateway.db import JournalEntry, Order
+from tests.browser import live_server
 from tests.conftest import (
     INBOUND_SECRET,
     RICH,
@@ -29,6 +31,7 @@ from tests.conftest import (
     sms_to,
     stored_order,
 )
+from tests.test_wap import PayPage
 
 NO_LIMITS = {"LIMIT_PHONE_INTERVAL_SECONDS": 0, "LIMIT_PHONE_CODES_PER_DAY": 0,
              "LIMIT_DEVICE_ORDERS_PER_HOUR": 0}
@@ -36,12 +39,8 @@ NO_LIMITS = {"LIMIT_PHONE_INTERVAL_SECONDS": 0, "LIMIT_PHONE_CODES_PER_DAY": 0,
 
 @pytest.fixture
 def server(app):
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    thread.join(timeout=10)
+    with live_server(app) as base:
+        yield base
 
 
 def post(url: str, body: dict, headers: dict | None = None) -> tuple[int, dict]:
@@ -115,3 +114,71 @@ def test_twenty_identical_confirmations_capture_once(server, seeded, clock):
         [entitlement] = json.loads(response.read())["entitlements"]
     until = clock.now + timedelta(days=365)
     assert entitlement["active_until"] == until.isoformat().replace("+00:00", "Z")
+
+
+def signed_in_page(client, payment_url: str, account: str, password: str) -> tuple[str, dict]:
+    """Sign in on a payment page; return its path and the form a phone would submit to pay."""
+    page = PayPage(client, urllib.parse.urlsplit(payment_url).path)
+    assert page.sign_in(account, password).status_code == 303
+    form = {"csrf_token": page._csrf(), "source": "wallet",
+            "cookie": f"session={client.get_cookie('session').value}"}
+    return page.path, form
+
+
+def submit(url: str, form: dict) -> int:
+    fields = {k: v for k, v in form.items() if k != "cookie"}
+    request = urllib.request.Request(url, data=urllib.parse.urlencode(fields).encode(),
+                                     method="POST", headers={"Cookie": form["cookie"]})
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(request, timeout=60) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def payments_of(gw, order_id: str) -> int:
+    with gw.db.read() as session:
+        return session.scalar(select(func.count()).select_from(JournalEntry).where(
+            JournalEntry.order_id == order_id, JournalEntry.kind.in_(("capture", "charge"))))
+
+
+def test_twenty_submits_of_one_payment_page_pay_once(server, client, seeded):
+    status, created = post(f"{server}/api/v1/orders",
+                           {"device_id": "tv-42", "package_id": "vip_year", "phone": UNBOUND})
+    path, form = signed_in_page(client, created["payment_url"], "w-rich", "135790")
+    results = all_at_once(20, lambda n: submit(f"{server}{path}/pay", form))
+    assert results == [303] * 20  # each tab lands on the receipt
+    assert stored_order(seeded, created["id"]).status == "activated"
+    assert payments_of(seeded, created["id"]) == 1
+    assert balance(seeded, "wallet:w-rich") == 30000
+    assert balance(seeded, "merchant:CNY") == 20000
+
+
+@pytest.mark.settings(**NO_LIMITS)
+def test_page_payments_racing_the_sms_code_pay_once(server, client, seeded):
+    """The viewer replies the code on one phone while paying the same order on its page."""
+    status, created = post(f"{server}/api/v1/orders",
+                           {"device_id": "tv-42", "package_id": "vip_year", "phone": RICH})
+    code = code_sent_to(seeded, RICH)
+    path, form = signed_in_page(client, created["payment_url"], "w-card", "246802")
+    form["source"] = "card"
+
+    def either(n: int) -> int:
+        if n % 2:
+            return submit(f"{server}{path}/pay", form)
+        return post(f"{server}/sms/inbound", {"from": RICH, "text": code},
+                    {"X-Inbound-Secret": INBOUND_SECRET})[0]
+
+    assert set(all_at_once(20, either)) <= {200, 303}
+    assert stored_order(seeded, created["id"]).status == "activated"
+    assert payments_of(seeded, created["id"]) == 1
+    paid_by_code = stored_order(seeded, created["id"]).paid_from == "wallet:w-rich"
+    assert balance(seeded, "wallet:w-rich") == (30000 if paid_by_code else 50000)
+    assert balance(seeded, "card:w-card") == (100000 if paid_by_code else 80000)
+    assert balance(seeded, "holds:CNY") == 0 and balance(seeded, "merchant:CNY") == 20000

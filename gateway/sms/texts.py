@@ -65,8 +65,12 @@ class Texts:
             return f"{money.decimal_text()}元"
         return f"{money.decimal_text()} {money.currency}"
 
+    def local(self, moment: datetime) -> datetime:
+        """``moment`` in the display time zone."""
+        return moment.astimezone(self._zone)
+
     def date(self, moment: datetime) -> str:
-        return moment.astimezone(self._zone).strftime(self._texts["date"])
+        return self.local(moment).strftime(self._texts["date"])
 
     def source(self, kind: str, *, bank: str = "", last4: str = "") -> str:
         return self.render(f"source_{kind}", bank=bank, last4=last4)

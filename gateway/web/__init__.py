@@ -1,10 +1,11 @@
-"""Web role: the TV API, the SMS webhooks, and the one place errors become HTTP responses."""
+"""Web role: the TV API, the payment pages, the SMS webhooks, and the one place errors become
+HTTP responses."""
 
 from __future__ import annotations
 
 from flask import Flask, Response, jsonify
 
-from gateway.web import problems, sms_webhooks, tv_api
+from gateway.web import problems, sms_webhooks, tv_api, wap
 
 __all__ = ["register"]
 
@@ -18,4 +19,5 @@ def register(app: Flask) -> None:
     app.add_url_rule("/", "index", _index)
     app.register_blueprint(tv_api.bp)
     app.register_blueprint(sms_webhooks.bp)
+    wap.register(app)
     problems.register(app)

@@ -13,6 +13,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from gateway.errors import Conflict, GatewayError, InvalidInput, NotFound, RateLimited
+from gateway.web import wap
 
 __all__ = ["json_body", "problem", "register", "require", "response_for"]
 
@@ -34,8 +35,15 @@ def problem(status: int, code: str, detail: str, **extra: Any) -> Response:
                     mimetype="application/problem+json")
 
 
+def _on_page() -> bool:
+    """A payment page asked: answer with a page, not JSON."""
+    return request.path.startswith("/w/")
+
+
 def response_for(error: GatewayError) -> Response:
     status = next(s for cls, s in _STATUS.items() if isinstance(error, cls))
+    if _on_page():
+        return wap.error_page(status, error.code)
     response = problem(status, error.code, error.detail, **error.extra)
     if isinstance(error, RateLimited):
         response.headers["Retry-After"] = str(error.retry_after)
@@ -75,6 +83,8 @@ def register(app: Flask) -> None:
         detail = error.description or HTTPStatus(status).phrase
         if status == 413:
             detail = "the request body is too large"
+        if _on_page():
+            return wap.error_page(status, _HTTP_CODES.get(status, "http_error"))
         return problem(status, _HTTP_CODES.get(status, "http_error"), detail)
 
     @app.errorhandler(redis.exceptions.ConnectionError)
@@ -83,7 +93,8 @@ def register(app: Flask) -> None:
     def store_unavailable(error: Exception) -> Response:
         log.error("store unavailable on %s %s: %s", request.method, request.path,
                   type(error).__name__)
-        response = problem(503, "service_unavailable", "a data store is unavailable; retry")
+        response = wap.error_page(503, "error") if _on_page() else \
+            problem(503, "service_unavailable", "a data store is unavailable; retry")
         response.headers["Retry-After"] = "5"
         return response
 
@@ -91,9 +102,13 @@ def register(app: Flask) -> None:
     def data_error(error: Exception) -> Response:
         # A value the database cannot store that validation let through: the caller's input.
         log.warning("database refused a value on %s %s", request.method, request.path)
+        if _on_page():
+            return wap.error_page(400, "error")
         return problem(400, "invalid_request", "the request holds a value that is not allowed")
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path)
+        if _on_page():
+            return wap.error_page(500, "error")
         return problem(500, "internal_error", "an unexpected error occurred")

@@ -10,10 +10,12 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from gateway import activation, catalog, payments, phones
+from gateway import activation, catalog, ledger, payments, phones
 from gateway.context import Gateway
 from gateway.db import Order
-from gateway.errors import GatewayError, InvalidInput
+from gateway.errors import Conflict, GatewayError, InvalidInput, NotFound
+from gateway.orders import Status
+from gateway.web import qr
 from gateway.web.problems import json_body, require, response_for
 
 __all__ = ["bp", "iso", "order_json"]
@@ -31,11 +33,20 @@ def iso(moment: datetime | None) -> str | None:
 
 def order_json(order: Order) -> dict[str, Any]:
     return {
-        "id": order.id, "status": order.status, "reason": order.reason,
+        "id": order.id, "kind": order.kind, "status": order.status, "reason": order.reason,
         "channel": order.channel, "device_id": order.device_id, "package_id": order.package_id,
         "amount": order.amount, "currency": order.currency, "phone": phones.mask(order.phone),
         "expires_at": iso(order.expires_at), "created_at": iso(order.created_at),
+        "payment_url": payments.payment_url(gateway(), order),
+        "qr_url": f"/api/v1/orders/{order.id}/qr.png",
     }
+
+
+def _created(order: Order) -> Response:
+    response = jsonify(order_json(order))
+    response.status_code = 201
+    response.headers["Location"] = f"/api/v1/orders/{order.id}"
+    return response
 
 
 _REPLAYED_HEADERS = ("Location",)
@@ -100,12 +111,8 @@ def list_packages() -> Response:
 def create_order() -> Response:
     data = json_body()
     require(data, "device_id", "package_id", "phone")
-    order = payments.start_order(gateway(), device_id=data["device_id"],
-                                 package_id=data["package_id"], phone=data["phone"])
-    response = jsonify(order_json(order))
-    response.status_code = 201
-    response.headers["Location"] = f"/api/v1/orders/{order.id}"
-    return response
+    return _created(payments.start_order(gateway(), device_id=data["device_id"],
+                                         package_id=data["package_id"], phone=data["phone"]))
 
 
 @bp.get("/orders/<order_id>")
@@ -113,9 +120,55 @@ def get_order(order_id: str) -> Response:
     return jsonify(order_json(payments.get_order(gateway(), order_id)))
 
 
+@bp.get("/orders/<order_id>/qr.<image_format>")
+def order_qr(order_id: str, image_format: str) -> Response:
+    """The order's payment page as a QR code for the TV to show, while it can be paid."""
+    if image_format not in qr.FORMATS:
+        raise NotFound("QR codes come as qr.png or qr.svg", code="not_found")
+    gw = gateway()
+    order = payments.get_order(gw, order_id)
+    if not Status(order.status).pending:
+        raise Conflict(f"order is {order.status}: there is nothing to pay",
+                       code="order_not_pending", order_status=order.status)
+    body, mimetype = qr.render(payments.payment_url(gw, order), image_format)
+    response = Response(body, mimetype=mimetype)
+    response.headers["Cache-Control"] = "private, max-age=60"
+    return response
+
+
 @bp.post("/orders/<order_id>/cancel")
 def cancel_order(order_id: str) -> Response:
     return jsonify(order_json(payments.cancel_order(gateway(), order_id)))
+
+
+@bp.get("/devices/<device_id>/bill")
+def bill(device_id: str) -> Response:
+    """What the device can renew (its entitlements, live or lapsed) and its stored value."""
+    gw = gateway()
+    payments.validate_device_id(device_id)
+    now = gw.clock()
+    with gw.db.read() as session:
+        items = [{
+            "package_id": package.id, "name": package.name,
+            "active_until": iso(entitlement.active_until),
+            "active": entitlement.active_until > now,
+            "renewal": {"amount": package.price, "currency": package.currency,
+                        "period_days": package.period_days},
+        } for entitlement, package in activation.entitlements(session, device_id)]
+        balance = ledger.balance(session, ledger.device_account(device_id))
+    return jsonify(device_id=device_id, balance=balance, currency=gw.settings.CURRENCY,
+                   entitlements=items)
+
+
+@bp.post("/devices/<device_id>/payment-codes")
+@idempotent
+def payment_code(device_id: str) -> Response:
+    """A renewal or recharge order with no phone, whose page the TV shows as a QR code."""
+    data = json_body()
+    require(data, "kind")
+    return _created(payments.start_device_order(
+        gateway(), device_id=device_id, kind=data["kind"], package_id=data.get("package_id"),
+        amount=data.get("amount"), currency=data.get("currency")))
 
 
 @bp.get("/devices/<device_id>/entitlements")

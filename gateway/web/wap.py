@@ -1,0 +1,258 @@
+"""The payment page on the phone (``/w/<token>``): the link in the SMS and in the TV's QR code.
+
+Summary → sign in to a wallet (account + payment password) → choose the wallet balance or the
+linked card → pay → receipt. Every form is a plain POST with a CSRF token that redirects
+(303) back to the page, so the pages work with JavaScript off and a reload never pays twice.
+The sign-in is kept in the signed session cookie for one order and ``WAP_SIGN_IN_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request
+from flask import session as cookie
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, PasswordField, StringField
+
+from gateway import payments, phones, wallets
+from gateway.config import PROJECT_ROOT
+from gateway.context import Gateway
+from gateway.db import Card, Entitlement, Order, Package, PhoneBinding, Wallet
+from gateway.errors import GatewayError, RateLimited
+from gateway.money import Money
+from gateway.orders import Kind, Status
+from gateway.sms.texts import Texts
+from gateway.store import Limit
+from gateway.web.page_texts import DEFAULT_LANGUAGE, LANGUAGES, PageTexts
+
+__all__ = ["bp", "error_page", "register"]
+
+bp = Blueprint("wap", __name__, url_prefix="/w",
+               static_folder=str(PROJECT_ROOT / "wap_templates" / "static"),
+               static_url_path="/static")
+
+_SECURITY_HEADERS = {
+    # No script at all, styles only from our own file, forms only to ourselves.
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
+                               "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    # The token in the address is the key to the order: never send it to another site.
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+_SIGN_INS_PER_LINK = 10  # per 15 minutes: one link must not become a password oracle
+
+
+class SignInForm(FlaskForm):
+    account = StringField()
+    password = PasswordField()
+
+
+class PayForm(FlaskForm):
+    source = StringField()
+    bind = BooleanField()
+
+
+def gateway() -> Gateway:
+    return current_app.extensions["gateway"]
+
+
+def _language() -> str:
+    chosen = request.args.get("lang")
+    if chosen in LANGUAGES:
+        return chosen
+    return request.accept_languages.best_match(LANGUAGES, default=DEFAULT_LANGUAGE)
+
+
+def _page_url(token: str, action: str = "") -> str:
+    """A URL of this link's page that keeps a language chosen with ``?lang=``."""
+    chosen = request.args.get("lang")
+    query = f"?lang={chosen}" if chosen in LANGUAGES else ""
+    return f"/w/{token}{'/' + action if action else ''}{query}"
+
+
+def _render(template: str, status: int = 200, **values: Any) -> Response:
+    language = _language()
+    gw = gateway()
+    formats = Texts(language, gw.settings.MERCHANT_NAME, gw.settings.TIMEZONE)
+    other = LANGUAGES[1 - LANGUAGES.index(language)]
+    html = render_template(template, t=PageTexts(language), lang=language,
+                           merchant=gw.settings.MERCHANT_NAME, money=formats.amount,
+                           other_language_url=f"{request.path}?lang={other}", **values)
+    return Response(html, status=status, mimetype="text/html")
+
+
+def error_page(status: int, code: str) -> Response:
+    """A plain page for a link or request that cannot go on; never a stack trace."""
+    t = PageTexts(_language())
+    key = code if t.has(f"{code}_title") else {404: "not_found"}.get(status, "error")
+    return _render("closed.html", status=status, title=t(f"{key}_title"), message=t(key))
+
+
+# --- views -------------------------------------------------------------------------------------
+
+
+@bp.get("/<token>")
+def page(token: str) -> Response:
+    order = payments.order_by_token(gateway(), token)
+    status = Status(order.status)
+    if status in (Status.PAID, Status.ACTIVATED):
+        return _receipt(order)
+    if not status.pending:
+        return error_page(410, order.reason if order.reason in ("expired", "cancelled")
+                          else "failed")
+    return _order_page(token, order, SignInForm(), PayForm())
+
+
+@bp.post("/<token>/sign-in")
+def sign_in(token: str) -> Response:
+    gw = gateway()
+    order = payments.order_by_token(gw, token)
+    form = SignInForm()
+    if not Status(order.status).pending:
+        return redirect(_page_url(token), 303)
+    if not form.validate():
+        return _order_page(token, order, form, PayForm(), error=("form_expired", {}), status=400)
+    try:
+        limit = Limit("sign_in_limited", f"link:{order.id}:sign-ins", _SIGN_INS_PER_LINK, 900)
+        refusal = gw.limiter.acquire([limit], secrets.token_hex(8), gw.clock())
+        if refusal:
+            raise RateLimited("too many sign-ins on this link", code="sign_in_limited",
+                              retry_after=refusal.retry_after)
+        wallet_id = wallets.sign_in(gw, form.account.data, form.password.data)
+    except GatewayError as refused:
+        status = {"wrong_password": 401, "unknown_account": 401}.get(refused.code, 400)
+        if isinstance(refused, RateLimited):
+            status = 429
+        return _order_page(token, order, form, PayForm(), status=status,
+                           error=(refused.code, _error_values(refused)))
+    cookie["wap"] = {"order": order.id, "wallet": wallet_id,
+                     "until": gw.clock().timestamp() + gw.settings.WAP_SIGN_IN_SECONDS}
+    return redirect(_page_url(token), 303)
+
+
+@bp.post("/<token>/sign-out")
+def sign_out(token: str) -> Response:
+    if SignInForm().validate():
+        cookie.pop("wap", None)
+    return redirect(_page_url(token), 303)
+
+
+@bp.post("/<token>/pay")
+def pay(token: str) -> Response:
+    gw = gateway()
+    order = payments.order_by_token(gw, token)
+    form = PayForm()
+    if not Status(order.status).pending:  # paid in another tab, or over: show which
+        return redirect(_page_url(token), 303)
+    if not form.validate():
+        return _order_page(token, order, SignInForm(), form, error=("form_expired", {}),
+                           status=400)
+    wallet_id = _signed_in_wallet(order)
+    if wallet_id is None:
+        return _order_page(token, order, SignInForm(), form, error=("session_expired", {}),
+                           status=401)
+    try:
+        payments.pay_on_page(gw, order.id, wallet_id, str(form.source.data or ""),
+                             bind_phone=bool(form.bind.data))
+    except GatewayError as refused:
+        return _order_page(token, order, SignInForm(), form, status=409,
+                           error=(refused.code, _error_values(refused)))
+    cookie.pop("wap", None)
+    return redirect(_page_url(token), 303)
+
+
+# --- what the pages show -----------------------------------------------------------------------
+
+
+def _signed_in_wallet(order: Order) -> str | None:
+    entry = cookie.get("wap")
+    if (isinstance(entry, dict) and entry.get("order") == order.id
+            and isinstance(entry.get("until"), float)
+            and entry["until"] > gateway().clock().timestamp()):
+        return str(entry.get("wallet"))
+    return None
+
+
+def _error_values(error: GatewayError) -> dict[str, Any]:
+    values = dict(error.extra)
+    if "retry_after" in values:
+        values["minutes"] = math.ceil(values["retry_after"] / 60)
+    return values
+
+
+def _item(order: Order, package: Package | None, t: PageTexts) -> str:
+    if order.kind == Kind.RECHARGE or package is None:
+        return t("item_recharge")
+    return t("item_renewal", package=package.name) if order.kind == Kind.RENEWAL else package.name
+
+
+def _order_page(token: str, order: Order, sign_in_form: SignInForm, pay_form: PayForm, *,
+                error: tuple[str, dict[str, Any]] | None = None, status: int = 200) -> Response:
+    gw = gateway()
+    t = PageTexts(_language())
+    now = gw.clock()
+    wallet_id = _signed_in_wallet(order)
+    with gw.db.read() as session:
+        package = session.get(Package, order.package_id) if order.package_id else None
+        wallet = session.get(Wallet, wallet_id) if wallet_id else None
+        sources = wallets.source_balances(session, wallet_id) if wallet_id else []
+        may_bind = bool(order.phone) and session.get(PhoneBinding, order.phone) is None
+    seconds_left = (order.expires_at - now).total_seconds() if order.expires_at else 0
+    choices = [{"kind": s.kind, "card": s.card, "balance": Money(s.balance, s.currency),
+                "enough": s.currency == order.currency and s.balance >= order.amount}
+               for s in sources]
+    chosen = pay_form.source.data or next((c["kind"] for c in choices if c["enough"]), None)
+    return _render(
+        "pay.html", status=status, token=token, order=order, item=_item(order, package, t),
+        amount=Money(order.amount, order.currency), phone=phones.mask(order.phone),
+        minutes_left=max(1, math.ceil(seconds_left / 60)), wallet=wallet, choices=choices,
+        chosen=chosen, may_bind=may_bind, sign_in_form=sign_in_form, pay_form=pay_form,
+        error=t(error[0], **error[1]) if error and t.has(error[0]) else None,
+        url=lambda action="": _page_url(token, action),
+    )
+
+
+def _receipt(order: Order) -> Response:
+    gw = gateway()
+    t = PageTexts(_language())
+    with gw.db.read() as session:
+        package = session.get(Package, order.package_id) if order.package_id else None
+        entitlement = session.get(Entitlement, (order.device_id, order.package_id)) \
+            if order.package_id else None
+        paid_from = ""
+        if order.paid_from:
+            source = wallets.describe_source(session, order.paid_from)
+            card: Card | None = source.card
+            paid_from = t("card", bank=card.bank, last4=card.last4) if card else t("wallet")
+    formats = Texts(t.language, gw.settings.MERCHANT_NAME, gw.settings.TIMEZONE)
+    return _render(
+        "receipt.html", order=order, item=_item(order, package, t),
+        amount=Money(order.amount, order.currency), paid_from=paid_from,
+        paid_at=_local(formats, order.updated_at, t("datetime")),
+        active_until=_local(formats, entitlement.active_until, t("date")) if entitlement
+        else None,
+    )
+
+
+def _local(formats: Texts, moment: datetime, pattern: str) -> str:
+    return formats.local(moment).strftime(pattern)
+
+
+def register(app: Flask) -> None:
+    app.register_blueprint(bp)
+    secure = app.extensions["gateway"].settings.PUBLIC_BASE_URL.startswith("https://")
+    app.config.update(SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_HTTPONLY=True,
+                      SESSION_COOKIE_SECURE=secure, WTF_CSRF_TIME_LIMIT=None)
+
+    @app.after_request
+    def secure_pages(response: Response) -> Response:
+        if request.path.startswith("/w/"):
+            for header, value in _SECURITY_HEADERS.items():
+                response.headers.setdefault(header, value)
+        return response
