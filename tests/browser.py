@@ -76,8 +76,8 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    """A fresh page in a phone-sized context of its own, with a 10 s default timeout."""
-    context = browser.new_context(viewport=PHONE)
+    """A fresh page of a Chinese phone's browser, with a 10 s default timeout."""
+    context = browser.new_context(viewport=PHONE, locale="zh-CN")
     context.set_default_timeout(10_000)
     try:
         yield context.new_page()
