@@ -43,7 +43,8 @@ class Settings:
     CURRENCY: str  # of devices' stored-value balances and their recharges
     RECHARGE_MAX_AMOUNT: int  # minor units
     # Messaging
-    SMS_PROVIDER: str
+    SMS_PROVIDER: tuple[str, ...]  # in order of preference: failover goes down the list
+    SMS_FAILOVER_AFTER: int
     SMS_SERVICE_NUMBER: str
     SMS_LANGUAGE: str
     INBOUND_SMS_SECRET: str | None  # None: POST /sms/inbound refuses everything
@@ -59,6 +60,12 @@ class Settings:
     LIMIT_PHONE_CODES_PER_DAY: int
     LIMIT_DEVICE_ORDERS_PER_HOUR: int
     PHONE_COUNTRIES: tuple[str, ...]  # the first is assumed for numbers without a country code
+    # Twilio
+    TWILIO_ACCOUNT_SID: str | None
+    TWILIO_AUTH_TOKEN: str | None
+    TWILIO_FROM: str | None
+    TWILIO_MESSAGING_SERVICE_SID: str | None
+    TWILIO_API_BASE: str
     # SMPP (SMPP_HOST unset: the built-in SMSC simulator)
     SMPP_HOST: str | None
     SMPP_PORT: int
@@ -113,6 +120,24 @@ def _choice(default: str, *allowed: str) -> Callable[[str | None], str]:
         value = raw or default
         if value not in allowed:
             raise ValueError(f"must be one of {', '.join(allowed)}, not {value!r}")
+        return value
+
+    return convert
+
+
+def _providers(raw: str | None) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in (raw or "smpp").split(","))
+    if any(name not in ("smpp", "twilio", "log") for name in names) or len(set(names)) != len(
+            names) or ("log" in names and len(names) > 1):
+        raise ValueError(f"must be smpp, twilio, log, or a list such as smpp,twilio, not {raw!r}")
+    return names
+
+
+def _base_url(default: str) -> Callable[[str | None], str]:
+    def convert(raw: str | None) -> str:
+        value = (raw or default).rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, not {value!r}")
         return value
 
     return convert
@@ -177,12 +202,18 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         "REDIS_PREFIX": get("REDIS_PREFIX", _text("tvpay:")),
         "SECRET_KEY": get("SECRET_KEY", lambda raw: _secret_key(raw, var_dir)),
         "PORT": port,
-        "PUBLIC_BASE_URL": get("PUBLIC_BASE_URL", _text(f"http://127.0.0.1:{port}")).rstrip("/"),
+        "PUBLIC_BASE_URL": get("PUBLIC_BASE_URL", _base_url(f"http://127.0.0.1:{port}")),
         "MERCHANT_NAME": get("MERCHANT_NAME", _text("TV Pay")),
         "TIMEZONE": get("TIMEZONE", _timezone),
         "CURRENCY": get("CURRENCY", _choice("CNY", *MINOR_DIGITS)),
         "RECHARGE_MAX_AMOUNT": get("RECHARGE_MAX_AMOUNT", _int(100000, 1, 10**11)),
-        "SMS_PROVIDER": get("SMS_PROVIDER", _choice("smpp", "smpp", "log")),
+        "SMS_PROVIDER": get("SMS_PROVIDER", _providers),
+        "SMS_FAILOVER_AFTER": get("SMS_FAILOVER_AFTER", _int(30, 1, 3600)),
+        "TWILIO_ACCOUNT_SID": get("TWILIO_ACCOUNT_SID", _text(None)),
+        "TWILIO_AUTH_TOKEN": get("TWILIO_AUTH_TOKEN", _text(None)),
+        "TWILIO_FROM": get("TWILIO_FROM", _text(None)),
+        "TWILIO_MESSAGING_SERVICE_SID": get("TWILIO_MESSAGING_SERVICE_SID", _text(None)),
+        "TWILIO_API_BASE": get("TWILIO_API_BASE", _base_url("https://api.twilio.com")),
         "SMS_SERVICE_NUMBER": service_number,
         "SMS_LANGUAGE": get("SMS_LANGUAGE", _choice("zh-CN", "zh-CN", "en")),
         "INBOUND_SMS_SECRET": get("INBOUND_SMS_SECRET", _text(None)),
@@ -213,4 +244,11 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         "WORKER_INTERVAL_SECONDS": get("WORKER_INTERVAL_SECONDS", _float(0.2, 0.01, 60)),
     }
     assert {f.name for f in fields(Settings)} == set(values)
+    if "twilio" in values["SMS_PROVIDER"]:
+        for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"):
+            if not values[name]:
+                raise ConfigError(f"{name} is required when SMS_PROVIDER includes twilio")
+        if not (values["TWILIO_FROM"] or values["TWILIO_MESSAGING_SERVICE_SID"]):
+            raise ConfigError("TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID is required when "
+                              "SMS_PROVIDER includes twilio")
     return Settings(**values)

@@ -39,7 +39,8 @@ T = TypeVar("T")
 
 __all__ = [
     "Account", "Base", "Card", "Database", "Device", "Entitlement", "Hold", "JournalEntry",
-    "Order", "OrderEvent", "OutboxMessage", "Package", "PhoneBinding", "Posting", "SmsPart",
+    "Order", "OrderEvent", "OutboxMessage", "Package", "PhoneBinding", "Posting", "SmsOptOut",
+    "SmsPart",
     "UTCDateTime", "Wallet", "insert_ignore", "make_engine", "padded",
 ]
 
@@ -246,6 +247,19 @@ class OutboxMessage(Base):
     relay_ref: Mapped[str | None] = mapped_column(String(80))  # "<stream epoch>/<entry id>"
     parts: Mapped[int | None]  # SMS parts it was split into
     lease_until: Mapped[datetime | None]  # a worker owns a "sending" row until then
+    # The provider's id of the whole message (Twilio's Message SID); SMPP parts have their own.
+    provider_message_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    retry_at: Mapped[datetime | None]  # a provider asked us to wait (429, 5xx) until then
+
+
+class SmsOptOut(Base):
+    """A phone that unsubscribed (STOP): the service sends it nothing until it opts in again."""
+
+    __tablename__ = "sms_opt_outs"
+    phone: Mapped[str] = mapped_column(String(20), primary_key=True)  # E.164
+    source: Mapped[str] = mapped_column(String(32))  # how we learnt it, e.g. "twilio 21610"
+    created_at: Mapped[datetime]
 
 
 class SmsPart(Base):

@@ -17,11 +17,13 @@ log = logging.getLogger(__name__)
 MAX_TEXT_LENGTH = 1600  # ten concatenated SMS; anything longer is not a viewer's reply
 
 
-def receive_sms(gw: Gateway, *, sender: object, text: object) -> str | None:
+def receive_sms(gw: Gateway, *, sender: object, text: object,
+                answered_by: str | None = None) -> str | None:
     """Act on an SMS from a viewer's phone and queue the answer; return the answer's text.
 
     A code pays its order (the confirmation SMS comes from the payment itself); anything else
-    gets a short reply saying what happened or how to confirm.
+    gets a short reply saying what happened or how to confirm. ``answered_by``: the carrier
+    sends the returned answer itself (TwiML), so it is recorded as sent, not queued.
 
     :raise InvalidInput: ``invalid_phone`` or ``phone_country_not_allowed`` for the sender,
         ``invalid_text`` for a text that is not a string of reasonable length.
@@ -39,8 +41,10 @@ def receive_sms(gw: Gateway, *, sender: object, text: object) -> str | None:
             result = payments.confirm_by_code(gw, session, phone, code, now)
         reply = _reply(gw, result)
         if reply is not None:
-            outbox.queue(session, to=phone, kind="reply", body=reply, now=now,
-                         order_id=result.order_id)
+            message = outbox.queue(session, to=phone, kind="reply", body=reply, now=now,
+                                   order_id=result.order_id, sent_by=answered_by)
+            if message.status == outbox.SmsStatus.FAILED:  # opted out: no answer
+                reply = None
     log.info("sms from %s: %s%s", phones.mask(phone), "code " if code else "text ",
              result.outcome)
     return reply

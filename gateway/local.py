@@ -31,7 +31,7 @@ def serve(app: Flask) -> None:
             print(f"loaded demo data from {DEMO_FILE.name}: {report}")
     worker = Worker(gw)
     background = [(threading.Thread(target=worker.run, name="worker"), worker.stopping.set)]
-    if gw.settings.SMS_PROVIDER == "smpp":
+    if "smpp" in gw.settings.SMS_PROVIDER:
         from smpp.simulator import smsc_address
         from smpp.worker import SmppWorker
 

@@ -241,10 +241,12 @@ def _request_code(gw: Gateway, session: Session, order: Order, package: Package,
         "package": package.name, "amount": texts.amount(Money(order.amount, order.currency)),
         "minutes": math.ceil(ttl / 60),
     }
-    outbox.queue(session, to=order.phone or "", kind="code", order_id=order.id, now=now,
-                 body=texts.render("code", code=code, **values),
-                 redacted_body=texts.render("code", code=CODE_MASK, **values),
-                 expires_at=order.expires_at)
+    message = outbox.queue(session, to=order.phone or "", kind="code", order_id=order.id,
+                           now=now, body=texts.render("code", code=code, **values),
+                           redacted_body=texts.render("code", code=CODE_MASK, **values),
+                           expires_at=order.expires_at)
+    if message.status == outbox.SmsStatus.FAILED:  # the phone opted out of our SMS
+        _end(session, order, Status.FAILED, Reason.SMS_UNDELIVERABLE, now)
 
 
 def _send_link(gw: Gateway, session: Session, order: Order, package: Package,

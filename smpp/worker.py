@@ -16,6 +16,13 @@ with no receipt after ``SMPP_DLR_TIMEOUT`` is asked about with ``query_sm`` (the
 them). A lost connection puts unanswered parts back in front, in order, and binds again with
 backoff. SIGTERM stops taking work, finishes the messages it has started, hands the others
 back (``queued``) for any worker, waits briefly for answers, records them, and unbinds.
+
+Failover (``SMS_PROVIDER=smpp,twilio``): every second while bound, and while its submits are
+not failing again and again, the worker stamps its bind in Redis (``gateway.sms.health``); the
+background worker sends by the next provider when no bind was stamped for
+``SMS_FAILOVER_AFTER`` seconds. The feeder claims nothing while the bind is down, and after
+``SMS_FAILOVER_AFTER`` seconds down the worker hands back the messages it has not started, so
+the next provider can take them; a message with parts at the SMSC stays to be finished here.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import redis
 import smpplib.client
 import smpplib.consts
 import smpplib.exceptions
@@ -38,6 +46,7 @@ from smpplib import smpp as smpplib_smpp
 
 from gateway import phones
 from gateway.context import Gateway
+from gateway.sms.health import ProviderHealth
 from gateway.sms.stream import OutboundStream
 from smpp import codec
 from smpp.feeder import Feeder, Part
@@ -52,6 +61,7 @@ _TEMPORARY = {0x08: "ESME_RSYSERR", 0x64: "ESME_RX_T_APPN"}  # again, a few time
 _MAX_ATTEMPTS = 3
 _ROK, _RINVCMDID, _RINVCMDLEN, _RX_T_APPN, _RX_P_APPN = 0x00, 0x03, 0x02, 0x64, 0x65
 _MO_ASSEMBLY_SECONDS = 120
+_FAILING_SUBMITS = 10  # temporary refusals in a row after which this bind is unhealthy
 
 
 class TokenBucket:
@@ -100,8 +110,13 @@ class SmppWorker:
         self.bound = threading.Event()
         stream = OutboundStream(gw.redis, gw.settings.REDIS_PREFIX)
         self.stream = stream
-        self.feeder = Feeder(gw, stream, consumer or f"{socket.gethostname()}-{os.getpid()}",
-                             self.stopping)
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.feeder = Feeder(gw, stream, self.consumer, self.stopping)
+        self.feeder.paused.set()  # nothing to claim until bound
+        self.health = ProviderHealth(gw.redis, gw.settings.REDIS_PREFIX,
+                                     gw.settings.SMS_FAILOVER_AFTER)
+        self._failing_submits = 0
+        self._stamped = 0.0
         self._responses: queue.SimpleQueue[tuple[int, int, int]] = queue.SimpleQueue()
         self.recorder = Recorder(gw, stream, self.feeder.settled,
                                  lambda *answer: self._responses.put(answer))
@@ -134,10 +149,11 @@ class SmppWorker:
         self._feeder_thread.start()
         recorder_thread.start()
         delay = 0.5
+        down_since = time.monotonic()
         while not self.stopping.is_set():
             try:
                 self._connect()
-                delay = 0.5
+                delay, down_since = 0.5, None
                 self._serve()
             except (_ConnectionLost, smpplib.exceptions.ConnectionError,
                     smpplib.exceptions.PDUError, OSError) as exc:
@@ -148,10 +164,15 @@ class SmppWorker:
             else:
                 continue
             self._drop_connection()
+            down_since = down_since or time.monotonic()
+            if (len(self.settings.SMS_PROVIDER) > 1
+                    and time.monotonic() - down_since > self.settings.SMS_FAILOVER_AFTER):
+                self._release_unstarted()  # for the next provider to send
             self.stopping.wait(delay)
             delay = min(delay * 2, 30.0)
         self._hand_back()  # when the SMSC was away at the stop
         self._unbind()
+        self._stamp(up=False)
         self.recorder.finishing.set()
         recorder_thread.join(timeout=30)
         self._disconnect()
@@ -177,11 +198,15 @@ class SmppWorker:
         self._last_io = time.monotonic()
         self._enquiry = None
         self.bound.set()
+        self._failing_submits, self._stamped = 0, 0.0
+        self._report_health(time.monotonic())
         log.info("bound to SMSC %s:%s as %s", self.host, self.port, self.settings.SMPP_SYSTEM_ID)
 
     def _drop_connection(self) -> None:
         """Forget the connection; put every unanswered part back in front, in order."""
         self.bound.clear()
+        self.feeder.paused.set()
+        self._stamp(up=False)
         self._retry.extendleft(reversed(list(self._inflight.values())))
         self._inflight.clear()
         self._queries.clear()
@@ -230,6 +255,22 @@ class SmppWorker:
             wait = self._submit_ready(now, backlog)
             self._receive(wait)
             self._keep_alive(time.monotonic())
+            self._report_health(time.monotonic())
+
+    def _report_health(self, now: float) -> None:
+        """Stamp this bind in Redis once a second while its submits are not failing."""
+        if now - self._stamped >= 1.0:
+            self._stamped = now
+            self._stamp(up=self._failing_submits < _FAILING_SUBMITS)
+
+    def _stamp(self, *, up: bool) -> None:
+        try:
+            if up:
+                self.health.smpp_up(self.consumer)
+            else:
+                self.health.smpp_down(self.consumer)
+        except redis.RedisError as exc:  # Redis away must not cost the bind
+            log.warning("cannot report the bind's health to Redis: %s", type(exc).__name__)
 
     def _hand_back(self) -> None:
         """At a stop: keep the started messages to finish; give the others back to the queue."""
@@ -238,6 +279,10 @@ class SmppWorker:
         self._handed_back = True
         if self._feeder_thread is not None:
             self._feeder_thread.join(timeout=10)  # no more claims from here on
+        self._release_unstarted()
+
+    def _release_unstarted(self) -> None:
+        """Give the messages not started back to the queue, for any worker or provider."""
         while True:
             try:
                 self._retry.append(self.feeder.parts.get_nowait())
@@ -246,6 +291,7 @@ class SmppWorker:
         self._retry = deque(p for p in self._retry if p.message.sent)
         untouched = {m.outbox_id for m in self.feeder.held() if not (m.sent or m.answered)}
         if untouched:
+            self.feeder.settled(list(untouched))
             self.recorder.results.put(Release(frozenset(untouched)))
             log.info("handing back %d messages not started", len(untouched))
 
@@ -426,6 +472,8 @@ class SmppWorker:
             log.warning("answer to an unknown submit_sm (sequence %s)", pdu.sequence)
             return
         status = int(pdu.status)
+        self._failing_submits = 0 if status == _ROK else self._failing_submits + (
+            status in _THROTTLED or status in _TEMPORARY)
         if status == _ROK and pdu.command == "submit_sm_resp":
             part.message_id = _text(pdu.message_id)
             self.recorder.results.put(part)

@@ -89,8 +89,14 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
+def extra_settings() -> dict[str, Any]:
+    """Settings a test module needs from its own fixtures (a local server's address)."""
+    return {}
+
+
+@pytest.fixture
 def app(request: pytest.FixtureRequest, database_url: str, var_dir: Path,
-        clock: FakeClock) -> Iterator[Flask]:
+        clock: FakeClock, extra_settings: dict[str, Any]) -> Iterator[Flask]:
     marker = request.node.get_closest_marker("settings")
     config: dict[str, Any] = {
         "DATABASE_URL": database_url,
@@ -101,6 +107,7 @@ def app(request: pytest.FixtureRequest, database_url: str, var_dir: Path,
         "PUBLIC_BASE_URL": "https://pay.example",
         "INBOUND_SMS_SECRET": INBOUND_SECRET,
         "SMS_PROVIDER": "log",
+        **extra_settings,
         **(marker.kwargs if marker else {}),
     }
     app = create_app(config, clock=clock)

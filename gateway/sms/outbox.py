@@ -16,7 +16,7 @@ from typing import Protocol
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from gateway.db import Database, OutboxMessage
+from gateway.db import Database, OutboxMessage, SmsOptOut
 from gateway.phones import mask
 
 __all__ = ["LogProvider", "SmsProvider", "SmsStatus", "close_code_messages", "dispatch_queued",
@@ -53,11 +53,18 @@ class LogProvider:
 
 def queue(session: Session, *, to: str, kind: str, body: str, now: datetime,
           redacted_body: str | None = None, order_id: str | None = None,
-          expires_at: datetime | None = None) -> OutboxMessage:
+          expires_at: datetime | None = None, sent_by: str | None = None) -> OutboxMessage:
+    """Write an SMS to send. ``sent_by``: a provider already carried it (a TwiML answer).
+
+    To a phone that opted out (STOP) nothing is sent: the row is written ``failed``.
+    """
+    opted_out = session.get(SmsOptOut, to) is not None
+    status = SmsStatus.FAILED if opted_out else SmsStatus.SENT if sent_by else SmsStatus.QUEUED
     message = OutboxMessage(
         to_phone=to, kind=kind, order_id=order_id, body=body,
         redacted_body=body if redacted_body is None else redacted_body,
-        status=SmsStatus.QUEUED, created_at=now, updated_at=now, expires_at=expires_at,
+        status=status, provider=sent_by, error="the recipient opted out" if opted_out else None,
+        created_at=now, updated_at=now, expires_at=expires_at,
     )
     session.add(message)
     return message

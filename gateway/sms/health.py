@@ -1,0 +1,60 @@
+"""Which SMS provider carries messages now: failover for ``SMS_PROVIDER=smpp,twilio``.
+
+Every process shares what it sees through Redis, timed by the Redis server's clock:
+
+- each SMPP worker stamps its bind every second while it is bound and its submits succeed; the
+  SMPP side is healthy while some bind was stamped within ``SMS_FAILOVER_AFTER`` seconds;
+- Twilio is unhealthy after ``FAILURES_TO_FAIL_OVER`` temporary errors in a row (429, 5xx,
+  network), for ``SMS_FAILOVER_AFTER`` seconds after the last of them.
+
+A message goes to the first healthy provider of the list, or to the first one when none is.
+"""
+
+from __future__ import annotations
+
+import redis
+
+__all__ = ["FAILURES_TO_FAIL_OVER", "ProviderHealth"]
+
+FAILURES_TO_FAIL_OVER = 5
+
+
+class ProviderHealth:
+    def __init__(self, client: redis.Redis, prefix: str, failover_after: int) -> None:
+        self._client = client
+        self._binds = f"{prefix}sms:health:smpp-binds"
+        self._twilio_failures = f"{prefix}sms:health:twilio-failures"
+        self.failover_after = failover_after
+
+    def _now(self) -> float:
+        seconds, micros = self._client.time()
+        return seconds + micros / 1e6
+
+    def smpp_up(self, consumer: str) -> None:
+        self._client.zadd(self._binds, {consumer: self._now()})
+
+    def smpp_down(self, consumer: str) -> None:
+        self._client.zrem(self._binds, consumer)
+
+    def smpp_healthy(self) -> bool:
+        since = self._now() - self.failover_after
+        return self._client.zcount(self._binds, since, "+inf") > 0
+
+    def twilio_failed(self) -> None:
+        pipe = self._client.pipeline()
+        pipe.incr(self._twilio_failures)
+        pipe.expire(self._twilio_failures, self.failover_after)
+        pipe.execute()
+
+    def twilio_ok(self) -> None:
+        self._client.delete(self._twilio_failures)
+
+    def twilio_healthy(self) -> bool:
+        return int(self._client.get(self._twilio_failures) or 0) < FAILURES_TO_FAIL_OVER
+
+    def choose(self, providers: tuple[str, ...]) -> str:
+        """The first healthy provider of ``providers``, or the first one if none is."""
+        if len(providers) == 1:
+            return providers[0]
+        checks = {"smpp": self.smpp_healthy, "twilio": self.twilio_healthy}
+        return next((name for name in providers if checks[name]()), providers[0])

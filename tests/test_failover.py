@@ -1,0 +1,123 @@
+"""Failover between SMS providers (``SMS_PROVIDER=smpp,twilio``) over real SMPP and Twilio's
+client: the built-in SMSC goes down and comes back while orders are paid."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from gateway.sms import outbox
+from gateway.sms.health import ProviderHealth
+from gateway.sms.stream import OutboundStream, relay
+from gateway.worker import Worker
+from smpp.simulator import Smsc
+from smpp.worker import SmppWorker
+from tests import twilio_fake
+from tests.conftest import RICH, UNBOUND, code_sent_to, order, sms_to, stored_order
+from tests.smpp_helpers import running, wait_until
+from tests.twilio_fake import webhook
+
+pytest_plugins = ["tests.twilio_fake"]
+pytestmark = pytest.mark.settings(SMS_PROVIDER="smpp,twilio", SMS_FAILOVER_AFTER=1,
+                                  LIMIT_PHONE_INTERVAL_SECONDS=0)
+
+
+@pytest.fixture
+def extra_settings(twilio):
+    return twilio_fake.settings(twilio.base)
+
+
+@pytest.fixture
+def smsc():
+    server = Smsc().start()
+    yield server
+    server.stop()
+
+
+def health(gw) -> ProviderHealth:
+    return ProviderHealth(gw.redis, gw.settings.REDIS_PREFIX, gw.settings.SMS_FAILOVER_AFTER)
+
+
+def test_codes_go_by_twilio_while_the_smsc_is_down_and_by_smpp_once_it_is_back(
+        client, seeded, smsc, twilio):
+    providers = health(seeded)
+    with running(seeded, smsc.port):
+        wait_until(providers.smpp_healthy, what="the bind's first stamp")
+        smsc.go_down()
+        wait_until(lambda: not providers.smpp_healthy(), what="failover to Twilio")
+
+        created = order(client, RICH).get_json()
+        wait_until(lambda: twilio.to(RICH), what="the code SMS sent by Twilio")
+        [code_sms] = sms_to(seeded, RICH, "code")
+        assert (code_sms.provider, code_sms.status) == ("twilio", "submitted")
+        reply = webhook(client, "/sms/twilio/inbound",
+                        {"From": RICH, "Body": code_sent_to(seeded, RICH), "MessageSid": "SM1"})
+        assert reply.status_code == 200
+        assert stored_order(seeded, created["id"]).status == "activated"
+
+        smsc.come_back()
+        wait_until(providers.smpp_healthy, timeout=30, what="the bind back")
+        order(client, UNBOUND, device="tv-2")
+        smsc.wait_for_message(UNBOUND)
+        wait_until(lambda: sms_to(seeded, UNBOUND)[0].status in ("submitted", "delivered"),
+                   what="the link SMS recorded")
+        assert sms_to(seeded, UNBOUND)[0].provider == "smpp"
+        assert twilio.to(UNBOUND) == []
+        confirmed = sms_to(seeded, RICH, "confirmed")
+        wait_until(lambda: sms_to(seeded, RICH, "confirmed")[0].status != "queued")
+    # Every message went out once, by the provider its row names.
+    for message in [code_sms, *confirmed]:
+        by_twilio = [m for m in twilio.to(RICH) if m["Body"] == message.body]
+        by_smpp = [m for m in smsc.messages(RICH) if m.text == message.body]
+        assert len(by_twilio) + len(by_smpp) <= 1
+    assert len(twilio.to(RICH)) + len(smsc.messages(RICH)) == 2  # the code and the confirmation
+
+
+def test_messages_waiting_for_a_lost_bind_move_to_twilio_once(seeded, smsc, twilio):
+    """Rows relayed to the SMPP stream, whose bind is lost, are sent by Twilio, and the SMPP
+    worker, bound again, sends none of them a second time."""
+    phones = [f"+86136{n:08d}" for n in range(20)]
+    worker = SmppWorker(seeded, host="127.0.0.1", port=smsc.port, consumer="failover-test")
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        assert worker.bound.wait(10)
+        smsc.go_down()
+        wait_until(lambda: not worker.bound.is_set(), what="the bind lost")
+        with seeded.db.transaction() as session:
+            for n, phone in enumerate(phones):
+                outbox.queue(session, to=phone, kind="link", body=f"Link {n}",
+                             now=seeded.clock())
+        stream = OutboundStream(seeded.redis, seeded.settings.REDIS_PREFIX)
+        assert relay(seeded.db, stream, seeded.clock) == 20  # handed to SMPP
+        wait_until(lambda: not health(seeded).smpp_healthy(), what="failover to Twilio")
+        background = Worker(seeded)
+        while background.run_once()[1]:
+            pass
+        assert background.carrier == "twilio"
+        assert all(len(twilio.to(phone)) == 1 for phone in phones)
+
+        smsc.come_back()
+        assert worker.bound.wait(30)
+        # The worker reads the stream again: the rows are Twilio's now, and it lets them be.
+        wait_until(lambda: not seeded.redis.xpending(stream.key, "smpp")["pending"]
+                   and not seeded.redis.xlen(stream.key), timeout=60,
+                   what="the SMPP worker done with the stream")
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+    assert all(smsc.messages(phone) == [] for phone in phones)
+    rows = [m for phone in phones for m in sms_to(seeded, phone)]
+    assert {(m.provider, m.status) for m in rows} == {("twilio", "submitted")}
+
+
+@pytest.mark.settings(REDIS_URL="redis://127.0.0.1:1")  # nothing listens there
+def test_without_redis_messages_still_go_by_twilio(seeded, twilio):
+    """No Redis means no SMPP stream and no health to read: the next provider sends."""
+    with seeded.db.transaction() as session:
+        outbox.queue(session, to=UNBOUND, kind="link", body="Link", now=seeded.clock())
+    background = Worker(seeded)
+    assert background.run_once()[1] == 1
+    assert background.carrier == "twilio" and len(twilio.to(UNBOUND)) == 1
+    assert sms_to(seeded, UNBOUND)[0].status == "submitted"
