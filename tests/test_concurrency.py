@@ -31,7 +31,7 @@ from tests.conftest import (
     sms_to,
     stored_order,
 )
-from tests.test_wap import PayPage
+from tests.test_wap import PayPage, paid_entries
 
 NO_LIMITS = {"LIMIT_PHONE_INTERVAL_SECONDS": 0, "LIMIT_PHONE_CODES_PER_DAY": 0,
              "LIMIT_DEVICE_ORDERS_PER_HOUR": 0}
@@ -142,12 +142,6 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def payments_of(gw, order_id: str) -> int:
-    with gw.db.read() as session:
-        return session.scalar(select(func.count()).select_from(JournalEntry).where(
-            JournalEntry.order_id == order_id, JournalEntry.kind.in_(("capture", "charge"))))
-
-
 def test_twenty_submits_of_one_payment_page_pay_once(server, client, seeded):
     status, created = post(f"{server}/api/v1/orders",
                            {"device_id": "tv-42", "package_id": "vip_year", "phone": UNBOUND})
@@ -155,7 +149,7 @@ def test_twenty_submits_of_one_payment_page_pay_once(server, client, seeded):
     results = all_at_once(20, lambda n: submit(f"{server}{path}/pay", form))
     assert results == [303] * 20  # each tab lands on the receipt
     assert stored_order(seeded, created["id"]).status == "activated"
-    assert payments_of(seeded, created["id"]) == 1
+    assert paid_entries(seeded, created["id"]) == 1
     assert balance(seeded, "wallet:w-rich") == 30000
     assert balance(seeded, "merchant:CNY") == 20000
 
@@ -177,7 +171,7 @@ def test_page_payments_racing_the_sms_code_pay_once(server, client, seeded):
 
     assert set(all_at_once(20, either)) <= {200, 303}
     assert stored_order(seeded, created["id"]).status == "activated"
-    assert payments_of(seeded, created["id"]) == 1
+    assert paid_entries(seeded, created["id"]) == 1
     paid_by_code = stored_order(seeded, created["id"]).paid_from == "wallet:w-rich"
     assert balance(seeded, "wallet:w-rich") == (30000 if paid_by_code else 50000)
     assert balance(seeded, "card:w-card") == (100000 if paid_by_code else 80000)
