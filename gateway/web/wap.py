@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import secrets
-from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request
@@ -234,14 +233,10 @@ def _receipt(order: Order) -> Response:
     return _render(
         "receipt.html", order=order, item=_item(order, package, t),
         amount=Money(order.amount, order.currency), paid_from=paid_from,
-        paid_at=_local(formats, order.updated_at, t("datetime")),
-        active_until=_local(formats, entitlement.active_until, t("date")) if entitlement
-        else None,
+        paid_at=formats.local(order.updated_at).strftime(t("datetime")),
+        active_until=formats.local(entitlement.active_until).strftime(t("date"))
+        if entitlement else None,
     )
-
-
-def _local(formats: Texts, moment: datetime, pattern: str) -> str:
-    return formats.local(moment).strftime(pattern)
 
 
 def register(app: Flask) -> None:
