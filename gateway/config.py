@@ -83,6 +83,11 @@ class Settings:
     SMPP_RECLAIM_AFTER: int
     # Background work
     WORKER_INTERVAL_SECONDS: float
+    # Operator integration
+    BOSS_WEBHOOK_URL: str | None  # None: events are kept in SQL but not posted anywhere
+    BOSS_WEBHOOK_SECRET: str | None
+    ADMIN_API_KEY: str | None  # None: the admin API refuses every call
+    PAIRING_CODE_TTL_SECONDS: int
 
 
 def _text(default: str | None) -> Callable[[str | None], str | None]:
@@ -143,6 +148,18 @@ def _base_url(default: str) -> Callable[[str | None], str]:
     return convert
 
 
+def _optional_url(raw: str | None) -> str | None:
+    return None if raw in (None, "") else _base_url("")(raw)
+
+
+def _optional_secret(raw: str | None) -> str | None:
+    if raw in (None, ""):
+        return None
+    if len(raw) < 16:
+        raise ValueError("must be at least 16 characters")
+    return raw
+
+
 def _regions(raw: str | None) -> tuple[str, ...]:
     regions = [r.strip().upper() for r in (raw or "CN").split(",") if r.strip()]
     known = phonenumbers.SUPPORTED_REGIONS
@@ -163,10 +180,9 @@ def _timezone(raw: str | None) -> str:
 
 def _secret_key(raw: str | None, var_dir: Path) -> str:
     """Use SECRET_KEY, or a random key kept in VAR_DIR so local restarts keep codes valid."""
-    if raw:
-        if len(raw) < 16:
-            raise ValueError("must be at least 16 characters")
-        return raw
+    given = _optional_secret(raw)
+    if given:
+        return given
     path = var_dir / "secret_key"
     if not path.exists():
         var_dir.mkdir(parents=True, exist_ok=True)
@@ -242,6 +258,10 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         "SMPP_RESPONSE_TIMEOUT": get("SMPP_RESPONSE_TIMEOUT", _int(10, 1, 300)),
         "SMPP_RECLAIM_AFTER": get("SMPP_RECLAIM_AFTER", _int(30, 1, 3600)),
         "WORKER_INTERVAL_SECONDS": get("WORKER_INTERVAL_SECONDS", _float(0.2, 0.01, 60)),
+        "BOSS_WEBHOOK_URL": get("BOSS_WEBHOOK_URL", _optional_url),
+        "BOSS_WEBHOOK_SECRET": get("BOSS_WEBHOOK_SECRET", _optional_secret),
+        "ADMIN_API_KEY": get("ADMIN_API_KEY", _optional_secret),
+        "PAIRING_CODE_TTL_SECONDS": get("PAIRING_CODE_TTL_SECONDS", _int(600, 60, 3600)),
     }
     assert {f.name for f in fields(Settings)} == set(values)
     if "twilio" in values["SMS_PROVIDER"]:
@@ -251,4 +271,6 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         if not (values["TWILIO_FROM"] or values["TWILIO_MESSAGING_SERVICE_SID"]):
             raise ConfigError("TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID is required when "
                               "SMS_PROVIDER includes twilio")
+    if values["BOSS_WEBHOOK_URL"] and not values["BOSS_WEBHOOK_SECRET"]:
+        raise ConfigError("BOSS_WEBHOOK_SECRET is required when BOSS_WEBHOOK_URL is set")
     return Settings(**values)

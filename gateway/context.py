@@ -13,11 +13,16 @@ from gateway.db import Database
 from gateway.sms.texts import Texts
 from gateway.store import IdempotencyCache, RateLimiter, connect
 
-__all__ = ["Gateway", "utc_now"]
+__all__ = ["Gateway", "iso", "utc_now"]
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """A moment as the API shows it: ISO 8601 UTC to the second, ``2026-11-23T08:00:00Z``."""
+    return None if moment is None else moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class Gateway:

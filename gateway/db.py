@@ -38,9 +38,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 T = TypeVar("T")
 
 __all__ = [
-    "Account", "Base", "Card", "Database", "Device", "Entitlement", "Hold", "JournalEntry",
-    "Order", "OrderEvent", "OutboxMessage", "Package", "PhoneBinding", "Posting", "SmsOptOut",
-    "SmsPart",
+    "Account", "Base", "Bill", "BossEvent", "Card", "Database", "Device", "Entitlement", "Hold",
+    "JournalEntry", "Order", "OrderEvent", "OutboxMessage", "Package", "Pairing", "PairingCode",
+    "PhoneBinding", "Posting", "SmsOptOut", "SmsPart",
     "UTCDateTime", "Wallet", "insert_ignore", "make_engine", "padded",
 ]
 
@@ -182,14 +182,18 @@ class Order(Base):
         Index("ix_orders_status_expires", "status", "expires_at"),
         Index("ix_orders_device_created", "device_id", "created_at"),
         CheckConstraint("amount > 0", name="amount_positive"),
-        CheckConstraint("kind IN ('package', 'renewal', 'recharge')", name="kind_known"),
-        CheckConstraint("(kind = 'recharge') = (package_id IS NULL)",
-                        name="package_unless_recharge"),
+        CheckConstraint("kind IN ('package', 'renewal', 'recharge', 'bill')", name="kind_known"),
+        CheckConstraint("(kind IN ('package', 'renewal')) = (package_id IS NOT NULL)",
+                        name="package_for_package_kinds"),
+        CheckConstraint("(kind = 'bill') = (bill_id IS NOT NULL)", name="bill_for_bill_kind"),
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # package, renewal, recharge
+    kind: Mapped[str] = mapped_column(String(16))  # package, renewal, recharge, bill
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
-    package_id: Mapped[str | None] = mapped_column(ForeignKey("packages.id"))  # None: recharge
+    package_id: Mapped[str | None] = mapped_column(ForeignKey("packages.id"))
+    bill_id: Mapped[str | None] = mapped_column(ForeignKey("bills.id"), index=True)
+    # The failed order this one tries again; at most one retry per order.
+    retry_of: Mapped[str | None] = mapped_column(ForeignKey("orders.id"), unique=True)
     phone: Mapped[str | None] = mapped_column(String(20))
     wallet_id: Mapped[str | None] = mapped_column(ForeignKey("wallets.id"))
     channel: Mapped[str] = mapped_column(String(16))
@@ -207,14 +211,20 @@ class Order(Base):
 
 
 class OrderEvent(Base):
-    """Each status an order took, in order: the audit trail and the source of live updates."""
+    """What a TV is shown, in order: each status an order took (the audit trail), wrong codes,
+    pairing changes. The source of the live event streams; ``id`` is their event id.
+    """
 
     __tablename__ = "order_events"
+    __table_args__ = (Index("ix_order_events_device_id_id", "device_id", "id"),)
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
                                     primary_key=True, autoincrement=True)
-    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
-    status: Mapped[str] = mapped_column(String(16))
+    device_id: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[str | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    type: Mapped[str] = mapped_column(String(32), server_default="order.status")
+    status: Mapped[str | None] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(32))
+    data: Mapped[str | None] = mapped_column(Text)  # JSON: what else the TV shows
     at: Mapped[datetime]
 
 
@@ -224,6 +234,66 @@ class Entitlement(Base):
     package_id: Mapped[str] = mapped_column(ForeignKey("packages.id"), primary_key=True)
     active_until: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class BossEvent(Base):
+    """A signed notification for the operator's BOSS, posted until it answers 2xx."""
+
+    __tablename__ = "boss_events"
+    __table_args__ = (Index("ix_boss_events_status_next", "status", "next_attempt_at"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # "evt_…", the receiver dedups
+    type: Mapped[str] = mapped_column(String(40))  # entitlement.activated, recharge.completed, …
+    body: Mapped[str] = mapped_column(Text)  # the exact JSON posted, the same on every attempt
+    status: Mapped[str] = mapped_column(String(16))  # pending, delivered, failed
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_attempt_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]  # a worker is posting it until then
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+
+class Pairing(Base):
+    """The phone a TV is paired with: it confirms the TV's orders without a typed number."""
+
+    __tablename__ = "pairings"
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20), index=True)  # E.164
+    created_at: Mapped[datetime]
+
+
+class PairingCode(Base):
+    """A short code a TV shows so that a phone can pair with it."""
+
+    __tablename__ = "pairing_codes"
+    code: Mapped[str] = mapped_column(String(8), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    # Pairing on the page: the phone being confirmed and the digest of the code sent to it.
+    phone: Mapped[str | None] = mapped_column(String(20))
+    confirm_hash: Mapped[str | None] = mapped_column(String(64))
+    confirm_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+
+
+class Bill(Base):
+    """An outstanding fee the operator loaded for a device; paid in full by one order."""
+
+    __tablename__ = "bills"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("status IN ('outstanding', 'paid')", name="status_known"),
+    )
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the operator's reference
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
+    description: Mapped[str] = mapped_column(String(120))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16))
+    order_id: Mapped[str | None] = mapped_column(String(32))  # the order that paid it
+    created_at: Mapped[datetime]
+    paid_at: Mapped[datetime | None]
 
 
 class OutboxMessage(Base):

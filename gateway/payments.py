@@ -15,13 +15,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from gateway import activation, catalog, ledger, otp, phones, tokens, wallets
-from gateway.context import Gateway
-from gateway.db import Order, OrderEvent, Package, Wallet
+from gateway import activation, boss, catalog, ledger, otp, phones, tokens, tv_events, wallets
+from gateway.context import Gateway, iso
+from gateway.db import Order, Package, Wallet
 from gateway.errors import Conflict, InvalidInput, NotFound, RateLimited
 from gateway.money import Money
 from gateway.orders import FINAL, PENDING, Channel, Kind, Reason, Status, is_lapsed, next_status
@@ -231,7 +232,7 @@ def _request_code(gw: Gateway, session: Session, order: Order, package: Package,
     code = _unique_code(gw, session, order)
     order.code_hash = _digest(gw, order, code)
     order.expires_at = now + timedelta(seconds=ttl)
-    _move(session, order, Status.AWAITING_CODE, now)
+    _move(session, order, Status.AWAITING_CODE, now, data={"phone": phones.mask(order.phone)})
     texts = gw.texts
     paying = wallets.describe_source(session, source)
     card = paying.card
@@ -253,7 +254,7 @@ def _send_link(gw: Gateway, session: Session, order: Order, package: Package,
                now: datetime) -> None:
     ttl = gw.settings.WAP_LINK_TTL_SECONDS
     order.expires_at = now + timedelta(seconds=ttl)
-    _move(session, order, Status.AWAITING_WAP, now)
+    _move(session, order, Status.AWAITING_WAP, now, data={"phone": phones.mask(order.phone)})
     texts = gw.texts
     values = {"package": package.name, "amount": texts.amount(Money(order.amount, order.currency)),
               "minutes": math.ceil(ttl / 60)}
@@ -296,16 +297,19 @@ def _unique_code(gw: Gateway, session: Session, order: Order) -> str:
 # --- moving an order along -----------------------------------------------------------------
 
 
-def _record_event(session: Session, order: Order, now: datetime) -> None:
-    session.add(OrderEvent(order_id=order.id, status=order.status, reason=order.reason, at=now))
+def _record_event(session: Session, order: Order, now: datetime,
+                  data: dict[str, Any] | None = None) -> None:
+    tv_events.record(session, device_id=order.device_id, order_id=order.id, now=now,
+                     event_type=tv_events.EventType.ORDER_STATUS, status=order.status,
+                     reason=order.reason, data=data)
 
 
 def _move(session: Session, order: Order, target: Status, now: datetime,
-          reason: Reason | None = None) -> None:
+          reason: Reason | None = None, data: dict[str, Any] | None = None) -> None:
     order.status = next_status(order.status, target)
     order.reason = reason
     order.updated_at = now
-    _record_event(session, order, now)
+    _record_event(session, order, now, data)
 
 
 def _end(session: Session, order: Order, target: Status, reason: Reason, now: datetime) -> None:
@@ -325,14 +329,22 @@ def _complete(gw: Gateway, session: Session, order: Order, paid_from: str,
     order.paid_from = paid_from
     _move(session, order, Status.PAID, now)
     outbox.close_code_messages(session, order.id, now)
+    paid = {"device_id": order.device_id, "order_id": order.id, "amount": order.amount,
+            "currency": order.currency}
     if order.kind == Kind.RECHARGE:
-        _move(session, order, Status.ACTIVATED, now)
+        balance = ledger.balance(session, ledger.device_account(order.device_id))
+        _move(session, order, Status.ACTIVATED, now, data={"balance": balance})
+        boss.record(session, boss.EventType.RECHARGE_COMPLETED, {**paid, "balance": balance}, now)
         log.info("order %s recharged device %s", order.id, order.device_id)
         return
     package = session.get(Package, order.package_id)
     assert package is not None
     entitlement = activation.activate(session, order.device_id, package, now)
-    _move(session, order, Status.ACTIVATED, now)
+    _move(session, order, Status.ACTIVATED, now,
+          data={"package_id": package.id, "active_until": iso(entitlement.active_until)})
+    boss.record(session, boss.EventType.ENTITLEMENT_ACTIVATED,
+                {**paid, "package_id": package.id, "kind": order.kind,
+                 "active_until": entitlement.active_until}, now)
     if order.phone:
         outbox.queue(session, to=order.phone, kind="confirmed", order_id=order.id, now=now,
                      body=gw.texts.render("confirmed", package=package.name,
@@ -399,6 +411,10 @@ def confirm_by_code(gw: Gateway, session: Session, phone: str, code: str,
         order.code_attempts += 1
         if order.code_attempts >= limit:
             _end(session, order, Status.FAILED, Reason.TOO_MANY_ATTEMPTS, now)
+        else:
+            tv_events.record(session, device_id=order.device_id, order_id=order.id, now=now,
+                             event_type=tv_events.EventType.WRONG_CODE,
+                             data={"tries_left": limit - order.code_attempts})
     still = [o for o in waiting if o.status == Status.AWAITING_CODE]
     if not still:
         return CodeResult(CodeOutcome.TOO_MANY_ATTEMPTS, waiting[-1].id)

@@ -5,30 +5,25 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from gateway import activation, catalog, ledger, payments, phones
-from gateway.context import Gateway
+from gateway.context import Gateway, iso
 from gateway.db import Order
 from gateway.errors import Conflict, GatewayError, InvalidInput, NotFound
 from gateway.orders import Status
 from gateway.web import qr
 from gateway.web.problems import json_body, require, response_for
 
-__all__ = ["bp", "iso", "order_json"]
+__all__ = ["bp", "order_json"]
 
 bp = Blueprint("tv_api", __name__, url_prefix="/api/v1")
 
 
 def gateway() -> Gateway:
     return current_app.extensions["gateway"]
-
-
-def iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def order_json(order: Order) -> dict[str, Any]:
