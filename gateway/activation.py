@@ -7,9 +7,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway import boss, tv_events
 from gateway.db import Device, Entitlement, Package, insert_ignore
+from gateway.errors import NotFound
 
-__all__ = ["activate", "active_entitlements", "ensure_device", "entitlements"]
+__all__ = ["activate", "active_entitlements", "ensure_device", "entitlements", "revoke"]
 
 
 def ensure_device(session: Session, device_id: str, now: datetime) -> None:
@@ -31,6 +33,27 @@ def activate(session: Session, device_id: str, package: Package, now: datetime) 
         entitlement.active_until = max(entitlement.active_until, now) + period
         entitlement.updated_at = now
     session.flush()
+    return entitlement
+
+
+def revoke(session: Session, device_id: str, package_id: str, now: datetime) -> Entitlement:
+    """End a live entitlement now, tell the TV and the operator's BOSS.
+
+    :raise NotFound: ``entitlement_not_found`` (none, or no longer live).
+    """
+    session.get(Device, device_id, with_for_update={"key_share": True})
+    entitlement = session.get(Entitlement, (device_id, package_id), with_for_update=True)
+    if entitlement is None or entitlement.active_until <= now:
+        raise NotFound(f"device {device_id} has no live entitlement to {package_id}",
+                       code="entitlement_not_found")
+    was_until = entitlement.active_until
+    entitlement.active_until, entitlement.updated_at = now, now
+    tv_events.record(session, device_id=device_id, now=now,
+                     event_type=tv_events.EventType.ENTITLEMENT_REVOKED,
+                     data={"package_id": package_id})
+    boss.record(session, boss.EventType.ENTITLEMENT_REVOKED,
+                {"device_id": device_id, "package_id": package_id, "active_until": now,
+                 "was_active_until": was_until}, now)
     return entitlement
 
 

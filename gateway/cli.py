@@ -1,4 +1,4 @@
-"""Operator and developer commands: ``flask --app app seed|sms|db|worker``."""
+"""Operator and developer commands: ``flask --app app seed|sms|events|bills|db|worker``."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from gateway import inbound, migrate, phones, seed
-from gateway.context import Gateway
-from gateway.errors import InvalidInput
+from gateway import bills, boss, inbound, migrate, phones, seed
+from gateway.context import Gateway, iso
+from gateway.errors import Conflict, InvalidInput
 from gateway.sms import outbox
 from gateway.worker import Worker
 
@@ -76,6 +76,65 @@ def _phone(gw: Gateway, raw: str) -> str:
         raise click.BadParameter(exc.detail, param_hint="--to") from None
 
 
+events = AppGroup("events", help="Look at and resend the events posted to the operator's BOSS.")
+
+
+@events.command("list")
+@click.option("--status", type=click.Choice(["pending", "delivered", "failed"]),
+              help="Only events with this status.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+def events_list_command(status: str | None, limit: int) -> None:
+    """Print recent events (newest first): their status, attempts and last error."""
+    with _gateway().db.read() as session:
+        found = boss.recent(session, status, limit)
+    for event in found:
+        when = (f"delivered {iso(event.delivered_at)}" if event.status == "delivered" else
+                f"next {iso(event.next_attempt_at)}" if event.status == "pending" else "gave up")
+        error = f" last error: {event.last_error}" if event.last_error else ""
+        click.echo(f"{event.id} {event.type} {event.status} attempts={event.attempts} "
+                   f"created {iso(event.created_at)} {when}{error}")
+    if not found:
+        click.echo("no events")
+
+
+@events.command("redeliver")
+@click.argument("event_ids", nargs=-1)
+@click.option("--failed", is_flag=True, help="Every failed event.")
+def events_redeliver_command(event_ids: tuple[str, ...], failed: bool) -> None:
+    """Make EVENT_IDS (or, with --failed, every failed event) pending and due now."""
+    if not event_ids and not failed:
+        raise click.UsageError("give event ids, or --failed")
+    gw = _gateway()
+    try:
+        again = boss.redeliver(gw, event_ids, failed=failed)
+    except boss.UnknownEvents as exc:
+        raise click.ClickException(
+            f"no such event: {', '.join(exc.args[0])} (nothing was changed)") from None
+    click.echo(f"to deliver again: {', '.join(again)}" if again else "no failed events")
+    if again and not gw.settings.BOSS_WEBHOOK_URL:
+        click.echo("BOSS_WEBHOOK_URL is not set: nothing will post them", err=True)
+
+
+bills_group = AppGroup("bills", help="Operators' outstanding fees per device.")
+
+
+@bills_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def bills_import_command(file: Path) -> None:
+    """Load bills from FILE (CSV: bill_id,device_id,amount,currency,description; amount in
+    minor units). All or nothing; a bill already loaded as it is stays as it is."""
+    gw = _gateway()
+    try:
+        parsed = bills.parse_csv(file.read_text(encoding="utf-8-sig"))
+        with gw.db.transaction() as session:
+            report = bills.add_bills(session, parsed, gw.clock())
+    except (InvalidInput, Conflict) as exc:
+        raise click.ClickException(f"{file}: {exc.detail} (nothing was loaded)") from None
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{file}: not UTF-8 text (nothing was loaded)") from None
+    click.echo(f"{file}: {report}")
+
+
 db = AppGroup("db", help="Database schema.")
 
 
@@ -89,7 +148,7 @@ def upgrade_command() -> None:
 @click.command("worker")
 @with_appcontext
 def worker_command() -> None:
-    """Run the background worker (order expiry, SMS outbox) until SIGTERM or Ctrl-C."""
+    """Run the background worker (order expiry, SMS outbox, BOSS events) until SIGTERM."""
     worker = Worker(_gateway())
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.stopping.set())
@@ -97,5 +156,5 @@ def worker_command() -> None:
 
 
 def register(app: Flask) -> None:
-    for command in (seed_command, sms, db, worker_command):
+    for command in (seed_command, sms, events, bills_group, db, worker_command):
         app.cli.add_command(command)

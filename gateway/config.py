@@ -42,6 +42,7 @@ class Settings:
     TIMEZONE: str  # how dates are shown to viewers
     CURRENCY: str  # of devices' stored-value balances and their recharges
     RECHARGE_MAX_AMOUNT: int  # minor units
+    SSE_MAX_SECONDS: int  # an event stream ends after this; the client resumes with Last-Event-ID
     # Messaging
     SMS_PROVIDER: tuple[str, ...]  # in order of preference: failover goes down the list
     SMS_FAILOVER_AFTER: int
@@ -223,6 +224,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         "TIMEZONE": get("TIMEZONE", _timezone),
         "CURRENCY": get("CURRENCY", _choice("CNY", *MINOR_DIGITS)),
         "RECHARGE_MAX_AMOUNT": get("RECHARGE_MAX_AMOUNT", _int(100000, 1, 10**11)),
+        "SSE_MAX_SECONDS": get("SSE_MAX_SECONDS", _int(300, 1, 3600)),
         "SMS_PROVIDER": get("SMS_PROVIDER", _providers),
         "SMS_FAILOVER_AFTER": get("SMS_FAILOVER_AFTER", _int(30, 1, 3600)),
         "TWILIO_ACCOUNT_SID": get("TWILIO_ACCOUNT_SID", _text(None)),

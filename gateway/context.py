@@ -32,7 +32,14 @@ class Gateway:
         self.settings = settings
         self.clock = clock
         self.db = Database(settings.DATABASE_URL)
-        self.texts = Texts(settings.SMS_LANGUAGE, settings.MERCHANT_NAME, settings.TIMEZONE)
+        self.texts = self.texts_in(settings.SMS_LANGUAGE)
+        from gateway import live  # imports this module; here so every process wakes streams
+
+        live.wake_streams_on_commit(self)
+
+    def texts_in(self, language: str) -> Texts:
+        """SMS texts in ``language`` (zh-CN or en), e.g. to answer in the language asked in."""
+        return Texts(language, self.settings.MERCHANT_NAME, self.settings.TIMEZONE)
 
     @cached_property
     def redis(self) -> redis.Redis:

@@ -10,7 +10,7 @@ shared hot row. Only ``gateway.ledger`` writes these tables.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -417,6 +417,10 @@ class Database:
         """Like ``transaction`` for work that only reads: on SQLite it takes no write lock."""
         with self._reads() as session, session.begin():
             yield session
+
+    def on_commit(self, callback: Callable[[Session], None]) -> None:
+        """Call ``callback(session)`` after each ``transaction`` commits (wake-ups, not data)."""
+        event.listen(self._sessions, "after_commit", callback)
 
     def dispose(self) -> None:
         self.engine.dispose()

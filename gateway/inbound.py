@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
-from gateway import otp, payments, phones
+from sqlalchemy.orm import Session
+
+from gateway import commands, otp, payments, phones
 from gateway.context import Gateway
 from gateway.errors import InvalidInput
 from gateway.payments import CodeOutcome, CodeResult
@@ -21,8 +24,9 @@ def receive_sms(gw: Gateway, *, sender: object, text: object,
                 answered_by: str | None = None) -> str | None:
     """Act on an SMS from a viewer's phone and queue the answer; return the answer's text.
 
-    A code pays its order (the confirmation SMS comes from the payment itself); anything else
-    gets a short reply saying what happened or how to confirm. ``answered_by``: the carrier
+    A code pays its order (the confirmation SMS comes from the payment itself); a command
+    (``gateway.commands``) is carried out; anything else gets a short reply saying what
+    happened or how to confirm. ``answered_by``: the carrier
     sends the returned answer itself (TwiML), so it is recorded as sent, not queued.
 
     :raise InvalidInput: ``invalid_phone`` or ``phone_country_not_allowed`` for the sender,
@@ -32,22 +36,35 @@ def receive_sms(gw: Gateway, *, sender: object, text: object,
     if not isinstance(text, str) or len(text) > MAX_TEXT_LENGTH:
         raise InvalidInput(f"text must be a string of at most {MAX_TEXT_LENGTH} characters",
                            code="invalid_text")
-    code = otp.code_in_reply(text)
+    command = commands.parse(text)
+    code = None if command is not None else otp.code_in_reply(text)
+    reply, order_id = None, None
+    if command is not None and command.name == "pay":  # starts an order: its own transactions
+        reply = commands.pay(gw, phone, command)
     with gw.db.transaction() as session:
         now = gw.clock()
-        if code is None:
-            result = CodeResult(CodeOutcome.NO_ORDER)
-        else:
-            result = payments.confirm_by_code(gw, session, phone, code, now)
-        reply = _reply(gw, result)
-        if reply is not None:
-            message = outbox.queue(session, to=phone, kind="reply", body=reply, now=now,
-                                   order_id=result.order_id, sent_by=answered_by)
-            if message.status == outbox.SmsStatus.FAILED:  # opted out: no answer
-                reply = None
-    log.info("sms from %s: %s%s", phones.mask(phone), "code " if code else "text ",
-             result.outcome)
+        if command is None:
+            result = (payments.confirm_by_code(gw, session, phone, code, now) if code
+                      else CodeResult(CodeOutcome.NO_ORDER))
+            reply, order_id = _reply(gw, result), result.order_id
+        elif command.name != "pay":
+            reply = commands.answer(gw, session, phone, command, now)
+        reply = _queue(session, phone, reply, answered_by, order_id, now)
+        if command is not None and command.name == "stop":  # after its answer is queued
+            outbox.opt_out(session, phone, "sms STOP", now)
+    what = command.name if command else f"code {result.outcome}" if code else "text"
+    log.info("sms from %s: %s", phones.mask(phone), what)
     return reply
+
+
+def _queue(session: Session, phone: str, reply: str | None, answered_by: str | None,
+           order_id: str | None, now: datetime) -> str | None:
+    """Queue the answer (or record it sent by the carrier); None if the phone opted out."""
+    if reply is None:
+        return None
+    message = outbox.queue(session, to=phone, kind="reply", body=reply, now=now,
+                           order_id=order_id, sent_by=answered_by)
+    return None if message.status == outbox.SmsStatus.FAILED else reply
 
 
 def _reply(gw: Gateway, result: CodeResult) -> str | None:

@@ -44,12 +44,14 @@ class Reason(StrEnum):
     SMS_UNDELIVERABLE = "sms_undeliverable"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
+    BILL_ALREADY_PAID = "bill_already_paid"  # another order paid the bill first
 
 
 class Kind(StrEnum):
     PACKAGE = "package"  # a TV asked a phone to pay for a package
     RENEWAL = "renewal"  # a TV showed a QR code to renew a package
     RECHARGE = "recharge"  # a TV showed a QR code to top up its stored-value balance
+    BILL = "bill"  # an operator's outstanding bill for the device, paid in full
 
 
 class Channel(StrEnum):

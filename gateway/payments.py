@@ -18,9 +18,21 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway import activation, boss, catalog, ledger, otp, phones, tokens, tv_events, wallets
+from gateway import (
+    activation,
+    bills,
+    boss,
+    catalog,
+    ledger,
+    otp,
+    phones,
+    tokens,
+    tv_events,
+    wallets,
+)
 from gateway.context import Gateway, iso
 from gateway.db import Order, Package, Wallet
 from gateway.errors import Conflict, InvalidInput, NotFound, RateLimited
@@ -32,7 +44,7 @@ from gateway.store import Limit
 
 __all__ = [
     "CodeOutcome", "CodeResult", "cancel_order", "code_sms_undeliverable", "confirm_by_code",
-    "expire_lapsed", "get_order", "order_by_token", "pay_on_page", "payment_url",
+    "expire_lapsed", "get_order", "order_by_token", "pay_on_page", "payment_url", "retry_order",
     "start_device_order", "start_order", "validate_device_id",
 ]
 
@@ -119,36 +131,70 @@ def _free_ended(gw: Gateway, interval: Limit) -> bool:
     return bool(ended)
 
 
-def start_order(gw: Gateway, *, device_id: object, package_id: object, phone: object) -> Order:
-    """Create an order for the device and ask the phone to pay it.
+@dataclass(frozen=True)
+class _Item:
+    """What an order pays for: a package or an operator's bill."""
+
+    kind: Kind
+    amount: int
+    currency: str
+    name: str  # as the SMS names it
+    package_id: str | None = None
+    bill_id: str | None = None
+
+
+def _item(session: Session, device_id: str, *, package_id: object, bill_id: object,
+          amount: object = None) -> _Item:
+    """:raise InvalidInput, NotFound, Conflict: no such package or outstanding bill."""
+    if bill_id is None:
+        package = catalog.get_package(session, package_id)
+        return _Item(Kind.PACKAGE, package.price, package.currency, package.name,
+                     package_id=package.id)
+    if package_id is not None:
+        raise InvalidInput("give package_id or bill_id, not both", code="invalid_order")
+    bill = bills.get_bill(session, bill_id, device_id)
+    if amount is not None and amount != bill.amount:
+        raise Conflict(f"a bill is paid in full: amount must be {bill.amount}",
+                       code="partial_payment_refused", amount=bill.amount)
+    return _Item(Kind.BILL, bill.amount, bill.currency, bill.description, bill_id=bill.id)
+
+
+def start_order(gw: Gateway, *, device_id: object, phone: object, package_id: object = None,
+                bill_id: object = None, amount: object = None,
+                retry_of: str | None = None) -> Order:
+    """Create an order for the device (a package, or an outstanding bill paid in full) and ask
+    the phone to pay it.
 
     Bound phone: hold the price on the wallet (else its linked card) and send a code SMS.
     Unbound phone: send a payment-link SMS. Neither source covers the price: the order fails
     at once with ``insufficient_funds``. Either way the order also has a payment page, which
-    the TV may show as a QR code.
+    the TV may show as a QR code. ``retry_of``: the ended order this one tries again.
 
-    :raise InvalidInput: bad device id, phone or package.
+    :raise InvalidInput: bad device id, phone, package or bill.
+    :raise NotFound: ``package_not_found`` or ``bill_not_found``.
+    :raise Conflict: ``bill_already_paid``, ``partial_payment_refused``.
     :raise RateLimited: a per-device or per-phone limit is exhausted.
     """
     device_id = validate_device_id(device_id)
     e164 = phones.parse(phone, gw.settings.PHONE_COUNTRIES)
-    with gw.db.read() as session:  # refuse an unknown package before it uses up any limit
-        catalog.get_package(session, package_id)
+    what = {"package_id": package_id, "bill_id": bill_id, "amount": amount}
+    with gw.db.read() as session:  # refuse an unknown item before it uses up any limit
+        _item(session, device_id, **what)
     order_id = _new_order_id()
     limits = _limits(gw, e164, device_id)
     _acquire_limits(gw, limits.all(), order_id, interval=limits.interval)
     try:
         with gw.db.transaction() as session:
             now = gw.clock()
-            package = catalog.get_package(session, package_id)
+            item = _item(session, device_id, **what)
             wallet = wallets.bound_wallet(session, e164, lock=True)
-            order = _new_order(gw, session, order_id, Kind.PACKAGE, device_id, package.price,
-                               package.currency, package_id=package.id, phone=e164,
-                               wallet_id=wallet.id if wallet else None, now=now)
+            order = _new_order(gw, session, order_id, item, device_id, phone=e164,
+                               wallet_id=wallet.id if wallet else None, retry_of=retry_of,
+                               now=now)
             if wallet is not None:
-                _request_code(gw, session, order, package, wallet, now)
+                _request_code(gw, session, order, item.name, wallet, now)
             else:
-                _send_link(gw, session, order, package, now)
+                _send_link(gw, session, order, item.name, now)
     except BaseException:
         for limit in limits.all():
             gw.limiter.forget(limit, order_id)
@@ -161,22 +207,27 @@ def start_order(gw: Gateway, *, device_id: object, package_id: object, phone: ob
 
 
 def start_device_order(gw: Gateway, *, device_id: object, kind: object,
-                       package_id: object = None, amount: object = None,
-                       currency: object = None) -> Order:
+                       package_id: object = None, bill_id: object = None, amount: object = None,
+                       currency: object = None, retry_of: str | None = None) -> Order:
     """A phone-less order whose payment page the TV shows as a QR code (CN105681837).
 
     ``renewal`` extends a package on the device; ``recharge`` tops up the device's
-    stored-value balance by ``amount`` minor units of ``CURRENCY``.
+    stored-value balance by ``amount`` minor units of ``CURRENCY``; ``bill`` pays an
+    outstanding bill of the device in full.
 
-    :raise InvalidInput: bad device id, kind, package, amount or currency.
+    :raise InvalidInput: bad device id, kind, package, bill, amount or currency.
     :raise RateLimited: ``device_rate_limited``.
     """
     device_id = validate_device_id(device_id)
     settings = gw.settings
-    if kind == Kind.RENEWAL:
+    if kind == Kind.BILL and bill_id is None:
+        raise InvalidInput("a bill code needs bill_id", code="missing_field")
+    if kind in (Kind.RENEWAL, Kind.BILL):
         with gw.db.read() as session:
-            package = catalog.get_package(session, package_id)
-            package_id, price, price_currency = package.id, package.price, package.currency
+            item = _item(session, device_id, package_id=package_id if kind == Kind.RENEWAL
+                         else None, bill_id=bill_id if kind == Kind.BILL else None, amount=amount)
+        item = _Item(Kind(kind), item.amount, item.currency, item.name, item.package_id,
+                     item.bill_id)
     elif kind == Kind.RECHARGE:
         if type(amount) is not int or not 0 < amount <= settings.RECHARGE_MAX_AMOUNT:
             raise InvalidInput(f"amount must be a whole number of minor units from 1 to "
@@ -184,17 +235,17 @@ def start_device_order(gw: Gateway, *, device_id: object, kind: object,
         if currency not in (None, settings.CURRENCY):
             raise InvalidInput(f"a device balance is kept in {settings.CURRENCY}",
                                code="invalid_currency")
-        package_id, price, price_currency = None, amount, settings.CURRENCY
+        item = _Item(Kind.RECHARGE, amount, settings.CURRENCY, "")
     else:
-        raise InvalidInput("kind must be renewal or recharge", code="invalid_kind")
+        raise InvalidInput("kind must be renewal, recharge or bill", code="invalid_kind")
     order_id = _new_order_id()
     device_limit = _device_limit(gw, device_id)
     _acquire_limits(gw, [device_limit], order_id)
     try:
         with gw.db.transaction() as session:
             now = gw.clock()
-            order = _new_order(gw, session, order_id, Kind(kind), device_id, price,
-                               price_currency, package_id=package_id, now=now)
+            order = _new_order(gw, session, order_id, item, device_id, retry_of=retry_of,
+                               now=now)
             order.expires_at = now + timedelta(seconds=settings.WAP_LINK_TTL_SECONDS)
             _move(session, order, Status.AWAITING_WAP, now)
     except BaseException:
@@ -204,14 +255,15 @@ def start_device_order(gw: Gateway, *, device_id: object, kind: object,
     return order
 
 
-def _new_order(gw: Gateway, session: Session, order_id: str, kind: Kind, device_id: str,
-               amount: int, currency: str, *, package_id: str | None, now: datetime,
-               phone: str | None = None, wallet_id: str | None = None) -> Order:
+def _new_order(gw: Gateway, session: Session, order_id: str, item: _Item, device_id: str, *,
+               now: datetime, phone: str | None = None, wallet_id: str | None = None,
+               retry_of: str | None = None) -> Order:
     activation.ensure_device(session, device_id, now)
     order = Order(
-        id=order_id, kind=kind, device_id=device_id, package_id=package_id, phone=phone,
+        id=order_id, kind=item.kind, device_id=device_id, package_id=item.package_id,
+        bill_id=item.bill_id, phone=phone, retry_of=retry_of,
         wallet_id=wallet_id, channel=Channel.SMS_CODE if wallet_id else Channel.WAP,
-        status=Status.CREATED, amount=amount, currency=currency, code_attempts=0,
+        status=Status.CREATED, amount=item.amount, currency=item.currency, code_attempts=0,
         link_token_hash=tokens.token_hash(tokens.link_token(gw.secret_key, order_id)),
         created_at=now, updated_at=now,
     )
@@ -221,7 +273,7 @@ def _new_order(gw: Gateway, session: Session, order_id: str, kind: Kind, device_
     return order
 
 
-def _request_code(gw: Gateway, session: Session, order: Order, package: Package,
+def _request_code(gw: Gateway, session: Session, order: Order, item_name: str,
                   wallet: Wallet, now: datetime) -> None:
     sources = wallets.funding_sources(session, wallet)
     source = ledger.place_hold(session, order.id, sources, order.amount, order.currency, now)
@@ -239,7 +291,7 @@ def _request_code(gw: Gateway, session: Session, order: Order, package: Package,
     values = {
         "source": texts.source(paying.kind, bank=card.bank if card else "",
                                last4=card.last4 if card else ""),
-        "package": package.name, "amount": texts.amount(Money(order.amount, order.currency)),
+        "package": item_name, "amount": texts.amount(Money(order.amount, order.currency)),
         "minutes": math.ceil(ttl / 60),
     }
     message = outbox.queue(session, to=order.phone or "", kind="code", order_id=order.id,
@@ -250,13 +302,13 @@ def _request_code(gw: Gateway, session: Session, order: Order, package: Package,
         _end(session, order, Status.FAILED, Reason.SMS_UNDELIVERABLE, now)
 
 
-def _send_link(gw: Gateway, session: Session, order: Order, package: Package,
+def _send_link(gw: Gateway, session: Session, order: Order, item_name: str,
                now: datetime) -> None:
     ttl = gw.settings.WAP_LINK_TTL_SECONDS
     order.expires_at = now + timedelta(seconds=ttl)
     _move(session, order, Status.AWAITING_WAP, now, data={"phone": phones.mask(order.phone)})
     texts = gw.texts
-    values = {"package": package.name, "amount": texts.amount(Money(order.amount, order.currency)),
+    values = {"package": item_name, "amount": texts.amount(Money(order.amount, order.currency)),
               "minutes": math.ceil(ttl / 60)}
     url = payment_url(gw, order)
     outbox.queue(session, to=order.phone or "", kind="link", order_id=order.id, now=now,
@@ -323,8 +375,9 @@ def _complete(gw: Gateway, session: Session, order: Order, paid_from: str,
               now: datetime) -> None:
     """Mark a paid order paid, deliver what it bought and tell the viewer.
 
-    The caller has moved the money in this transaction. A package or renewal starts or extends
-    the entitlement on the TV; a recharge was credited to the device's balance by the payment.
+    The caller has moved the money in this transaction (and settled the bill of a bill order,
+    ``_bill_still_due``). A package or renewal starts or extends the entitlement on the TV; a
+    recharge was credited to the device's balance by the payment. The operator's BOSS is told.
     """
     order.paid_from = paid_from
     _move(session, order, Status.PAID, now)
@@ -336,6 +389,15 @@ def _complete(gw: Gateway, session: Session, order: Order, paid_from: str,
         _move(session, order, Status.ACTIVATED, now, data={"balance": balance})
         boss.record(session, boss.EventType.RECHARGE_COMPLETED, {**paid, "balance": balance}, now)
         log.info("order %s recharged device %s", order.id, order.device_id)
+        return
+    if order.kind == Kind.BILL:
+        _move(session, order, Status.ACTIVATED, now, data={"bill_id": order.bill_id})
+        boss.record(session, boss.EventType.BILL_PAID, {**paid, "bill_id": order.bill_id}, now)
+        if order.phone:
+            outbox.queue(session, to=order.phone, kind="confirmed", order_id=order.id, now=now,
+                         body=gw.texts.render("bill_paid", amount=gw.texts.amount(
+                             Money(order.amount, order.currency))))
+        log.info("order %s paid bill %s of device %s", order.id, order.bill_id, order.device_id)
         return
     package = session.get(Package, order.package_id)
     assert package is not None
@@ -351,6 +413,16 @@ def _complete(gw: Gateway, session: Session, order: Order, paid_from: str,
                                           until=gw.texts.date(entitlement.active_until)))
     log.info("order %s activated %s on device %s until %s", order.id, package.id,
              order.device_id, entitlement.active_until.isoformat())
+
+
+def _bill_still_due(session: Session, order: Order, now: datetime) -> bool:
+    """Settle the bill a bill order pays, before any money moves; if another order paid it
+    first, fail this one (releasing its hold) and say no."""
+    if order.kind != Kind.BILL or bills.settle(session, order.bill_id or "", order.id, now):
+        return True
+    _end(session, order, Status.FAILED, Reason.BILL_ALREADY_PAID, now)
+    log.info("order %s failed: its bill was paid by another order", order.id)
+    return False
 
 
 # --- confirming by SMS code --------------------------------------------------------------------
@@ -396,6 +468,8 @@ def confirm_by_code(gw: Gateway, session: Session, phone: str, code: str,
     if matches:
         order = matches[0]
         if order.status == Status.AWAITING_CODE:
+            if not _bill_still_due(session, order, now):
+                return CodeResult(CodeOutcome.CLOSED, order.id)
             hold = ledger.capture(session, order.id, now)
             _complete(gw, session, order, hold.account_id, now)
             return CodeResult(CodeOutcome.CONFIRMED, order.id)
@@ -481,6 +555,8 @@ def pay_on_page(gw: Gateway, order_id: str, wallet_id: str, source: str, *,
         held = ledger.held_accounts(session, [order.id])
         ledger.lock_accounts(session, held | {account.account_id})
         ledger.release(session, order.id, now)
+        if not _bill_still_due(session, order, now):
+            return order
         try:
             ledger.charge(session, order.id, account.account_id, credit, order.amount,
                           order.currency, now)
@@ -509,6 +585,44 @@ def get_order(gw: Gateway, order_id: str) -> Order:
             order = _load(session, order_id, lock=True)
             _expire_if_lapsed(session, order, gw.clock())
     return order
+
+
+_RETRYABLE = (Status.FAILED, Status.EXPIRED, Status.CANCELLED)
+
+
+def retry_order(gw: Gateway, order_id: str) -> Order:
+    """Try an ended, unpaid order again (CN104008477A claims 2 and 6): a new order for the
+    same item, device and phone, with a new code or link, under the same limits, and linked to
+    the first by ``retry_of``. An order is retried at most once.
+
+    :raise NotFound: ``order_not_found``.
+    :raise Conflict: ``order_not_retryable`` (pending or paid), ``order_already_retried``.
+    """
+    first = get_order(gw, order_id)
+    if first.status not in _RETRYABLE:
+        raise Conflict(f"order is {first.status}: only a failed, expired or cancelled order "
+                       f"can be retried", code="order_not_retryable", order_status=first.status)
+    _refuse_second_retry(gw, first.id)
+    try:
+        if first.phone is not None:
+            return start_order(gw, device_id=first.device_id, phone=first.phone,
+                               package_id=first.package_id, bill_id=first.bill_id,
+                               retry_of=first.id)
+        return start_device_order(gw, device_id=first.device_id, kind=first.kind,
+                                  package_id=first.package_id, bill_id=first.bill_id,
+                                  amount=first.amount if first.kind == Kind.RECHARGE else None,
+                                  retry_of=first.id)
+    except IntegrityError:  # another retry of the same order committed first
+        _refuse_second_retry(gw, first.id)
+        raise
+
+
+def _refuse_second_retry(gw: Gateway, order_id: str) -> None:
+    with gw.db.read() as session:
+        retry = session.scalar(select(Order.id).where(Order.retry_of == order_id))
+    if retry is not None:
+        raise Conflict(f"order was already retried as {retry}", code="order_already_retried",
+                       retry_order_id=retry)
 
 
 def cancel_order(gw: Gateway, order_id: str) -> Order:

@@ -38,11 +38,11 @@ _Id = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 _Amount = Annotated[StrictInt, Field(ge=0, le=10**13)]
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _Currency(_Strict):
+class Priced(Strict):
     currency: StrictStr = "CNY"
 
     @field_validator("currency")
@@ -53,20 +53,20 @@ class _Currency(_Strict):
         return value
 
 
-class PackageIn(_Currency):
+class PackageIn(Priced):
     id: _Id
     name: Annotated[StrictStr, Field(min_length=1, max_length=120)]
     price: Annotated[StrictInt, Field(gt=0, le=10**11)]
     period_days: Annotated[StrictInt, Field(gt=0, le=3660)]
 
 
-class CardIn(_Strict):
+class CardIn(Strict):
     bank: Annotated[StrictStr, Field(min_length=1, max_length=64)]
     last4: Annotated[StrictStr, Field(pattern=r"^[0-9]{4}$")]
     balance: _Amount
 
 
-class WalletIn(_Currency):
+class WalletIn(Priced):
     id: _Id
     owner: Annotated[StrictStr, Field(min_length=1, max_length=120)]
     balance: _Amount
@@ -75,7 +75,7 @@ class WalletIn(_Currency):
     card: CardIn | None = None
 
 
-class SeedFile(_Strict):
+class SeedFile(Strict):
     packages: list[PackageIn] = []
     wallets: list[WalletIn] = []
 

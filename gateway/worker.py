@@ -1,9 +1,13 @@
-"""Background duties: expire lapsed orders and pass queued SMS on to their provider.
+"""Background duties: expire lapsed orders, pass queued SMS on to their provider, and post
+events to the operator's BOSS when ``BOSS_WEBHOOK_URL`` is set.
 
 With ``SMS_PROVIDER=log`` queued SMS are logged and marked sent here; with ``smpp`` they are
 relayed to the Redis Stream that the SMPP worker (``python -m smpp``) consumes; with
 ``twilio`` they are sent to Twilio from here. With a list (``smpp,twilio``) each round sends by
 the first healthy provider (``gateway.sms.health``).
+
+In ``run`` BOSS events are posted by a thread of their own, so a BOSS that is slow or down
+never holds up an SMS; a lone ``run_once`` (tests, one-off calls) posts them inline.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from functools import cached_property
 
 import redis
 
-from gateway import payments
+from gateway import boss, payments
 from gateway.context import Gateway
 from gateway.sms import outbox, twilio_sms
 from gateway.sms.health import ProviderHealth
@@ -30,6 +34,7 @@ class Worker:
         self.gw = gw
         self.stopping = threading.Event()
         self.carrier: str | None = None  # the provider of the last round
+        self.events_thread: threading.Thread | None = None  # posts BOSS events during ``run``
 
     @cached_property
     def health(self) -> ProviderHealth:
@@ -58,7 +63,24 @@ class Worker:
             passed = twilio_sms.dispatch(self.gw, self.twilio, self.health if multiple else None)
         else:
             passed = outbox.dispatch_queued(self.gw.db, outbox.LogProvider(), self.gw.clock)
+        if self.events_thread is None:
+            self.post_events()
         return expired, passed
+
+    def post_events(self) -> int:
+        """Post due BOSS events; a failure is logged and tried again, never ends the round."""
+        if not self.gw.settings.BOSS_WEBHOOK_URL:
+            return 0
+        try:
+            return boss.deliver_due(self.gw, stop=self.stopping)
+        except Exception:
+            log.exception("posting BOSS events failed; retrying")
+            return 0
+
+    def _post_events_until_stopped(self) -> None:
+        while not self.stopping.is_set():
+            if not self.post_events():
+                self.stopping.wait(self.gw.settings.WORKER_INTERVAL_SECONDS)
 
     def _carrier(self) -> str:
         """The provider for this round: the first healthy one of ``SMS_PROVIDER``."""
@@ -73,6 +95,10 @@ class Worker:
     def run(self) -> None:
         """Repeat rounds until ``stopping`` is set; a failed round is logged and retried."""
         log.info("worker started: sms provider %s", self.gw.settings.SMS_PROVIDER)
+        if self.gw.settings.BOSS_WEBHOOK_URL:
+            self.events_thread = threading.Thread(target=self._post_events_until_stopped,
+                                                  name="boss-events", daemon=True)
+            self.events_thread.start()
         while not self.stopping.is_set():
             try:
                 busy = any(self.run_once())
@@ -81,4 +107,7 @@ class Worker:
                 busy = False
             if not busy:
                 self.stopping.wait(self.gw.settings.WORKER_INTERVAL_SECONDS)
+        if self.events_thread is not None:
+            self.events_thread.join(timeout=sum(boss.TIMEOUT) + 5)
+            self.events_thread = None
         log.info("worker stopped")

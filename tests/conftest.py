@@ -26,6 +26,7 @@ from sqlalchemy import delete, select
 from gateway import create_app, ledger, migrate, seed
 from gateway.context import Gateway
 from gateway.db import Account, Base, Order, OutboxMessage
+from smpp.simulator import Smsc
 
 INBOUND_SECRET = "test-inbound-secret"
 
@@ -123,6 +124,14 @@ def app(request: pytest.FixtureRequest, database_url: str, var_dir: Path,
             gw.redis.delete(key)
     gw.close()
     assert problems == [], "the ledger is inconsistent after the test"
+
+
+@pytest.fixture
+def smsc() -> Iterator[Smsc]:
+    """The built-in SMSC on a free loopback port."""
+    server = Smsc().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ def test_bound_phone_gets_a_code_sms_and_the_wallet_is_held(client, seeded):
     assert balance(seeded, "card:w-rich") == 100000
     assert balance(seeded, "holds:CNY") == 20000
     [sms] = sms_to(seeded, RICH, "code")
-    assert re.fullmatch(r"【TV Pay】您通过钱包购买VIP会员包年，金额200\.00元，"
+    assert re.fullmatch(r"【TV Pay】您通过钱包支付VIP会员包年，金额200\.00元，"
                         r"确认支付请回复 \d{6}（5分钟内有效）。", sms.body)
     assert sms.expires_at == stored_order(seeded, body["id"]).expires_at
 

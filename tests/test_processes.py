@@ -53,7 +53,7 @@ def wait_for(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
         try:
             urllib.request.urlopen(url, timeout=2).close()
             return
-        except (urllib.error.URLError, ConnectionError):
+        except OSError:  # refused, reset, or timed out while a worker still boots
             time.sleep(0.1)
     raise AssertionError(f"{url} did not answer within {timeout} s")
 

@@ -92,7 +92,7 @@ def test_a_renewal_code_extends_the_package_on_the_tv(client, seeded):
 
 def test_a_recharge_code_tops_up_the_tvs_balance(client, seeded):
     assert client.get("/api/v1/devices/tv-9/bill").get_json() == {
-        "device_id": "tv-9", "balance": 0, "currency": "CNY", "entitlements": []}
+        "device_id": "tv-9", "balance": 0, "currency": "CNY", "entitlements": [], "bills": []}
     created = payment_code(client, "tv-9", kind="recharge", amount=5000)
     assert created.status_code == 201
     recharge = created.get_json()

@@ -21,13 +21,6 @@ LONG_NAME = "超级影视会员尊享年卡（含体育、少儿、纪录片与4
 
 
 @pytest.fixture
-def smsc():
-    server = Smsc().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def long_package(gw, tmp_path):
     data = {**SEED, "packages": SEED["packages"] + [
         {"id": "super_year", "name": LONG_NAME, "price": 30000, "currency": "CNY",
@@ -54,7 +47,7 @@ def test_a_long_chinese_code_sms_arrives_whole_and_the_reply_pays(client, long_p
         received = smsc.wait_for_message(RICH)
         assert received.parts == 2 and received.data_coding == codec.DATA_CODING_UCS2
         assert len(received.text) > 70
-        assert re.fullmatch(rf"【TV Pay】您通过钱包购买{re.escape(LONG_NAME)}，金额300\.00元，"
+        assert re.fullmatch(rf"【TV Pay】您通过钱包支付{re.escape(LONG_NAME)}，金额300\.00元，"
                             r"确认支付请回复 \d{6}（5分钟内有效）。", received.text)
         code = re.search(r"回复 (\d{6})", received.text).group(1)
 

@@ -25,13 +25,6 @@ pytestmark = pytest.mark.settings(SMS_PROVIDER="smpp")
 PHONES = [f"+86136{n:08d}" for n in range(300)]
 
 
-@pytest.fixture
-def smsc():
-    server = Smsc().start()
-    yield server
-    server.stop()
-
-
 def queue_many(gw, count: int) -> list[str]:
     """Queue ``count`` SMS to as many phones, as orders would, and relay them to the stream."""
     phones = PHONES[:count]

@@ -20,19 +20,11 @@ from gateway.worker import Worker
 from smpp import codec
 from smpp.pdu import Pdu, Status
 from smpp.recorder import Inbound, Recorder
-from smpp.simulator import Smsc
 from smpp.worker import SmppWorker
 from tests.smpp_helpers import running, wait_until
 from tests.test_smpp_faults import queue_many, statuses
 
 pytestmark = pytest.mark.settings(SMS_PROVIDER="smpp", SMPP_MAX_TPS=1000)
-
-
-@pytest.fixture
-def smsc():
-    server = Smsc().start()
-    yield server
-    server.stop()
 
 
 def test_throttled_parts_survive_a_connection_closed_right_after(gw, smsc):

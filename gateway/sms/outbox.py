@@ -16,11 +16,11 @@ from typing import Protocol
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from gateway.db import Database, OutboxMessage, SmsOptOut
+from gateway.db import Database, OutboxMessage, SmsOptOut, insert_ignore
 from gateway.phones import mask
 
 __all__ = ["LogProvider", "SmsProvider", "SmsStatus", "close_code_messages", "dispatch_queued",
-           "fail_if_expired", "queue", "recent"]
+           "fail_if_expired", "opt_in", "opt_out", "queue", "recent"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,22 @@ def queue(session: Session, *, to: str, kind: str, body: str, now: datetime,
     )
     session.add(message)
     return message
+
+
+def opt_out(session: Session, phone: str, source: str, now: datetime) -> None:
+    """The phone unsubscribed (STOP, or its carrier told us): send it nothing from now on."""
+    insert_ignore(session, SmsOptOut, phone=phone, source=source, created_at=now)
+    log.info("%s opted out of SMS (%s)", mask(phone), source)
+
+
+def opt_in(session: Session, phone: str) -> bool:
+    """The phone subscribed again (START); say whether it had opted out."""
+    found = session.get(SmsOptOut, phone)
+    if found is not None:
+        session.delete(found)
+        session.flush()  # so that an answer queued next in this transaction is sent
+        log.info("%s opted in to SMS again", mask(phone))
+    return found is not None
 
 
 def close_code_messages(session: Session, order_id: str, now: datetime) -> None:

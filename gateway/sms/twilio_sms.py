@@ -32,13 +32,13 @@ from twilio.rest import Client
 from gateway import payments
 from gateway.config import Settings
 from gateway.context import Gateway
-from gateway.db import OutboxMessage, SmsOptOut, insert_ignore
+from gateway.db import OutboxMessage
 from gateway.phones import mask
+from gateway.sms import outbox
 from gateway.sms.health import ProviderHealth
 from gateway.sms.outbox import SmsStatus, fail_if_expired
 
-__all__ = ["MAX_ATTEMPTS", "PROVIDER", "TwilioSender", "dispatch", "opt_in", "opt_out",
-           "record_status"]
+__all__ = ["MAX_ATTEMPTS", "PROVIDER", "TwilioSender", "dispatch", "record_status"]
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def _finish(gw: Gateway, message: _Claimed, status: SmsStatus, error: str, *,
         row.attempts = message.attempts + 1
         _after_failure(session, row, now)
         if opt_out:
-            _opt_out(session, message.to, f"twilio {UNSUBSCRIBED}", now)
+            outbox.opt_out(session, message.to, f"twilio {UNSUBSCRIBED}", now)
     log.warning("sms #%s to %s failed: %s", message.id, mask(message.to), error)
 
 
@@ -211,24 +211,6 @@ def record_status(gw: Gateway, sid: str, status: str, error_code: str | None) ->
             row.error = f"twilio {status} {error_code or ''}".strip()
             _after_failure(session, row, now)
             if error_code == str(UNSUBSCRIBED):
-                _opt_out(session, row.to_phone, f"twilio {UNSUBSCRIBED}", now)
+                outbox.opt_out(session, row.to_phone, f"twilio {UNSUBSCRIBED}", now)
     log.info("sms #%s: Twilio says %s", row.id, status)
     return True
-
-
-def _opt_out(session: Session, phone: str, source: str, now: datetime) -> None:
-    insert_ignore(session, SmsOptOut, phone=phone, source=source, created_at=now)
-    log.info("%s opted out of SMS (%s)", mask(phone), source)
-
-
-def opt_out(gw: Gateway, phone: str, source: str) -> None:
-    with gw.db.transaction() as session:
-        _opt_out(session, phone, source, gw.clock())
-
-
-def opt_in(gw: Gateway, phone: str) -> None:
-    with gw.db.transaction() as session:
-        found = session.get(SmsOptOut, phone)
-        if found is not None:
-            session.delete(found)
-            log.info("%s opted in to SMS again", mask(phone))

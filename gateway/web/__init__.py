@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, jsonify
 
-from gateway.web import problems, sms_webhooks, tv_api, wap
+from gateway.web import admin, live_events, problems, sms_webhooks, tv_api, wap
 
 __all__ = ["register"]
 
@@ -18,6 +18,8 @@ def _index() -> Response:
 def register(app: Flask) -> None:
     app.add_url_rule("/", "index", _index)
     app.register_blueprint(tv_api.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(live_events.bp)
     app.register_blueprint(sms_webhooks.bp)
     wap.register(app)
     problems.register(app)

@@ -11,7 +11,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from gateway import inbound, phones
 from gateway.context import Gateway
-from gateway.sms import twilio_sms
+from gateway.sms import outbox, twilio_sms
 from gateway.web.problems import json_body, problem, require
 
 __all__ = ["bp"]
@@ -70,11 +70,12 @@ def twilio_inbound() -> Response:
     form = request.form
     sender, opt = form.get("From"), form.get("OptOutType", "").upper()
     if opt in ("STOP", "START", "HELP"):  # Twilio answered these keywords itself
-        if opt == "STOP":
-            twilio_sms.opt_out(gw, phones.parse(sender, gw.settings.PHONE_COUNTRIES),
-                               "twilio STOP")
-        elif opt == "START":
-            twilio_sms.opt_in(gw, phones.parse(sender, gw.settings.PHONE_COUNTRIES))
+        phone = phones.parse(sender, gw.settings.PHONE_COUNTRIES)
+        with gw.db.transaction() as session:
+            if opt == "STOP":
+                outbox.opt_out(session, phone, "twilio STOP", gw.clock())
+            elif opt == "START":
+                outbox.opt_in(session, phone)
         return _twiml(None)
     require(form.to_dict(), "From", "Body")
     return _twiml(inbound.receive_sms(gw, sender=sender, text=form["Body"],

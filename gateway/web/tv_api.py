@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from gateway import activation, catalog, ledger, payments, phones
+from gateway import activation, bills, catalog, ledger, pairing, payments, phones
 from gateway.context import Gateway, iso
 from gateway.db import Order
 from gateway.errors import Conflict, GatewayError, InvalidInput, NotFound
@@ -32,6 +32,7 @@ def order_json(order: Order) -> dict[str, Any]:
         "channel": order.channel, "device_id": order.device_id, "package_id": order.package_id,
         "amount": order.amount, "currency": order.currency, "phone": phones.mask(order.phone),
         "expires_at": iso(order.expires_at), "created_at": iso(order.created_at),
+        "bill_id": order.bill_id, "retry_of": order.retry_of,
         "payment_url": payments.payment_url(gateway(), order),
         "qr_url": f"/api/v1/orders/{order.id}/qr.png",
     }
@@ -104,10 +105,24 @@ def list_packages() -> Response:
 @bp.post("/orders")
 @idempotent
 def create_order() -> Response:
+    """An order for a package (``package_id``) or an outstanding bill (``bill_id``), paid from
+    ``phone`` or, with ``"use_paired_phone": true``, from the phone paired with the TV."""
     data = json_body()
-    require(data, "device_id", "package_id", "phone")
-    return _created(payments.start_order(gateway(), device_id=data["device_id"],
-                                         package_id=data["package_id"], phone=data["phone"]))
+    require(data, "device_id", "bill_id" if "bill_id" in data else "package_id")
+    paired = data.get("use_paired_phone", False)
+    if not isinstance(paired, bool):
+        raise InvalidInput("use_paired_phone must be true or false", code="invalid_field")
+    if paired:
+        if "phone" in data:
+            raise InvalidInput("give phone or use_paired_phone, not both", code="invalid_field")
+        phone = pairing.require_paired_phone(
+            gateway(), payments.validate_device_id(data["device_id"]))
+    else:
+        require(data, "phone")
+        phone = data["phone"]
+    return _created(payments.start_order(
+        gateway(), device_id=data["device_id"], phone=phone, package_id=data.get("package_id"),
+        bill_id=data.get("bill_id"), amount=data.get("amount")))
 
 
 @bp.get("/orders/<order_id>")
@@ -131,6 +146,13 @@ def order_qr(order_id: str, image_format: str) -> Response:
     return response
 
 
+@bp.post("/orders/<order_id>/retry")
+@idempotent
+def retry_order(order_id: str) -> Response:
+    """A fresh attempt at a failed, expired or cancelled order, linked to it by ``retry_of``."""
+    return _created(payments.retry_order(gateway(), order_id))
+
+
 @bp.post("/orders/<order_id>/cancel")
 def cancel_order(order_id: str) -> Response:
     return jsonify(order_json(payments.cancel_order(gateway(), order_id)))
@@ -138,7 +160,8 @@ def cancel_order(order_id: str) -> Response:
 
 @bp.get("/devices/<device_id>/bill")
 def bill(device_id: str) -> Response:
-    """What the device can renew (its entitlements, live or lapsed) and its stored value."""
+    """What the device can renew (its entitlements, live or lapsed), its stored value, and the
+    operator's bills it has still to pay."""
     gw = gateway()
     payments.validate_device_id(device_id)
     now = gw.clock()
@@ -151,19 +174,20 @@ def bill(device_id: str) -> Response:
                         "period_days": package.period_days},
         } for entitlement, package in activation.entitlements(session, device_id)]
         balance = ledger.balance(session, ledger.device_account(device_id))
+        due = [bills.bill_json(bill) for bill in bills.outstanding(session, [device_id])]
     return jsonify(device_id=device_id, balance=balance, currency=gw.settings.CURRENCY,
-                   entitlements=items)
+                   entitlements=items, bills=due)
 
 
 @bp.post("/devices/<device_id>/payment-codes")
 @idempotent
 def payment_code(device_id: str) -> Response:
-    """A renewal or recharge order with no phone, whose page the TV shows as a QR code."""
+    """A renewal, recharge or bill order with no phone, whose page the TV shows as a QR code."""
     data = json_body()
     require(data, "kind")
     return _created(payments.start_device_order(
         gateway(), device_id=device_id, kind=data["kind"], package_id=data.get("package_id"),
-        amount=data.get("amount"), currency=data.get("currency")))
+        bill_id=data.get("bill_id"), amount=data.get("amount"), currency=data.get("currency")))
 
 
 @bp.get("/devices/<device_id>/entitlements")
@@ -175,3 +199,50 @@ def entitlements(device_id: str) -> Response:
         items = [{"package_id": e.package_id, "active_until": iso(e.active_until)}
                  for e in active]
     return jsonify(device_id=device_id, entitlements=items)
+
+
+# --- pairing a phone with the TV ---------------------------------------------------------------
+
+
+def _pairing_json(device_id: str, phone: str | None) -> dict[str, Any]:
+    return {"device_id": device_id, "paired": phone is not None, "phone": phones.mask(phone)}
+
+
+@bp.post("/devices/<device_id>/pairing")
+def request_pairing(device_id: str) -> Response:
+    """A short code (and a QR code of the pairing page) for the TV to show."""
+    gw = gateway()
+    code = pairing.request_code(gw, payments.validate_device_id(device_id))
+    response = jsonify(code=code.code, expires_at=iso(code.expires_at),
+                       pairing_url=f"{gw.settings.PUBLIC_BASE_URL}/w/pair/{code.code}",
+                       qr_url=f"/api/v1/devices/{device_id}/pairing/{code.code}/qr.png",
+                       sms=f"BIND {code.code}", service_number=gw.settings.SMS_SERVICE_NUMBER)
+    response.status_code = 201
+    return response
+
+
+@bp.get("/devices/<device_id>/pairing/<code>/qr.<image_format>")
+def pairing_qr(device_id: str, code: str, image_format: str) -> Response:
+    if image_format not in qr.FORMATS:
+        raise NotFound("QR codes come as qr.png or qr.svg", code="not_found")
+    gw = gateway()
+    row = pairing.code_for_page(gw, code)
+    if row.device_id != device_id:
+        raise NotFound("this pairing code is unknown, used or expired",
+                       code="pairing_code_not_found")
+    body, mimetype = qr.render(f"{gw.settings.PUBLIC_BASE_URL}/w/pair/{row.code}", image_format)
+    return Response(body, mimetype=mimetype, headers={"Cache-Control": "private, max-age=60"})
+
+
+@bp.get("/devices/<device_id>/pairing")
+def get_pairing(device_id: str) -> Response:
+    with gateway().db.read() as session:
+        phone = pairing.paired_phone(session, payments.validate_device_id(device_id))
+    return jsonify(_pairing_json(device_id, phone))
+
+
+@bp.delete("/devices/<device_id>/pairing")
+def delete_pairing(device_id: str) -> Response:
+    """Unpair the TV; answers 204 whether or not it was paired (the outcome is the same)."""
+    pairing.unpair_device(gateway(), payments.validate_device_id(device_id))
+    return Response(status=204)

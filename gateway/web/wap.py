@@ -17,11 +17,11 @@ from flask import session as cookie
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, StringField
 
-from gateway import payments, phones, wallets
+from gateway import pairing, payments, phones, wallets
 from gateway.config import PROJECT_ROOT
 from gateway.context import Gateway
-from gateway.db import Card, Entitlement, Order, Package, PhoneBinding, Wallet
-from gateway.errors import GatewayError, RateLimited
+from gateway.db import Bill, Card, Entitlement, Order, Package, PhoneBinding, Wallet
+from gateway.errors import Conflict, GatewayError, InvalidInput, RateLimited
 from gateway.money import Money
 from gateway.orders import Kind, Status
 from gateway.sms.texts import Texts
@@ -57,6 +57,11 @@ class PayForm(FlaskForm):
     bind = BooleanField()
 
 
+class PairForm(FlaskForm):
+    phone = StringField()
+    code = StringField()
+
+
 def gateway() -> Gateway:
     return current_app.extensions["gateway"]
 
@@ -68,11 +73,12 @@ def _language() -> str:
     return request.accept_languages.best_match(LANGUAGES, default=DEFAULT_LANGUAGE)
 
 
-def _page_url(token: str, action: str = "") -> str:
-    """A URL of this link's page that keeps a language chosen with ``?lang=``."""
+def _page_url(page: str, action: str = "") -> str:
+    """A URL of this page (``<token>`` or ``pair/<code>``) that keeps a language chosen with
+    ``?lang=``."""
     chosen = request.args.get("lang")
     query = f"?lang={chosen}" if chosen in LANGUAGES else ""
-    return f"/w/{token}{'/' + action if action else ''}{query}"
+    return f"/w/{page}{'/' + action if action else ''}{query}"
 
 
 def _render(template: str, status: int = 200, **values: Any) -> Response:
@@ -166,6 +172,55 @@ def pay(token: str) -> Response:
     return redirect(_page_url(token), 303)
 
 
+# --- pairing a phone with a TV (the page of the TV's pairing QR code) -------------------------
+
+
+@bp.get("/pair/<code>")
+def pair_page(code: str) -> Response:
+    return _pair_page(code, PairForm())
+
+
+@bp.post("/pair/<code>/phone")
+def pair_phone(code: str) -> Response:
+    form = PairForm()
+    if not form.validate():
+        return _pair_page(code, form, error=("form_expired", {}), status=400)
+    try:
+        pairing.send_page_code(gateway(), code, form.phone.data)
+    except (InvalidInput, RateLimited) as refused:
+        return _pair_page(code, form, error=(refused.code, _error_values(refused)),
+                          status=429 if isinstance(refused, RateLimited) else 400)
+    return redirect(_pair_url(code), 303)
+
+
+@bp.post("/pair/<code>/confirm")
+def pair_confirm(code: str) -> Response:
+    form = PairForm()
+    if not form.validate():
+        return _pair_page(code, form, error=("form_expired", {}), status=400)
+    try:
+        device_id = pairing.confirm_on_page(gateway(), code, str(form.code.data or ""))
+    except Conflict as refused:
+        return _pair_page(code, PairForm(formdata=None), status=400,
+                          error=(refused.code, _error_values(refused)))
+    t = PageTexts(_language())
+    return _render("closed.html", title=t("paired_title"), message=t("paired", device=device_id))
+
+
+def _pair_url(code: str, action: str = "") -> str:
+    return _page_url(f"pair/{code}", action)
+
+
+def _pair_page(code: str, form: PairForm, *, error: tuple[str, dict[str, Any]] | None = None,
+               status: int = 200) -> Response:
+    row = pairing.code_for_page(gateway(), code)
+    t = PageTexts(_language())
+    waiting = row.phone if row.confirm_hash else None
+    return _render("pair.html", status=status, device=row.device_id, form=form,
+                   phone=phones.mask(waiting), url=lambda action="": _pair_url(code, action),
+                   error=t(error[0], **error[1]) if error and t.has(error[0]) else None)
+
+
 # --- what the pages show -----------------------------------------------------------------------
 
 
@@ -186,6 +241,10 @@ def _error_values(error: GatewayError) -> dict[str, Any]:
 
 
 def _item(order: Order, package: Package | None, t: PageTexts) -> str:
+    if order.kind == Kind.BILL:
+        with gateway().db.read() as session:
+            bill = session.get(Bill, order.bill_id)
+        return t("item_bill", description=bill.description if bill else order.bill_id)
     if order.kind == Kind.RECHARGE or package is None:
         return t("item_recharge")
     return t("item_renewal", package=package.name) if order.kind == Kind.RENEWAL else package.name

@@ -1,0 +1,334 @@
+"""Live event streams (Server-Sent Events) of what a TV is shown, across processes.
+
+The truth is the ``order_events`` table (``gateway.tv_events``): a stream sends its rows above
+the client's last event id, so it resumes with ``Last-Event-ID`` and loses nothing when a
+process dies. Redis pub/sub only wakes streams up: after a transaction that recorded events
+commits, its process publishes one message per device it touched, and whichever gunicorn worker
+serves a stream of that device reads SQL again at once. Without Redis, streams read SQL every
+second.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.client import PubSub
+from redis.retry import Retry
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from gateway import payments, tv_events
+from gateway.context import Gateway, iso
+from gateway.db import Order, OrderEvent
+from gateway.money import Money
+from gateway.orders import FINAL, PENDING, is_lapsed
+from gateway.tv_events import EventType
+
+__all__ = ["channel", "message", "newest_event_id", "stream", "wake_streams_on_commit"]
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 15.0  # a comment this often keeps proxies and the TV from hanging up
+POLL_SECONDS = 1.0  # how often a stream reads SQL when Redis is unavailable
+RETRY_MS = 2000  # how long a client waits before it reconnects
+# Rows of concurrent transactions can commit out of id order (PostgreSQL): a stream keeps
+# looking below the ids it sent in the last few seconds, so a late commit is still sent.
+SETTLE_SECONDS = 5.0
+PUBLISH_PAUSE_SECONDS = 5.0  # after Redis failed a publish, commits skip it this long
+_BATCH = 100
+
+# What the TV shows for each event, in the service's SMS_LANGUAGE. Keys: the event type, or
+# for order.status the status, refined by reason or channel where that says more.
+_TEXTS: dict[str, dict[str, str]] = {
+    "zh-CN": {
+        "created": "订单已创建",
+        "awaiting_code": "验证码已发送至{phone}",
+        "awaiting_wap": "支付链接已发送至{phone}",
+        "awaiting_wap_qr": "请用手机扫码支付",
+        "paid": "支付成功",
+        "activated": "支付成功，服务已开通，有效期至{until}",
+        "activated_balance": "充值成功，余额{balance}",
+        "activated_bill": "缴费成功",
+        "failed": "支付失败",
+        "failed_insufficient_funds": "支付失败：余额不足",
+        "failed_too_many_attempts": "支付失败：验证码错误次数过多",
+        "failed_sms_undeliverable": "支付失败：短信无法送达，请扫码支付",
+        "failed_bill_already_paid": "账单已支付，本订单未扣款",
+        "expired": "订单已过期",
+        "expired_sms_code": "验证码已过期",
+        "expired_wap": "链接已过期",
+        "cancelled": "订单已取消",
+        EventType.WRONG_CODE: "验证码错误，还可尝试{tries_left}次",
+        EventType.PAIRED: "已与手机{phone}配对",
+        EventType.UNPAIRED: "已解除与手机的配对",
+        EventType.ENTITLEMENT_REVOKED: "服务已停用",
+    },
+    "en": {
+        "created": "Order created",
+        "awaiting_code": "Code sent to {phone}",
+        "awaiting_wap": "Payment link sent to {phone}",
+        "awaiting_wap_qr": "Scan the QR code with your phone to pay",
+        "paid": "Payment received",
+        "activated": "Payment confirmed. Service active until {until}",
+        "activated_balance": "Recharged. Balance {balance}",
+        "activated_bill": "Bill paid",
+        "failed": "Payment failed",
+        "failed_insufficient_funds": "Payment failed: insufficient funds",
+        "failed_too_many_attempts": "Payment failed: too many wrong codes",
+        "failed_sms_undeliverable": "Payment failed: the SMS could not be delivered; "
+                                    "scan the QR code instead",
+        "failed_bill_already_paid": "The bill was already paid; nothing was charged",
+        "expired": "Order expired",
+        "expired_sms_code": "Code expired",
+        "expired_wap": "Link expired",
+        "cancelled": "Order cancelled",
+        EventType.WRONG_CODE: "Wrong code, {tries_left} tries left",
+        EventType.PAIRED: "Paired with {phone}",
+        EventType.UNPAIRED: "Phone unpaired",
+        EventType.ENTITLEMENT_REVOKED: "Service stopped",
+    },
+}
+
+
+def channel(gw: Gateway, device_id: str) -> str:
+    """The Redis channel that wakes the streams of one device."""
+    return f"{gw.settings.REDIS_PREFIX}tv:{device_id}"
+
+
+# --- waking streams after a commit -------------------------------------------------------------
+
+
+def wake_streams_on_commit(gw: Gateway) -> None:
+    """Publish a wake-up for each device whose events a transaction of ``gw.db`` recorded."""
+    gw.db.on_commit(_Waker(gw))
+
+
+class _Waker:
+    """Called after each commit. The commit has happened: a Redis failure is logged, never
+    raised, and no commit tries Redis again for a few seconds, so an outage costs requests no
+    time; streams then catch up from SQL at their next heartbeat.
+    """
+
+    def __init__(self, gw: Gateway) -> None:
+        self._gw = gw
+        self._client: redis.Redis | None = None
+        self._paused_until = 0.0
+        self._failing = False
+
+    def __call__(self, session: Session) -> None:
+        devices = session.info.pop(tv_events.TOUCHED, None)
+        if not devices or time.monotonic() < self._paused_until:
+            return
+        try:
+            with self._redis().pipeline(transaction=False) as pipe:
+                for device_id in sorted(devices):
+                    pipe.publish(channel(self._gw, device_id), "1")
+                pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            log.log(logging.DEBUG if self._failing else logging.WARNING,
+                    "cannot wake event streams through Redis (%s); they poll SQL", exc)
+            self._failing = True
+            self._paused_until = time.monotonic() + PUBLISH_PAUSE_SECONDS
+        else:
+            self._failing = False
+
+    def _redis(self) -> redis.Redis:
+        """A client that gives up in a quarter of a second, without retries."""
+        if self._client is None:
+            url = self._gw.settings.REDIS_URL
+            # The embedded server is a local socket, which fails at once when it is away.
+            self._client = self._gw.redis if url is None else redis.Redis.from_url(
+                url, socket_connect_timeout=0.25, socket_timeout=0.25, retry=Retry(NoBackoff(), 0))
+        return self._client
+
+
+# --- the stream --------------------------------------------------------------------------------
+
+
+def newest_event_id(gw: Gateway, device_id: str) -> int:
+    """Where a device stream without ``Last-Event-ID`` starts: after what already happened."""
+    with gw.db.read() as session:
+        newest = session.scalar(select(func.max(OrderEvent.id))
+                                .where(OrderEvent.device_id == device_id))
+    return newest or 0
+
+
+def stream(gw: Gateway, *, device_id: str, order_id: str | None, after: int) -> Iterator[str]:
+    """SSE text: the events of the device (or of one of its orders) with ids above ``after``.
+
+    An order stream ends once the order is final and its final event was sent; every stream
+    ends after ``SSE_MAX_SECONDS`` (the client reconnects with ``Last-Event-ID``) or when the
+    database fails. A pending order that lapses meanwhile is expired here, as reading it would.
+    """
+    deadline = time.monotonic() + gw.settings.SSE_MAX_SECONDS
+    wake = _subscribe(gw, device_id)  # before reading, so no commit falls between the two
+    cursor = _Cursor(after)
+    try:
+        yield f"retry: {RETRY_MS}\n\n"
+        beat = time.monotonic()
+        while True:
+            batch = _read(gw, device_id, order_id, cursor)
+            for row, order_channel in batch.rows:
+                yield _event(gw, row, order_channel)
+                beat = time.monotonic()
+            if batch.ended:
+                return
+            if batch.due:
+                for lapsed in batch.due:
+                    payments.get_order(gw, lapsed)  # expires it; the next read sends that
+                continue
+            if batch.more:
+                continue
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            if now - beat >= HEARTBEAT_SECONDS:
+                yield ": keep-alive\n\n"
+                beat = now
+            wait = min(deadline - now, beat + HEARTBEAT_SECONDS - now)
+            if batch.next_expiry is not None:
+                wait = min(wait, (batch.next_expiry - gw.clock()).total_seconds())
+            wake = _wait(wake, max(wait, 0.05))
+    except SQLAlchemyError as exc:
+        log.warning("event stream of device %s ended: database error %s", device_id,
+                    type(exc).__name__)
+    finally:
+        if wake is not None:
+            wake.close()
+
+
+class _Cursor:
+    """The ids a stream has sent: everything up to ``floor``, and those sent lately."""
+
+    def __init__(self, after: int) -> None:
+        self.floor = after
+        self.recent: dict[int, float] = {}  # id -> when it was sent (monotonic)
+
+    def settle(self) -> None:
+        old = time.monotonic() - SETTLE_SECONDS
+        for event_id in [i for i, sent in self.recent.items() if sent < old]:
+            self.floor = max(self.floor, event_id)
+            del self.recent[event_id]
+
+    def sent(self, event_id: int) -> None:
+        self.recent[event_id] = time.monotonic()
+
+
+@dataclass
+class _Batch:
+    rows: list[tuple[OrderEvent, str | None]]  # with the channel of the row's order
+    more: bool  # the batch was full: read again at once
+    ended: bool  # the followed order is final and all its events are sent
+    due: list[str]  # pending orders that have lapsed and must be expired
+    next_expiry: datetime | None
+
+
+def _read(gw: Gateway, device_id: str, order_id: str | None, cursor: _Cursor) -> _Batch:
+    cursor.settle()
+    now = gw.clock()
+    orders = select(Order.id, Order.status, Order.expires_at)
+    events = select(OrderEvent, Order.channel).outerjoin(Order, Order.id == OrderEvent.order_id)
+    if order_id is not None:
+        orders = orders.where(Order.id == order_id)
+        events = events.where(OrderEvent.order_id == order_id)
+    else:
+        orders = orders.where(Order.device_id == device_id, Order.status.in_(PENDING))
+        events = events.where(OrderEvent.device_id == device_id)
+    limit = _BATCH + len(cursor.recent)
+    with gw.db.read() as session:
+        # The order first: a final status read here has its final event in the read below.
+        watched = session.execute(orders).all()
+        found = session.execute(
+            events.where(OrderEvent.id > cursor.floor).order_by(OrderEvent.id).limit(limit)).all()
+    rows = [(row, ch) for row, ch in found if row.id not in cursor.recent]
+    for row, _ch in rows:
+        cursor.sent(row.id)
+    more = len(found) == limit
+    ended = order_id is not None and not more and all(o.status in FINAL for o in watched)
+    due = [o.id for o in watched if is_lapsed(o.status, o.expires_at, now)]
+    upcoming = [o.expires_at for o in watched
+                if o.status in PENDING and o.expires_at is not None and o.id not in due]
+    return _Batch(rows, more, ended, due, min(upcoming, default=None))
+
+
+def _subscribe(gw: Gateway, device_id: str) -> PubSub | None:
+    pubsub = None
+    try:
+        pubsub = gw.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(channel(gw, device_id))
+        return pubsub
+    except (redis.RedisError, OSError) as exc:
+        log.warning("event stream without Redis (%s): reading SQL every second", exc)
+        if pubsub is not None:
+            pubsub.close()
+        return None
+
+
+def _wait(pubsub: PubSub | None, seconds: float) -> PubSub | None:
+    """Wait ``seconds``, or until a commit touched the device; None: go on without Redis."""
+    if pubsub is None:
+        time.sleep(min(seconds, POLL_SECONDS))
+        return None
+    try:
+        pubsub.get_message(timeout=seconds)
+        return pubsub
+    except (redis.RedisError, OSError) as exc:
+        log.warning("event stream lost Redis (%s): reading SQL every second", exc)
+        pubsub.close()
+        return None
+
+
+# --- what an event says ----------------------------------------------------------------------
+
+
+def _event(gw: Gateway, row: OrderEvent, order_channel: str | None) -> str:
+    data = json.loads(row.data) if row.data else {}
+    body: dict[str, Any] = {"id": row.id, "type": row.type, "order_id": row.order_id,
+                            "status": row.status, "reason": row.reason, "at": iso(row.at)}
+    body.update((key, value) for key, value in data.items() if key not in body)
+    body["message"] = message(gw, row, order_channel, data)
+    return f"id: {row.id}\nevent: {row.type}\ndata: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+
+class _Values(dict[str, Any]):
+    def __missing__(self, key: str) -> str:  # a field an old row lacks shows as nothing
+        return ""
+
+
+def message(gw: Gateway, row: OrderEvent, order_channel: str | None,
+            data: dict[str, Any]) -> str | None:
+    """The short text the TV shows for an event, or None for a kind this version does not know."""
+    table = _TEXTS[gw.texts.language]
+    text = table.get(_text_key(row, order_channel, data, table))
+    if text is None:
+        return None
+    values = _Values(data)
+    if isinstance(data.get("active_until"), str):
+        values["until"] = gw.texts.date(datetime.fromisoformat(data["active_until"]))
+    if isinstance(data.get("balance"), int):
+        values["balance"] = gw.texts.amount(Money(data["balance"], gw.settings.CURRENCY))
+    return text.format_map(values)
+
+
+def _text_key(row: OrderEvent, order_channel: str | None, data: dict[str, Any],
+              table: dict[str, str]) -> str:
+    if row.type != EventType.ORDER_STATUS:
+        return row.type
+    status = row.status or ""
+    if status == "activated":
+        kinds = {"active_until": "activated", "balance": "activated_balance",
+                 "bill_id": "activated_bill"}
+        return next((key for field, key in kinds.items() if field in data), "paid")
+    if status == "awaiting_wap" and not data.get("phone"):
+        return "awaiting_wap_qr"
+    refined = (f"{status}_{row.reason}", f"{status}_{order_channel}")
+    return next((key for key in refined if key in table), status)
