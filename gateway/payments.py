@@ -12,7 +12,7 @@ import logging
 import math
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -222,12 +222,13 @@ def start_device_order(gw: Gateway, *, device_id: object, kind: object,
     settings = gw.settings
     if kind == Kind.BILL and bill_id is None:
         raise InvalidInput("a bill code needs bill_id", code="missing_field")
-    if kind in (Kind.RENEWAL, Kind.BILL):
+    if kind == Kind.RENEWAL:
         with gw.db.read() as session:
-            item = _item(session, device_id, package_id=package_id if kind == Kind.RENEWAL
-                         else None, bill_id=bill_id if kind == Kind.BILL else None, amount=amount)
-        item = _Item(Kind(kind), item.amount, item.currency, item.name, item.package_id,
-                     item.bill_id)
+            item = replace(_item(session, device_id, package_id=package_id, bill_id=None),
+                           kind=Kind.RENEWAL)
+    elif kind == Kind.BILL:
+        with gw.db.read() as session:
+            item = _item(session, device_id, package_id=None, bill_id=bill_id, amount=amount)
     elif kind == Kind.RECHARGE:
         if type(amount) is not int or not 0 < amount <= settings.RECHARGE_MAX_AMOUNT:
             raise InvalidInput(f"amount must be a whole number of minor units from 1 to "
