@@ -67,7 +67,7 @@ def answer(gw: Gateway, session: Session, phone: str, command: Command,
         amount = ledger.balance(session, ledger.wallet_account(wallet.id))
         return texts.render("balance", amount=texts.amount(Money(amount, wallet.currency)))
     if command.name == "bill":
-        return _bill_list(session, phone, texts)
+        return _bill_list(texts, _due(session, phone))
     if command.name == "bind":
         result = pairing.bind_by_sms(gw, session, phone, command.argument, now)
         if result.outcome is pairing.BindOutcome.PAIRED:
@@ -86,9 +86,8 @@ def answer(gw: Gateway, session: Session, phone: str, command: Command,
     return texts.render("help")
 
 
-def _bill_list(session: Session, phone: str, texts: Texts) -> str:
-    """The unpaid bills of the phone's TVs as one SMS (or why there are none to list)."""
-    due = _due(session, phone)
+def _bill_list(texts: Texts, due: list[Bill] | str) -> str:
+    """The unpaid bills of the phone's TVs (``_due``) as one SMS, or why there are none."""
     if isinstance(due, str):
         return texts.render(due)
     if not due:
@@ -119,12 +118,8 @@ def pay(gw: Gateway, phone: str, command: Command) -> str | None:
     texts = gw.texts_in(command.language)
     with gw.db.read() as session:
         due = _due(session, phone)
-        if isinstance(due, str):
-            return texts.render(due)
-        if not due:
-            return texts.render("no_bills")
-        if not command.argument and len(due) > 1:
-            return _bill_list(session, phone, texts)
+    if isinstance(due, str) or not due or (not command.argument and len(due) > 1):
+        return _bill_list(texts, due)  # nothing to pay, or which bill?
     number = int(command.argument) if command.argument.isdigit() else 1
     if command.argument and not (command.argument.isdigit() and 1 <= number <= len(due)):
         return texts.render("no_such_bill", number=command.argument[:8])

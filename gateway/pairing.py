@@ -26,9 +26,9 @@ from gateway.sms.texts import CODE_MASK
 from gateway.store import Limit
 
 __all__ = ["ALPHABET", "CODE_LENGTH", "BindOutcome", "BindResult", "bind_by_sms", "code_for_page",
-           "confirm_on_page", "normalize_code", "paired_devices", "paired_phone", "request_code",
-           "require_paired_phone", "send_page_code", "unpair_device", "unpair_phone",
-           "valid_code"]
+           "confirm_on_page", "normalize_code", "page_url", "paired_devices", "paired_phone",
+           "request_code", "require_paired_phone", "send_page_code", "unpair_device",
+           "unpair_phone", "valid_code"]
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +75,11 @@ def _take(gw: Gateway, limit: Limit, member: str, detail: str) -> None:
         raise RateLimited(detail, code=limit.code, retry_after=refusal.retry_after)
 
 
-def _live_code(session: Session, code: str, now: datetime) -> PairingCode | None:
+def _live_code(session: Session, code: str, now: datetime, *,
+               lock: bool = True) -> PairingCode | None:
     if not valid_code(code):
         return None
-    row = session.get(PairingCode, code, with_for_update=True)
+    row = session.get(PairingCode, code, with_for_update=lock)
     if row is None or row.used_at is not None or row.expires_at <= now:
         return None
     return row
@@ -127,12 +128,17 @@ def code_for_page(gw: Gateway, code: str) -> PairingCode:
 
     :raise NotFound: ``pairing_code_not_found`` (unknown, used or expired).
     """
-    with gw.db.transaction() as session:
-        row = _live_code(session, normalize_code(code), gw.clock())
+    with gw.db.read() as session:
+        row = _live_code(session, normalize_code(code), gw.clock(), lock=False)
     if row is None:
         raise NotFound("this pairing code is unknown, used or expired",
                        code="pairing_code_not_found")
     return row
+
+
+def page_url(gw: Gateway, code: str) -> str:
+    """The pairing page of a code: the target of the TV's pairing QR code."""
+    return f"{gw.settings.PUBLIC_BASE_URL}/w/pair/{code}"
 
 
 def send_page_code(gw: Gateway, code: str, phone: object) -> str:

@@ -214,7 +214,7 @@ def request_pairing(device_id: str) -> Response:
     gw = gateway()
     code = pairing.request_code(gw, payments.validate_device_id(device_id))
     response = jsonify(code=code.code, expires_at=iso(code.expires_at),
-                       pairing_url=f"{gw.settings.PUBLIC_BASE_URL}/w/pair/{code.code}",
+                       pairing_url=pairing.page_url(gw, code.code),
                        qr_url=f"/api/v1/devices/{device_id}/pairing/{code.code}/qr.png",
                        sms=f"BIND {code.code}", service_number=gw.settings.SMS_SERVICE_NUMBER)
     response.status_code = 201
@@ -230,7 +230,7 @@ def pairing_qr(device_id: str, code: str, image_format: str) -> Response:
     if row.device_id != device_id:
         raise NotFound("this pairing code is unknown, used or expired",
                        code="pairing_code_not_found")
-    body, mimetype = qr.render(f"{gw.settings.PUBLIC_BASE_URL}/w/pair/{row.code}", image_format)
+    body, mimetype = qr.render(pairing.page_url(gw, row.code), image_format)
     return Response(body, mimetype=mimetype, headers={"Cache-Control": "private, max-age=60"})
 
 
