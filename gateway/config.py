@@ -89,6 +89,9 @@ class Settings:
     BOSS_WEBHOOK_SECRET: str | None
     ADMIN_API_KEY: str | None  # None: the admin API refuses every call
     PAIRING_CODE_TTL_SECONDS: int
+    # Operations
+    LOG_FORMAT: str  # json (one object a line) or text
+    METRICS_PORT: int | None  # worker and SMPP processes: serve /metrics on this port
 
 
 def _text(default: str | None) -> Callable[[str | None], str | None]:
@@ -151,6 +154,10 @@ def _base_url(default: str) -> Callable[[str | None], str]:
 
 def _optional_url(raw: str | None) -> str | None:
     return None if raw in (None, "") else _base_url("")(raw)
+
+
+def _optional_port(raw: str | None) -> int | None:
+    return None if raw in (None, "") else _int(0, 1, 65535)(raw)
 
 
 def _optional_secret(raw: str | None) -> str | None:
@@ -264,6 +271,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         "BOSS_WEBHOOK_SECRET": get("BOSS_WEBHOOK_SECRET", _optional_secret),
         "ADMIN_API_KEY": get("ADMIN_API_KEY", _optional_secret),
         "PAIRING_CODE_TTL_SECONDS": get("PAIRING_CODE_TTL_SECONDS", _int(600, 60, 3600)),
+        "LOG_FORMAT": get("LOG_FORMAT", _choice("json", "json", "text")),
+        "METRICS_PORT": get("METRICS_PORT", _optional_port),
     }
     assert {f.name for f in fields(Settings)} == set(values)
     if "twilio" in values["SMS_PROVIDER"]:

@@ -5,7 +5,19 @@ from __future__ import annotations
 
 from flask import Flask, Response, jsonify
 
-from gateway.web import admin, live_events, problems, sms_webhooks, tv_api, wap
+from gateway.web import (
+    admin,
+    api_docs,
+    dashboard,
+    demo,
+    live_events,
+    ops,
+    problems,
+    request_log,
+    sms_webhooks,
+    tv_api,
+    wap,
+)
 
 __all__ = ["register"]
 
@@ -16,10 +28,15 @@ def _index() -> Response:
 
 
 def register(app: Flask) -> None:
+    request_log.register(app)
+    ops.register(app)
     app.add_url_rule("/", "index", _index)
     app.register_blueprint(tv_api.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(live_events.bp)
     app.register_blueprint(sms_webhooks.bp)
     wap.register(app)
+    api_docs.register(app)
+    dashboard.register(app)
+    demo.register(app)
     problems.register(app)
