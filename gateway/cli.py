@@ -9,7 +9,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from gateway import bills, boss, inbound, migrate, phones, seed
+from gateway import bills, boss, inbound, metrics, migrate, phones, seed
 from gateway.context import Gateway, iso
 from gateway.errors import Conflict, InvalidInput
 from gateway.sms import outbox
@@ -152,6 +152,7 @@ def worker_command() -> None:
     worker = Worker(_gateway())
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.stopping.set())
+    metrics.serve(worker.gw.settings.METRICS_PORT)
     worker.run()
 
 

@@ -181,6 +181,7 @@ class Order(Base):
         Index("ix_orders_phone_created", "phone", "created_at"),
         Index("ix_orders_status_expires", "status", "expires_at"),
         Index("ix_orders_device_created", "device_id", "created_at"),
+        Index("ix_orders_created", "created_at"),  # the operator dashboard's window
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("kind IN ('package', 'renewal', 'recharge', 'bill')", name="kind_known"),
         CheckConstraint("(kind IN ('package', 'renewal')) = (package_id IS NOT NULL)",
@@ -300,7 +301,8 @@ class OutboxMessage(Base):
     """An SMS to send, written in the transaction of the change that needs it."""
 
     __tablename__ = "sms_outbox"
-    __table_args__ = (Index("ix_sms_outbox_status_id", "status", "id"),)
+    __table_args__ = (Index("ix_sms_outbox_status_id", "status", "id"),
+                      Index("ix_sms_outbox_created", "created_at"))
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
                                     primary_key=True, autoincrement=True)
     to_phone: Mapped[str] = mapped_column(String(20), index=True)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from gateway import commands, otp, payments, phones
+from gateway import commands, metrics, otp, payments, phones
 from gateway.context import Gateway
 from gateway.errors import InvalidInput
 from gateway.payments import CodeOutcome, CodeResult
@@ -32,6 +33,7 @@ def receive_sms(gw: Gateway, *, sender: object, text: object,
     :raise InvalidInput: ``invalid_phone`` or ``phone_country_not_allowed`` for the sender,
         ``invalid_text`` for a text that is not a string of reasonable length.
     """
+    received = time.perf_counter()
     phone = phones.parse(sender, gw.settings.PHONE_COUNTRIES)
     if not isinstance(text, str) or len(text) > MAX_TEXT_LENGTH:
         raise InvalidInput(f"text must be a string of at most {MAX_TEXT_LENGTH} characters",
@@ -52,6 +54,8 @@ def receive_sms(gw: Gateway, *, sender: object, text: object,
         reply = _queue(session, phone, reply, answered_by, order_id, now)
         if command is not None and command.name == "stop":  # after its answer is queued
             outbox.opt_out(session, phone, "sms STOP", now)
+    if code and result.outcome is CodeOutcome.CONFIRMED:  # committed: paid and activated
+        metrics.CODE_REPLY_TO_ACTIVATION.observe(time.perf_counter() - received)
     what = command.name if command else f"code {result.outcome}" if code else "text"
     log.info("sms from %s: %s", phones.mask(phone), what)
     return reply

@@ -8,13 +8,11 @@ import threading
 from flask import Flask
 
 from gateway import catalog, migrate, seed
-from gateway.config import PROJECT_ROOT
 from gateway.context import Gateway
+from gateway.web import demo
 from gateway.worker import Worker
 
-__all__ = ["DEMO_FILE", "serve"]
-
-DEMO_FILE = PROJECT_ROOT / "examples" / "demo.json"
+__all__ = ["serve"]
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -27,23 +25,25 @@ def serve(app: Flask) -> None:
     migrate.upgrade(gw.settings.DATABASE_URL)
     with gw.db.transaction() as session:
         if not catalog.list_packages(session):
-            report = seed.load_seed(session, DEMO_FILE, gw.settings.PHONE_COUNTRIES, gw.clock())
-            print(f"loaded demo data from {DEMO_FILE.name}: {report}")
+            report = seed.load_seed(session, seed.DEMO_FILE, gw.settings.PHONE_COUNTRIES,
+                                    gw.clock())
+            print(f"loaded demo data from {seed.DEMO_FILE.name}: {report}")
     worker = Worker(gw)
     background = [(threading.Thread(target=worker.run, name="worker"), worker.stopping.set)]
     if "smpp" in gw.settings.SMS_PROVIDER:
         from smpp.simulator import smsc_address
         from smpp.worker import SmppWorker
 
-        host, smpp_port, phones = smsc_address(gw.settings)
+        host, smpp_port, smsc = smsc_address(gw.settings)
+        if smsc is not None:
+            demo.enable(app, smsc)
         smpp = SmppWorker(gw, host=host, port=smpp_port)
         background.append((threading.Thread(target=smpp.run, name="smpp"), smpp.stop))
-        if phones:
-            print(f"Simulated phones of the built-in SMSC: {phones}", flush=True)
     for thread, _stop in background:
         thread.start()
     port = gw.settings.PORT
-    print(f"TV Pay Gateway: http://127.0.0.1:{port}/", flush=True)
+    page = "demo" if demo.enabled(app) else ""
+    print(f"TV Pay Gateway: http://127.0.0.1:{port}/{page}", flush=True)
     signal.signal(signal.SIGTERM, _interrupt)  # stop as cleanly on SIGTERM as on Ctrl-C
     try:
         app.run(host="127.0.0.1", port=port, threaded=True, use_reloader=False)

@@ -27,6 +27,7 @@ from gateway import (
     boss,
     catalog,
     ledger,
+    metrics,
     otp,
     phones,
     tokens,
@@ -170,8 +171,8 @@ def start_order(gw: Gateway, *, device_id: object, phone: object, package_id: ob
     at once with ``insufficient_funds``. Either way the order also has a payment page, which
     the TV may show as a QR code. ``retry_of``: the ended order this one tries again.
 
-    :raise InvalidInput: bad device id, phone, package or bill.
-    :raise NotFound: ``package_not_found`` or ``bill_not_found``.
+    :raise InvalidInput: bad device id or phone, ``unknown_package``.
+    :raise NotFound: ``bill_not_found``.
     :raise Conflict: ``bill_already_paid``, ``partial_payment_refused``.
     :raise RateLimited: a per-device or per-phone limit is exhausted.
     """
@@ -355,6 +356,7 @@ def _record_event(session: Session, order: Order, now: datetime,
     tv_events.record(session, device_id=order.device_id, order_id=order.id, now=now,
                      event_type=tv_events.EventType.ORDER_STATUS, status=order.status,
                      reason=order.reason, data=data)
+    metrics.count_order_status(session, order)
 
 
 def _move(session: Session, order: Order, target: Status, now: datetime,

@@ -9,7 +9,7 @@ import phonenumbers
 
 from gateway.errors import InvalidInput
 
-__all__ = ["install_log_masking", "mask", "mask_digits_in", "parse"]
+__all__ = ["install_log_masking", "mask", "mask_digits_in", "national", "parse"]
 
 _MOBILE_LIKE = (
     phonenumbers.PhoneNumberType.MOBILE,
@@ -43,15 +43,17 @@ def parse(raw: object, allowed_regions: tuple[str, ...]) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def national(e164: str) -> str:
+    """The number as the viewer knows and types it: ``13800138000``."""
+    try:
+        return str(phonenumbers.parse(e164).national_number)
+    except phonenumbers.NumberParseException:
+        return re.sub(r"\D", "", e164)
+
+
 def mask(e164: str | None) -> str | None:
     """Show a number as the viewer knows it with its middle hidden: ``138****8000``."""
-    if e164 is None:
-        return None
-    try:
-        national = str(phonenumbers.parse(e164).national_number)
-    except phonenumbers.NumberParseException:
-        national = re.sub(r"\D", "", e164)
-    return _mask_national(national)
+    return None if e164 is None else _mask_national(national(e164))
 
 
 def _mask_national(digits: str) -> str:
@@ -61,7 +63,9 @@ def _mask_national(digits: str) -> str:
     return digits[:head] + "*" * (len(digits) - head - tail) + digits[len(digits) - tail:]
 
 
-_PHONE_IN_TEXT = re.compile(r"(?<![0-9*])(\+?)([0-9]{7,15})(?![0-9*])")
+# A run of digits standing on its own, not inside a longer word: the digits of ids such as a
+# request id (uuid hex) or a Twilio SID are no phone number, and masking them garbles them.
+_PHONE_IN_TEXT = re.compile(r"(?<![0-9A-Za-z_*])(\+?)([0-9]{7,15})(?![0-9A-Za-z_*])")
 
 
 def mask_digits_in(text: str) -> str:

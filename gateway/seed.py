@@ -28,11 +28,14 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from gateway import ledger, phones
+from gateway.config import PROJECT_ROOT
 from gateway.db import Account, Card, Package, PhoneBinding, Wallet
 from gateway.errors import InvalidInput
 from gateway.money import MINOR_DIGITS
 
-__all__ = ["SeedFile", "SeedReport", "load_seed", "parse_seed"]
+__all__ = ["DEMO_FILE", "SeedFile", "SeedReport", "load_seed", "parse_seed"]
+
+DEMO_FILE = PROJECT_ROOT / "examples" / "demo.json"  # what `python app.py` loads at first start
 
 _Id = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 _Amount = Annotated[StrictInt, Field(ge=0, le=10**13)]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import signal
 
+from gateway import metrics
 from gateway.config import load_settings
 from gateway.context import Gateway
 from gateway.logs import configure_logging
-from smpp.simulator import smsc_address
+from smpp.simulator import SmscHttp, smsc_address
 from smpp.worker import SmppWorker
 
 log = logging.getLogger("smpp")
@@ -17,9 +18,12 @@ log = logging.getLogger("smpp")
 def main() -> None:
     configure_logging()
     gw = Gateway(load_settings())
-    host, port, phones = smsc_address(gw.settings)
-    if phones:
-        log.warning("no SMPP_HOST: using a built-in SMSC; its phones are at %s", phones)
+    host, port, smsc = smsc_address(gw.settings)
+    if smsc is not None:
+        phones = SmscHttp(smsc).start()
+        log.warning("no SMPP_HOST: using a built-in SMSC; its phones are at "
+                    "http://127.0.0.1:%d/", phones.port)
+    metrics.serve(gw.settings.METRICS_PORT)
     worker = SmppWorker(gw, host=host, port=port)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.stop())

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select, update
 
+from gateway import metrics
 from gateway.context import Gateway
 from gateway.db import OutboxMessage, SmsPart, padded
 from gateway.sms.outbox import SmsStatus
@@ -189,5 +190,6 @@ class Feeder:
                     session.execute(update(_OUTBOX).where(_OUTBOX.c.id == message.outbox_id)
                                     .values(status=SmsStatus.SUBMITTED, lease_until=None,
                                             parts=len(message.parts), updated_at=now))
+                metrics.count_sms(session, PROVIDER, SmsStatus.SUBMITTED, len(complete))
             done += [message.entry_id for message in complete]
         self.stream.ack(done)

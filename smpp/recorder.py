@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import bindparam, distinct, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from gateway import inbound, payments, phones
+from gateway import inbound, metrics, payments, phones
 from gateway.context import Gateway
 from gateway.db import OutboxMessage, SmsPart, padded
 from gateway.errors import InvalidInput
@@ -147,10 +147,11 @@ class Recorder:
             touched = _settle(session, settled, now)
             delivered, others, self._unmatched = _apply_receipts(session, receipts, now)
             if delivered:
-                session.execute(
+                done = session.execute(
                     update(_OUTBOX).where(_OUTBOX.c.id.in_(padded(delivered)),
                                           _OUTBOX.c.status == SmsStatus.SUBMITTED)
                     .values(status=SmsStatus.DELIVERED, updated_at=now))
+                metrics.count_sms(session, PROVIDER, SmsStatus.DELIVERED, done.rowcount)
             _conclude(session, touched | others, now)
             if released:
                 session.execute(
@@ -231,18 +232,20 @@ def _settle(session: Session, settled: list[Message], now: datetime) -> set[int]
             accepted.setdefault(len(message.parts), []).append(message.outbox_id)
             continue
         log.warning("sms #%s failed: %s", message.outbox_id, message.error)
-        session.execute(
+        failed = session.execute(
             update(_OUTBOX)
             .where(_OUTBOX.c.id == message.outbox_id, _OUTBOX.c.status == SmsStatus.SENDING)
             .values(status=SmsStatus.FAILED, error=message.error, parts=len(message.parts),
                     updated_at=now))
+        metrics.count_sms(session, PROVIDER, SmsStatus.FAILED, failed.rowcount)
         if message.kind == "code" and message.order_id:  # the code can never reach the phone
             payments.code_sms_undeliverable(session, message.order_id, now)
     for count, ids in accepted.items():
-        session.execute(
+        submitted = session.execute(
             update(_OUTBOX)
             .where(_OUTBOX.c.id.in_(padded(ids)), _OUTBOX.c.status == SmsStatus.SENDING)
             .values(status=SmsStatus.SUBMITTED, parts=count, error=None, updated_at=now))
+        metrics.count_sms(session, PROVIDER, SmsStatus.SUBMITTED, submitted.rowcount)
     # Receipts can only have come first for a part of a message of several parts.
     ids = [outbox_id for count, group in accepted.items() if count > 1 for outbox_id in group]
     if not ids:
@@ -318,6 +321,7 @@ def _conclude(session: Session, outbox_ids: set[int], now: datetime) -> None:
                outbox.status.in_([SmsStatus.SENDING, SmsStatus.SUBMITTED]),
                outbox.id.in_(select(parts.outbox_id).where(parts.status == "undeliverable")))
     ).all()
+    metrics.count_sms(session, PROVIDER, SmsStatus.UNDELIVERABLE, len(failed))
     for message in failed:
         session.execute(update(_OUTBOX).where(outbox.id == message.id)
                         .values(status=SmsStatus.UNDELIVERABLE, updated_at=now,
@@ -328,7 +332,8 @@ def _conclude(session: Session, outbox_ids: set[int], now: datetime) -> None:
     delivered_parts = (select(func.count(distinct(parts.part)))
                        .where(parts.outbox_id == outbox.id, parts.status == "delivered")
                        .scalar_subquery())
-    session.execute(update(_OUTBOX)
-                    .where(outbox.id.in_(ids), outbox.status == SmsStatus.SUBMITTED,
-                           outbox.parts == delivered_parts)
-                    .values(status=SmsStatus.DELIVERED, updated_at=now))
+    done = session.execute(update(_OUTBOX)
+                           .where(outbox.id.in_(ids), outbox.status == SmsStatus.SUBMITTED,
+                                  outbox.parts == delivered_parts)
+                           .values(status=SmsStatus.DELIVERED, updated_at=now))
+    metrics.count_sms(session, PROVIDER, SmsStatus.DELIVERED, done.rowcount)

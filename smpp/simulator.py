@@ -42,7 +42,7 @@ from smpp.pdu import (
     encode,
 )
 
-__all__ = ["PhoneMessage", "Smsc", "SmscHttp", "smsc_address"]
+__all__ = ["PhoneMessage", "Smsc", "SmscHttp", "inbox_json", "smsc_address"]
 
 log = logging.getLogger(__name__)
 
@@ -570,10 +570,7 @@ class SmscHttp:
                 if parts == []:
                     self._answer(200, _page(smsc).encode(), "text/html; charset=utf-8")
                 elif len(parts) == 3 and parts[0] == "phones" and parts[2] == "messages":
-                    self._json(200, {"phone": phone_key(parts[1]), "messages": [
-                        {"from": m.sender, "text": m.text, "parts": m.parts,
-                         "received_at": m.received_at.isoformat()}
-                        for m in smsc.messages(parts[1])]})
+                    self._json(200, inbox_json(smsc, parts[1]))
                 else:
                     self._json(404, {"error": "not found"})
 
@@ -605,6 +602,13 @@ class SmscHttp:
         return Handler
 
 
+def inbox_json(smsc: Smsc, phone: str) -> dict[str, Any]:
+    """A phone's inbox as the HTTP faces show it, oldest message first."""
+    return {"phone": phone_key(phone), "messages": [
+        {"from": m.sender, "text": m.text, "parts": m.parts,
+         "received_at": m.received_at.isoformat()} for m in smsc.messages(phone)]}
+
+
 def _page(smsc: Smsc) -> str:
     rows = []
     for phone in smsc.phones():
@@ -617,16 +621,16 @@ def _page(smsc: Smsc) -> str:
             "<h1>Simulated phones</h1>" + ("".join(rows) or "<p>No messages yet.</p>"))
 
 
-def smsc_address(settings: Any) -> tuple[str, int, str | None]:
+def smsc_address(settings: Any) -> tuple[str, int, Smsc | None]:
     """Where the SMPP worker binds: SMPP_HOST, or a built-in SMSC started in this process.
 
-    Returns host, port, and the URL of the simulated phones when the SMSC is built in.
+    Returns host, port, and the built-in SMSC (None with SMPP_HOST), whose phones the caller
+    shows: the demo page of ``python app.py``, or the phones page of ``python -m smpp``.
     """
     if settings.SMPP_HOST is not None:
         return settings.SMPP_HOST, settings.SMPP_PORT, None
     smsc = Smsc(system_id=settings.SMPP_SYSTEM_ID, password=settings.SMPP_PASSWORD).start()
-    phones = SmscHttp(smsc).start()
-    return "127.0.0.1", smsc.port, f"http://127.0.0.1:{phones.port}/"
+    return "127.0.0.1", smsc.port, smsc
 
 
 def main() -> None:

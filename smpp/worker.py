@@ -44,7 +44,7 @@ import smpplib.consts
 import smpplib.exceptions
 from smpplib import smpp as smpplib_smpp
 
-from gateway import phones
+from gateway import metrics, phones
 from gateway.context import Gateway
 from gateway.sms.health import ProviderHealth
 from gateway.sms.stream import OutboundStream
@@ -209,6 +209,7 @@ class SmppWorker:
         self._stamp(up=False)
         self._retry.extendleft(reversed(list(self._inflight.values())))
         self._inflight.clear()
+        metrics.SMPP_WINDOW_IN_USE.set(0)
         self._queries.clear()
         self._fragments.clear()  # replies not handed over yet will be delivered again
         self._fragment_started.clear()
@@ -256,6 +257,7 @@ class SmppWorker:
             self._receive(wait)
             self._keep_alive(time.monotonic())
             self._report_health(time.monotonic())
+            metrics.SMPP_WINDOW_IN_USE.set(len(self._inflight))
 
     def _report_health(self, now: float) -> None:
         """Stamp this bind in Redis once a second while its submits are not failing."""

@@ -84,7 +84,7 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
 def printed_url(log: Path, process: subprocess.Popen, label: str, timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if found := re.search(rf"{label}: (http://127\.0\.0\.1:\d+/)", log.read_text()):
+        if found := re.search(rf"{label}: (http://127\.0\.0\.1:\d+/\S*)", log.read_text()):
             return found.group(1)
         assert process.poll() is None, log.read_text()
         time.sleep(0.1)
@@ -106,10 +106,12 @@ def test_python_app_py_runs_the_whole_flow_on_embedded_defaults(clean_env, tmp_p
         process = subprocess.Popen([sys.executable, "app.py"], env=clean_env, cwd=PROJECT_ROOT,
                                    stdout=out, stderr=subprocess.STDOUT)
     try:
-        phones = printed_url(log, process, "Simulated phones of the built-in SMSC")
-        base = printed_url(log, process, "TV Pay Gateway")
-        assert base == f"http://127.0.0.1:{clean_env['PORT']}/"
+        demo = printed_url(log, process, "TV Pay Gateway")
+        base = f"http://127.0.0.1:{clean_env['PORT']}/"
+        assert demo == f"{base}demo"
         wait_for(base, process)
+        assert re.findall(r"https?://\S+", log.read_text()) == [demo]  # one URL to open
+        phones = f"{base}demo/"  # the demo page's phone: the built-in SMSC's inboxes
         packages = call(f"{base}api/v1/packages")["packages"]
         assert {p["id"] for p in packages} == {"vip_month", "vip_year", "sports_month"}
         created = call(f"{base}api/v1/orders", {"device_id": "tv-1", "package_id": "vip_month",

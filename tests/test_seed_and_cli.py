@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from gateway import wallets
+from gateway import seed, wallets
 from gateway.db import Base, Package
-from gateway.local import DEMO_FILE
 from tests.conftest import RICH, SEED, accounts, code_sent_to, order, stored_order
 
 
@@ -59,7 +58,7 @@ def test_seed_updates_names_and_bindings_but_never_rewrites_a_balance(runner, gw
 
 
 def test_the_shipped_demo_file_loads(runner, gw):
-    result = runner.invoke(args=["seed", str(DEMO_FILE)])
+    result = runner.invoke(args=["seed", str(seed.DEMO_FILE)])
     assert result.exit_code == 0, result.output
     assert "wallets: 4 created" in result.output
 

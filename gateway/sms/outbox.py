@@ -14,8 +14,9 @@ from enum import StrEnum
 from typing import Protocol
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
+from gateway import metrics
 from gateway.db import Database, OutboxMessage, SmsOptOut, insert_ignore
 from gateway.phones import mask
 
@@ -67,6 +68,7 @@ def queue(session: Session, *, to: str, kind: str, body: str, now: datetime,
         created_at=now, updated_at=now, expires_at=expires_at,
     )
     session.add(message)
+    metrics.count_sms(session, message.provider, message.status)
     return message
 
 
@@ -94,13 +96,14 @@ def close_code_messages(session: Session, order_id: str, now: datetime) -> None:
         .values(body=OutboxMessage.redacted_body, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    session.execute(
+    closed = session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.order_id == order_id, OutboxMessage.kind == "code",
                OutboxMessage.status == SmsStatus.QUEUED)
         .values(status=SmsStatus.FAILED, error="order closed before sending", updated_at=now)
         .execution_options(synchronize_session=False)
     )
+    metrics.count_sms(session, None, SmsStatus.FAILED, closed.rowcount)
 
 
 def fail_if_expired(message: OutboxMessage, now: datetime) -> bool:
@@ -109,6 +112,7 @@ def fail_if_expired(message: OutboxMessage, now: datetime) -> bool:
         return False
     message.status, message.error = SmsStatus.FAILED, "expired before sending"
     message.updated_at = now
+    metrics.count_sms(object_session(message), None, SmsStatus.FAILED)
     return True
 
 
@@ -129,6 +133,7 @@ def dispatch_queued(db: Database, provider: SmsProvider, clock: Callable[[], dat
                 provider.send(message)
                 message.status, message.provider = SmsStatus.SENT, provider.name
                 message.updated_at = now
+                metrics.count_sms(session, provider.name, SmsStatus.SENT)
         return len(messages)
 
 

@@ -29,7 +29,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from gateway import payments
+from gateway import metrics, payments
 from gateway.config import Settings
 from gateway.context import Gateway
 from gateway.db import OutboxMessage
@@ -105,6 +105,7 @@ def dispatch(gw: Gateway, sender: TwilioSender, health: ProviderHealth | None = 
             row.status, row.provider_message_id = SmsStatus.SUBMITTED, sid
             row.lease_until, row.retry_at, row.parts = None, None, 1
             row.attempts, row.updated_at = message.attempts + 1, gw.clock()
+            metrics.count_sms(session, PROVIDER, SmsStatus.SUBMITTED)
         log.info("sms #%s to %s: Twilio %s", message.id, mask(message.to), sid)
         _note(health, ok=True)
     return len(claimed)
@@ -175,6 +176,7 @@ def _finish(gw: Gateway, message: _Claimed, status: SmsStatus, error: str, *,
         assert row is not None
         row.status, row.error, row.lease_until, row.updated_at = status, error, None, now
         row.attempts = message.attempts + 1
+        metrics.count_sms(session, PROVIDER, status)
         _after_failure(session, row, now)
         if opt_out:
             outbox.opt_out(session, message.to, f"twilio {UNSUBSCRIBED}", now)
@@ -207,6 +209,7 @@ def record_status(gw: Gateway, sid: str, status: str, error_code: str | None) ->
         if row is None or row.status not in (SmsStatus.SENDING, SmsStatus.SUBMITTED):
             return False
         row.status, row.updated_at = target, now
+        metrics.count_sms(session, PROVIDER, target)
         if target is SmsStatus.UNDELIVERABLE:
             row.error = f"twilio {status} {error_code or ''}".strip()
             _after_failure(session, row, now)

@@ -3,7 +3,7 @@ HTTP responses."""
 
 from __future__ import annotations
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, jsonify, redirect
 
 from gateway.web import (
     admin,
@@ -23,8 +23,10 @@ __all__ = ["register"]
 
 
 def _index() -> Response:
+    if demo.enabled(current_app):  # a local run: open the demo
+        return redirect("/demo")
     return jsonify(service="TV Pay Gateway", packages="/api/v1/packages",
-                   orders="/api/v1/orders")
+                   orders="/api/v1/orders", docs="/docs", openapi="/openapi.json")
 
 
 def register(app: Flask) -> None:

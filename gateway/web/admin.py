@@ -15,7 +15,7 @@ from gateway.context import Gateway
 from gateway.errors import InvalidInput
 from gateway.web.problems import json_body, problem
 
-__all__ = ["bp"]
+__all__ = ["bearer_matches", "bp"]
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
 
@@ -24,13 +24,18 @@ def gateway() -> Gateway:
     return current_app.extensions["gateway"]
 
 
+def bearer_matches(key: str) -> bool:
+    """Whether the request says ``Authorization: Bearer <key>`` (compared in constant time)."""
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {key}".encode())
+
+
 @bp.before_request
 def require_admin_key() -> Response | None:
     key = gateway().settings.ADMIN_API_KEY
-    given = request.headers.get("Authorization", "")
     if key is None:
         return problem(401, "admin_api_off", "the admin API is off: set ADMIN_API_KEY")
-    if not hmac.compare_digest(given.encode(), f"Bearer {key}".encode()):
+    if not bearer_matches(key):
         response = problem(401, "unauthorized", "send Authorization: Bearer <admin key>")
         response.headers["WWW-Authenticate"] = "Bearer"
         return response

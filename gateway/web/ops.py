@@ -1,11 +1,264 @@
-"""Placeholder: filled in by the issue-8 work."""
+"""Operations endpoints: ``/healthz`` (the process answers), ``/readyz`` (its database, Redis and
+an SMS provider answer), ``/metrics`` (Prometheus), and the timing of every request.
+
+Each readiness check runs in a thread of its own and is waited for ``CHECK_TIMEOUT`` seconds at
+most; the checks run side by side, so ``/readyz`` answers within about that, whatever hangs. A
+check still stuck from an earlier probe is waited on again rather than started once more, so a
+dead server holds one thread per check, not one per probe. ``/readyz`` answers its own JSON,
+never a problem document, and its details name the place and the failure, never a secret.
+"""
 
 from __future__ import annotations
 
-from flask import Flask
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
 
-__all__ = ["register"]
+import redis
+import requests
+from flask import Flask, Response, g, jsonify, request
+from prometheus_client.exposition import choose_encoder
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from gateway import metrics
+from gateway.context import Gateway
+from gateway.sms.health import ProviderHealth
+
+__all__ = ["CHECK_TIMEOUT", "TWILIO_CACHE_SECONDS", "register"]
+
+log = logging.getLogger(__name__)
+
+CHECK_TIMEOUT = 2.0  # seconds a readiness check (or the SQL of a scrape) is waited for
+TWILIO_CACHE_SECONDS = 60.0  # a reachable Twilio account is not asked again for this long
+_DETAIL_LENGTH = 300
+_CREDENTIALS_IN_URL = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 def register(app: Flask) -> None:
-    """Add this module's routes and hooks to ``app``."""
+    """Add ``/healthz``, ``/readyz``, ``/metrics`` and the request-duration hooks to ``app``."""
+    gw: Gateway = app.extensions["gateway"]
+    readiness = _Readiness(gw)
+    queue_depth = _Probe(lambda: metrics.waiting_sms(gw.db))
+
+    @app.before_request
+    def start_timer() -> None:
+        g.ops_started = time.perf_counter()
+
+    @app.after_request
+    def observe(response: Response) -> Response:
+        started = g.pop("ops_started", None)
+        if started is not None:
+            rule = request.url_rule
+            metrics.observe_request(request.method, rule.rule if rule else None,
+                                    response.status_code, time.perf_counter() - started)
+        return response
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return _no_store(jsonify(status="ok"))
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        ready, checks = readiness.check()
+        response = jsonify(status="ready" if ready else "not_ready", checks=checks)
+        response.status_code = 200 if ready else 503
+        return _no_store(response)
+
+    @app.get("/metrics")
+    def metrics_page() -> Response:
+        def waiting() -> dict[str, int] | None:
+            outcome = queue_depth.wait(time.monotonic() + CHECK_TIMEOUT)
+            return None if outcome is None or outcome.error else outcome.value
+
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        body = encode(metrics.registry(metrics.SmsQueueDepth(waiting)))
+        return Response(body, content_type=content_type)
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- running checks with a deadline ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    value: Any
+    error: BaseException | None
+    ms: float
+
+
+class _Probe:
+    """Runs ``call`` in a thread of its own, one run at a time."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self._call = call
+        self._lock = threading.Lock()
+        self._running: Future[_Outcome] | None = None
+
+    def start(self) -> Future[_Outcome]:
+        """The run in progress, or a new one when none is."""
+        with self._lock:
+            if self._running is None or self._running.done():
+                self._running = Future()
+                threading.Thread(target=self._run, args=(self._running,), name="ops-check",
+                                 daemon=True).start()
+            return self._running
+
+    def wait(self, deadline: float) -> _Outcome | None:
+        """Start (or join) a run and wait for it until ``deadline``; None: no answer by then."""
+        return _result(self.start(), deadline)
+
+    def _run(self, future: Future[_Outcome]) -> None:
+        started = time.perf_counter()
+        try:
+            value, error = self._call(), None
+        except Exception as exc:  # the check's failure is its answer
+            value, error = None, exc
+        future.set_result(_Outcome(value, error, round((time.perf_counter() - started) * 1000, 1)))
+
+
+def _result(future: Future[_Outcome], deadline: float) -> _Outcome | None:
+    try:
+        return future.result(timeout=max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        return None
+
+
+# --- the checks --------------------------------------------------------------------------------
+
+
+class _Readiness:
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self._twilio_ok_until = 0.0  # monotonic time until which a reached account counts
+        self._was_ready = True
+        self._providers = gw.settings.SMS_PROVIDER
+        provider_checks = {"smpp": self._smpp, "twilio": self._twilio, "log": self._log}
+        self._probes = {"database": _Probe(self._database), "redis": _Probe(self._redis),
+                        **{f"sms:{name}": _Probe(provider_checks[name])
+                           for name in self._providers}}
+
+    def check(self) -> tuple[bool, dict[str, Any]]:
+        """Run every check side by side; say whether all passed, and each one's state."""
+        started = time.monotonic()
+        deadline = started + CHECK_TIMEOUT
+        runs = {name: probe.start() for name, probe in self._probes.items()}
+        states = {name: self._state(_result(run, deadline), started)
+                  for name, run in runs.items()}
+        providers = {name: states.pop(f"sms:{name}") for name in self._providers}
+        sms: dict[str, Any] = {"ok": any(p["ok"] for p in providers.values()),
+                               "providers": providers}
+        if not sms["ok"]:
+            sms["detail"] = "no SMS provider can send: " + "; ".join(
+                f"{name}: {p['detail']}" for name, p in providers.items())
+        checks = {**states, "sms": sms}
+        ready = all(c["ok"] for c in checks.values())
+        self._log_change(ready, checks)
+        return ready, checks
+
+    def _state(self, outcome: _Outcome | None, started: float) -> dict[str, Any]:
+        if outcome is None:
+            return {"ok": False, "ms": round((time.monotonic() - started) * 1000, 1),
+                    "detail": f"no answer within {CHECK_TIMEOUT:g} s"}
+        if outcome.error is not None:
+            return {"ok": False, "ms": outcome.ms, "detail": self._describe(outcome.error)}
+        state = {"ok": True, "ms": outcome.ms}
+        if outcome.value is not None:  # (ok, detail) from an SMS provider's check
+            state["ok"], state["detail"] = outcome.value
+        return state
+
+    def _log_change(self, ready: bool, checks: dict[str, Any]) -> None:
+        if ready != self._was_ready:
+            failed = ", ".join(f"{name}: {c['detail']}" for name, c in checks.items()
+                               if not c["ok"])
+            if ready:
+                log.info("ready again")
+            else:
+                log.warning("not ready: %s", failed)
+        self._was_ready = ready
+
+    def _database(self) -> None:
+        with self.gw.db.read() as session:
+            session.execute(text("SELECT 1"))
+
+    def _redis(self) -> None:
+        self.gw.redis.ping()
+
+    def _smpp(self) -> tuple[bool, str]:
+        settings = self.gw.settings
+        health = ProviderHealth(self.gw.redis, settings.REDIS_PREFIX, settings.SMS_FAILOVER_AFTER)
+        if health.smpp_healthy():
+            return True, "bound"
+        return False, (f"no SMPP worker has stamped a bind in the last "
+                       f"{settings.SMS_FAILOVER_AFTER} s (is python -m smpp running and bound?)")
+
+    def _twilio(self) -> tuple[bool, str]:
+        settings = self.gw.settings
+        if not (settings.TWILIO_ACCOUNT_SID and settings.TWILIO_AUTH_TOKEN):
+            return False, "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set"
+        left = self._twilio_ok_until - time.monotonic()
+        if left > 0:
+            return True, f"account active (checked {TWILIO_CACHE_SECONDS - left:.0f} s ago)"
+        # As gateway.sms.twilio_sms.TwilioSender builds it, with the probe's timeout.
+        client = Client(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN,
+                        http_client=TwilioHttpClient(timeout=CHECK_TIMEOUT))
+        client.api.base_url = settings.TWILIO_API_BASE
+        account = client.api.account.fetch()
+        if account.status != "active":
+            return False, f"the Twilio account is {account.status}"
+        self._twilio_ok_until = time.monotonic() + TWILIO_CACHE_SECONDS
+        return True, "account active"
+
+    @staticmethod
+    def _log() -> tuple[bool, str]:
+        return True, "messages are logged, not sent"
+
+    def _describe(self, error: BaseException) -> str:
+        """What failed, for an on-call engineer: the place and the error, without secrets."""
+        settings = self.gw.settings
+        if isinstance(error, DBAPIError):
+            url = make_url(settings.DATABASE_URL)
+            place = url.database if url.get_backend_name() == "sqlite" else \
+                f"{url.host}:{url.port or 5432}/{url.database}"
+            what = f"{url.get_backend_name()} at {place}: {error.orig}"
+        elif isinstance(error, redis.RedisError):
+            what = f"Redis: {error}"
+        elif isinstance(error, TwilioRestException):
+            refused = " (credentials refused)" if error.status in (401, 403) else ""
+            what = f"Twilio answered HTTP {error.status}, error {error.code}{refused}"
+        elif isinstance(error, TwilioException | requests.RequestException):
+            where = urlsplit(settings.TWILIO_API_BASE)
+            what = f"Twilio API at {where.hostname} unreachable: {type(error).__name__}"
+        else:
+            what = f"{type(error).__name__}: {error}"
+        return _scrub((what.splitlines() or [""])[0], _secrets(self.gw))
+
+
+def _secrets(gw: Gateway) -> list[str]:
+    s = gw.settings
+    found = [s.SECRET_KEY, s.TWILIO_AUTH_TOKEN, s.SMPP_PASSWORD, s.INBOUND_SMS_SECRET,
+             s.ADMIN_API_KEY, s.BOSS_WEBHOOK_SECRET, make_url(s.DATABASE_URL).password,
+             urlsplit(s.REDIS_URL or "").password]
+    return [str(secret) for secret in found if secret]
+
+
+def _scrub(detail: str, secrets: list[str]) -> str:
+    """``detail`` without credentials in URLs or any configured secret, and not too long."""
+    detail = _CREDENTIALS_IN_URL.sub("***@", detail)
+    for secret in secrets:
+        detail = detail.replace(secret, "***")
+    return detail[:_DETAIL_LENGTH]

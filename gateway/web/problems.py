@@ -13,7 +13,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from gateway.errors import Conflict, GatewayError, InvalidInput, NotFound, RateLimited
-from gateway.web import wap
+from gateway.web import request_log, wap
 
 __all__ = ["json_body", "problem", "register", "require", "response_for"]
 
@@ -91,7 +91,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(redis.exceptions.TimeoutError)
     @app.errorhandler(sqlalchemy.exc.OperationalError)
     def store_unavailable(error: Exception) -> Response:
-        log.error("store unavailable on %s %s: %s", request.method, request.path,
+        log.error("store unavailable on %s %s: %s", request.method, request_log.route() or "-",
                   type(error).__name__)
         response = wap.error_page(503, "error") if _on_page() else \
             problem(503, "service_unavailable", "a data store is unavailable; retry")
@@ -101,14 +101,14 @@ def register(app: Flask) -> None:
     @app.errorhandler(sqlalchemy.exc.DataError)
     def data_error(error: Exception) -> Response:
         # A value the database cannot store that validation let through: the caller's input.
-        log.warning("database refused a value on %s %s", request.method, request.path)
+        log.warning("database refused a value on %s %s", request.method, request_log.route() or "-")
         if _on_page():
             return wap.error_page(400, "error")
         return problem(400, "invalid_request", "the request holds a value that is not allowed")
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, request_log.route() or "-")
         if _on_page():
             return wap.error_page(500, "error")
         return problem(500, "internal_error", "an unexpected error occurred")

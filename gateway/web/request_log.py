@@ -1,11 +1,81 @@
-"""Placeholder: filled in by the issue-8 work."""
+"""Request ids and the access log of the web role.
+
+Every request gets an id: the client's ``X-Request-ID`` when it is a sane token, else a new
+one. The response carries it back, and every log record made while the request is handled
+carries it as ``request_id``. One access line a request (logger ``gateway.access``) names the
+route's rule (``/w/<token>``), never the path nor the query: payment links carry their secret
+token in the path. gunicorn's own access log stays off for the same reason.
+"""
 
 from __future__ import annotations
 
-from flask import Flask
+import logging
+import re
+import time
+import uuid
 
-__all__ = ["register"]
+from flask import Flask, Response, g, has_request_context, request
+
+__all__ = ["HEADER", "register", "request_id", "route"]
+
+HEADER = "X-Request-ID"
+
+_SANE_ID = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")  # token characters (RFC 9110)
+_POLLED = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes: at DEBUG
+
+access_log = logging.getLogger("gateway.access")
+
+
+def request_id() -> str | None:
+    """The id of the request being handled, or None outside a request."""
+    return g.get("request_id") if has_request_context() else None
+
+
+def route() -> str | None:
+    """The rule of the route the request matched (``/w/<token>``), or None: what a log may say
+    about the path of a request."""
+    return request.url_rule.rule if request.url_rule is not None else None
+
+
+def _install_request_ids() -> None:
+    """Put ``request_id`` on every record made during a request, whichever its handler."""
+    factory = logging.getLogRecordFactory()
+    if getattr(factory, "adds_request_ids", False):
+        return
+
+    def record_with_request_id(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        current = request_id()
+        if current is not None:
+            record.request_id = current
+        return record
+
+    record_with_request_id.adds_request_ids = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(record_with_request_id)
+
+
+def _start() -> None:
+    given = request.headers.get(HEADER, "")
+    g.request_id = given if _SANE_ID.fullmatch(given) else uuid.uuid4().hex
+    g.request_started = time.perf_counter()
+
+
+def _finish(response: Response) -> Response:
+    if "request_id" not in g:  # an error raised before the before_request hooks ran
+        _start()
+    response.headers[HEADER] = g.request_id
+    rule = route()
+    duration_ms = round((time.perf_counter() - g.request_started) * 1000, 1)
+    access_log.log(logging.DEBUG if rule in _POLLED else logging.INFO,
+                   "%s %s %s %.1f ms", request.method, rule or "-", response.status_code,
+                   duration_ms, extra={"method": request.method, "route": rule,
+                                       "status": response.status_code,
+                                       "duration_ms": duration_ms})
+    return response
 
 
 def register(app: Flask) -> None:
-    """Add this module's routes and hooks to ``app``."""
+    """Give every request its id and its access line (register before every other hook)."""
+    _install_request_ids()
+    app.before_request(_start)
+    app.after_request(_finish)

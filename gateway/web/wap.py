@@ -35,11 +35,12 @@ bp = Blueprint("wap", __name__, url_prefix="/w",
                static_url_path="/static")
 
 _SECURITY_HEADERS = {
-    # No script at all, styles only from our own file, forms only to ourselves.
+    # No script at all, styles only from our own file, forms only to ourselves. Framed only by
+    # our own pages (the phone of the demo page), never by another site.
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
-                               "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+                               "form-action 'self'; base-uri 'none'; frame-ancestors 'self'",
     "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
+    "X-Frame-Options": "SAMEORIGIN",
     # The token in the address is the key to the order: never send it to another site.
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",

@@ -1,0 +1,194 @@
+"""Prometheus metrics: every metric of the service is defined here, and only here.
+
+Counters of what the database records (orders and SMS reaching a status) count committed
+changes only: the code that makes a change notes it on its SQL session (``count_order_status``,
+``count_sms``), and the notes reach the counters after that session commits; a rollback drops
+them. The listeners are on every SQLAlchemy session of the process, so every process (web,
+worker, SMPP worker, CLI) counts without being wired up. (No savepoints are used; rolling one
+back would drop the whole transaction's notes.)
+
+Label values come from closed lists (anything else is ``other``) or, for HTTP, from the app's
+URL rules, never from a path or a row's data, so their number stays small.
+
+Under gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` (set before this module is first imported) makes
+each worker keep its values in files there, and ``/metrics`` adds the files up (``registry``).
+The worker and SMPP processes serve their own values on ``METRICS_PORT`` (``serve``).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Metric,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
+
+from gateway.db import Database, Order, OutboxMessage
+from gateway.orders import Channel, Kind, Reason, Status
+
+__all__ = [
+    "CODE_REPLY_TO_ACTIVATION", "HTTP_REQUEST_DURATION", "ORDERS", "ORDER_FAILURES",
+    "SMPP_WINDOW_IN_USE", "SMS", "SmsQueueDepth", "count_order_status", "count_sms",
+    "observe_request", "registry", "serve", "waiting_sms",
+]
+
+log = logging.getLogger(__name__)
+
+ORDERS = Counter("tvpay_orders_total", "Orders that reached a status (committed changes)",
+                 ["status", "channel", "kind"])
+ORDER_FAILURES = Counter("tvpay_order_failures_total",
+                         "Orders that ended unpaid (failed, expired or cancelled), by reason",
+                         ["reason"])
+SMS = Counter("tvpay_sms_total", "SMS that reached a status (committed changes); provider "
+              "'none': failed before any provider took it", ["provider", "status"])
+HTTP_REQUEST_DURATION = Histogram(
+    "tvpay_http_request_duration_seconds",
+    "Time to answer an HTTP request (to the response headers for event streams); route is "
+    "the URL rule, 'unmatched' when none matched", ["method", "route", "status"])
+CODE_REPLY_TO_ACTIVATION = Histogram(
+    "tvpay_code_reply_to_activation_seconds",
+    "From receiving an SMS code reply to the commit of the payment and activation it confirms")
+SMPP_WINDOW_IN_USE = Gauge("tvpay_smpp_window_in_use",
+                           "submit_sm sent to the SMSC and not answered yet",
+                           multiprocess_mode="livesum")
+SMS_QUEUE_DEPTH = "tvpay_sms_queue_depth"  # read from SQL at scrape time: SmsQueueDepth
+
+_ORDER_STATUSES = frozenset(Status)
+_CHANNELS = frozenset(Channel)
+_KINDS = frozenset(Kind)
+_REASONS = frozenset(Reason)
+_UNPAID_ENDS = frozenset({Status.FAILED, Status.EXPIRED, Status.CANCELLED})
+_SMS_STATUSES = frozenset({"submitted", "sent", "delivered", "undeliverable", "failed"})
+_SMS_WAITING = ("queued", "sending")
+_PROVIDERS = frozenset({"smpp", "twilio", "log"})
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_PENDING = "metrics.pending"  # session.info key: {(metric, label values): amount}
+
+
+def _known(value: object, allowed: Iterable[str]) -> str:
+    return str(value) if value in allowed else "other"
+
+
+# --- counting committed changes ----------------------------------------------------------------
+
+
+def _note(session: Session | None, metric: Counter, labels: tuple[str, ...],
+          amount: int = 1) -> None:
+    if session is None or amount <= 0:  # an object in no session commits nothing
+        return
+    pending = session.info.setdefault(_PENDING, collections.Counter())
+    pending[(metric, labels)] += amount
+
+
+@event.listens_for(Session, "after_commit")
+def _count_committed(session: Session) -> None:
+    for (metric, labels), amount in session.info.pop(_PENDING, {}).items():
+        metric.labels(*labels).inc(amount)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back(session: Session, previous_transaction: Any) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def count_order_status(session: Session, order: Order) -> None:
+    """Count ``order``'s new status once ``session`` commits."""
+    status = _known(order.status, _ORDER_STATUSES)
+    _note(session, ORDERS, (status, _known(order.channel, _CHANNELS), _known(order.kind, _KINDS)))
+    if status in _UNPAID_ENDS:
+        _note(session, ORDER_FAILURES, (_known(order.reason, _REASONS),))
+
+
+def count_sms(session: Session | None, provider: str | None, status: str, count: int = 1) -> None:
+    """Count ``count`` SMS rows that reached ``status`` once ``session`` commits.
+
+    Statuses on the way (queued, sending) are not counted; ``provider`` None: none took it.
+    """
+    if status in _SMS_STATUSES:
+        label = "none" if provider is None else _known(provider, _PROVIDERS)
+        _note(session, SMS, (label, str(status)), count)
+
+
+def observe_request(method: str, route: str | None, status: int, seconds: float) -> None:
+    HTTP_REQUEST_DURATION.labels(_known(method, _METHODS), route or "unmatched",
+                                 str(status)).observe(seconds)
+
+
+# --- exposing them -----------------------------------------------------------------------------
+
+
+def waiting_sms(db: Database) -> dict[str, int]:
+    """Outbox rows not sent yet: ``queued`` (for a provider to take) and ``sending`` (taken,
+    not answered yet), from SQL."""
+    with db.read() as session:
+        rows = session.execute(select(OutboxMessage.status, func.count())
+                               .where(OutboxMessage.status.in_(_SMS_WAITING))
+                               .group_by(OutboxMessage.status)).all()
+    return {str(status): int(count) for status, count in rows}
+
+
+class SmsQueueDepth(Collector):
+    """``tvpay_sms_queue_depth{status}``, read at scrape time by ``read`` (``waiting_sms``);
+    left out of the scrape when ``read`` gives None (the database did not answer)."""
+
+    def __init__(self, read: Callable[[], dict[str, int] | None]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        counts = self._read()
+        if counts is None:
+            return
+        family = GaugeMetricFamily(SMS_QUEUE_DEPTH, "SMS in the outbox not sent yet, in the "
+                                   "whole service (queued or being sent), read from SQL",
+                                   labels=["status"])
+        for status in _SMS_WAITING:
+            family.add_metric([status], counts.get(status, 0))
+        yield family
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+class _ThisProcess(Collector):
+    """The default registry (this process's values), as one collector of another registry."""
+
+    def collect(self) -> Iterable[Metric]:
+        return REGISTRY.collect()
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+def registry(*extra: Collector) -> CollectorRegistry:
+    """What ``/metrics`` shows: the values of every gunicorn worker when
+    ``PROMETHEUS_MULTIPROC_DIR`` is set, else this process's; then ``extra``."""
+    found = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(found)
+    else:
+        found.register(_ThisProcess())
+    for collector in extra:
+        found.register(collector)
+    return found
+
+
+def serve(port: int | None) -> None:
+    """Serve this process's metrics on ``port`` (``METRICS_PORT``), if one is set."""
+    if port:
+        start_http_server(port, addr="0.0.0.0")
+        log.info("metrics at http://0.0.0.0:%s/metrics", port)
