@@ -20,6 +20,7 @@ from flask import Flask, Response, current_app, jsonify, render_template
 from markupsafe import Markup, escape
 
 from gateway.config import PROJECT_ROOT
+from gateway.web import page_headers
 
 __all__ = ["DOCUMENT_FILE", "METHODS", "document", "follow", "problem_codes", "register",
            "resolve"]
@@ -29,14 +30,8 @@ METHODS = ("get", "put", "post", "patch", "delete")  # the operations a path ite
 
 # As the payment pages' (gateway.web.wap), tighter: no script, no images, no forms, styles only
 # from our own file, never framed.
-_DOCS_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; base-uri 'none'; "
-                               "form-action 'none'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
+_DOCS_HEADERS = page_headers.policy("default-src 'none'; style-src 'self'; form-action 'none'",
+                                   cache="no-cache")
 
 
 @functools.cache
@@ -67,7 +62,7 @@ def _docs_page() -> Response:
     html = render_template("api_docs.html", page=_page(), text=_text,
                            server=gw.settings.PUBLIC_BASE_URL)
     response = Response(html, mimetype="text/html")
-    response.headers.update(_DOCS_HEADERS)
+    page_headers.apply(response, _DOCS_HEADERS)
     return response
 
 

@@ -31,7 +31,7 @@ from gateway.context import Gateway
 from gateway.dashboard import OUTCOMES, Bucket, Figures, FunnelStep, ProviderDelivery
 from gateway.errors import InvalidInput
 from gateway.store import Limit
-from gateway.web import request_log
+from gateway.web import page_headers, request_log
 from gateway.web.admin import bearer_matches
 
 __all__ = ["bp", "register"]
@@ -42,15 +42,8 @@ bp = Blueprint("dashboard", __name__, url_prefix="/admin",
                static_folder=str(PROJECT_ROOT / "wap_templates" / "static"),
                static_url_path="/static")
 
-_SECURITY_HEADERS = {
-    # No script at all, styles only from our own file, forms only to ourselves.
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; form-action 'self'; "
-                               "base-uri 'none'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
+# No script at all, styles only from our own file, forms only to ourselves.
+_SECURITY_HEADERS = page_headers.policy("default-src 'none'; style-src 'self'; form-action 'self'")
 _COOKIE = "tvpay_admin"
 _SIGN_IN_SECONDS = 8 * 3600
 _WRONG_KEYS = 5  # per address per 15 minutes; a 16+ character key is not guessed anyway
@@ -308,9 +301,7 @@ def _timeline_chart(buckets: list[Bucket]) -> dict[str, Any]:
 
 @bp.after_request
 def secure_pages(response: Response) -> Response:
-    for header, value in _SECURITY_HEADERS.items():
-        response.headers.setdefault(header, value)
-    return response
+    return page_headers.apply(response, _SECURITY_HEADERS)
 
 
 @bp.errorhandler(Exception)

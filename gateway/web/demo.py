@@ -27,6 +27,7 @@ from gateway.context import Gateway
 from gateway.db import Card
 from gateway.errors import InvalidInput
 from gateway.money import Money
+from gateway.web import page_headers
 from smpp.simulator import Smsc, inbox_json
 
 __all__ = ["bp", "enable", "enabled", "register"]
@@ -36,15 +37,11 @@ bp = Blueprint("demo", __name__)
 _SMSC = "demo.smsc"
 _MAX_REPLY = 700  # characters: ten concatenated UCS-2 parts
 _UNBOUND_EXAMPLE = "13600136000"
-_SECURITY_HEADERS = {
-    # Scripts and styles from our own files only; the phone frame shows our own payment pages.
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
-                               "img-src 'self'; connect-src 'self'; frame-src 'self'; "
-                               "base-uri 'none'; form-action 'self'; frame-ancestors 'self'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
+# Scripts and styles from our own files only; the phone frame shows our own payment pages.
+_SECURITY_HEADERS = page_headers.policy(
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; frame-src 'self'; form-action 'self'", framed_by_us=True,
+    referrer="same-origin")
 
 
 def enable(app: Flask, smsc: Smsc) -> None:
@@ -161,7 +158,6 @@ def register(app: Flask) -> None:
     @app.after_request
     def secure_pages(response: Response) -> Response:
         if request.endpoint in ("demo.demo_page", "demo.tv_page"):
-            for header, value in _SECURITY_HEADERS.items():
-                response.headers.setdefault(header, value)
+            page_headers.apply(response, _SECURITY_HEADERS)
         return response
 

@@ -1,5 +1,5 @@
 """Operations endpoints: ``/healthz`` (the process answers), ``/readyz`` (its database, Redis and
-an SMS provider answer), ``/metrics`` (Prometheus), and the timing of every request.
+an SMS provider answer) and ``/metrics`` (Prometheus; requests are timed by ``request_log``).
 
 Each readiness check runs in a thread of its own and is waited for ``CHECK_TIMEOUT`` seconds at
 most; the checks run side by side, so ``/readyz`` answers within about that, whatever hangs. A
@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import redis
 import requests
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, jsonify, request
 from prometheus_client.exposition import choose_encoder
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -46,23 +46,10 @@ _CREDENTIALS_IN_URL = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 def register(app: Flask) -> None:
-    """Add ``/healthz``, ``/readyz``, ``/metrics`` and the request-duration hooks to ``app``."""
+    """Add ``/healthz``, ``/readyz`` and ``/metrics`` to ``app``."""
     gw: Gateway = app.extensions["gateway"]
     readiness = _Readiness(gw)
     queue_depth = _Probe(lambda: metrics.waiting_sms(gw.db))
-
-    @app.before_request
-    def start_timer() -> None:
-        g.ops_started = time.perf_counter()
-
-    @app.after_request
-    def observe(response: Response) -> Response:
-        started = g.pop("ops_started", None)
-        if started is not None:
-            rule = request.url_rule
-            metrics.observe_request(request.method, rule.rule if rule else None,
-                                    response.status_code, time.perf_counter() - started)
-        return response
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -1,4 +1,4 @@
-"""Request ids and the access log of the web role.
+"""Request ids, the access log and the request-duration metric of the web role.
 
 Every request gets an id: the client's ``X-Request-ID`` when it is a sane token, else a new
 one. The response carries it back, and every log record made while the request is handled
@@ -15,6 +15,8 @@ import time
 import uuid
 
 from flask import Flask, Response, g, has_request_context, request
+
+from gateway import metrics
 
 __all__ = ["HEADER", "register", "request_id", "route"]
 
@@ -65,7 +67,9 @@ def _finish(response: Response) -> Response:
         _start()
     response.headers[HEADER] = g.request_id
     rule = route()
-    duration_ms = round((time.perf_counter() - g.request_started) * 1000, 1)
+    seconds = time.perf_counter() - g.request_started
+    metrics.observe_request(request.method, rule, response.status_code, seconds)
+    duration_ms = round(seconds * 1000, 1)
     access_log.log(logging.DEBUG if rule in _POLLED else logging.INFO,
                    "%s %s %s %.1f ms", request.method, rule or "-", response.status_code,
                    duration_ms, extra={"method": request.method, "route": rule,

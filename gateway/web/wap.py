@@ -26,6 +26,7 @@ from gateway.money import Money
 from gateway.orders import Kind, Status
 from gateway.sms.texts import Texts
 from gateway.store import Limit
+from gateway.web import page_headers
 from gateway.web.page_texts import DEFAULT_LANGUAGE, LANGUAGES, PageTexts
 
 __all__ = ["bp", "error_page", "register"]
@@ -34,17 +35,11 @@ bp = Blueprint("wap", __name__, url_prefix="/w",
                static_folder=str(PROJECT_ROOT / "wap_templates" / "static"),
                static_url_path="/static")
 
-_SECURITY_HEADERS = {
-    # No script at all, styles only from our own file, forms only to ourselves. Framed only by
-    # our own pages (the phone of the demo page), never by another site.
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
-                               "form-action 'self'; base-uri 'none'; frame-ancestors 'self'",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "SAMEORIGIN",
-    # The token in the address is the key to the order: never send it to another site.
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
+# No script at all, styles only from our own file, forms only to ourselves; framed only by our
+# own pages (the phone of the demo page). The token in the address is the key to the order:
+# never send it to another site.
+_SECURITY_HEADERS = page_headers.policy(
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'", framed_by_us=True)
 _SIGN_INS_PER_LINK = 10  # per 15 minutes: one link must not become a password oracle
 
 
@@ -308,6 +303,5 @@ def register(app: Flask) -> None:
     @app.after_request
     def secure_pages(response: Response) -> Response:
         if request.path.startswith("/w/"):
-            for header, value in _SECURITY_HEADERS.items():
-                response.headers.setdefault(header, value)
+            page_headers.apply(response, _SECURITY_HEADERS)
         return response
