@@ -43,10 +43,12 @@ def serve(app: Flask) -> None:
         thread.start()
     port = gw.settings.PORT
     page = "demo" if demo.enabled(app) else ""
-    print(f"TV Pay Gateway: http://127.0.0.1:{port}/{page}", flush=True)
-    signal.signal(signal.SIGTERM, _interrupt)  # stop as cleanly on SIGTERM as on Ctrl-C
     try:
+        signal.signal(signal.SIGTERM, _interrupt)  # stop as cleanly on SIGTERM as on Ctrl-C
+        print(f"TV Pay Gateway: http://127.0.0.1:{port}/{page}", flush=True)
         app.run(host="127.0.0.1", port=port, threaded=True, use_reloader=False)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM before the server caught it: a normal stop
+        pass
     finally:  # Ctrl-C: let the workers finish their round and unbind before exiting
         for _thread, stop in background:
             stop()

@@ -8,15 +8,12 @@ import os
 import re
 import runpy
 import secrets
-import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,32 +22,18 @@ from urllib.parse import urlsplit
 import pytest
 
 from gateway.config import PROJECT_ROOT
-from tests.conftest import INBOUND_SECRET, UNBOUND
-from tests.test_processes import free_port, stop, wait_for, wait_for_value
+from tests import processes
+from tests.conftest import UNBOUND
+from tests.processes import command, gunicorn, logged, procfile, started, wait_for
+from tests.smpp_helpers import wait_until
 
 CONFIG = PROJECT_ROOT / "gunicorn.conf.py"
-
-
-def procfile(role: str) -> list[str]:
-    line = next(line for line in (PROJECT_ROOT / "Procfile").read_text().splitlines()
-                if line.startswith(f"{role}:"))
-    return shlex.split(line.split(":", 1)[1])
 
 
 @pytest.fixture
 def service_env(seeded, database_url) -> dict[str, str]:
     """The environment of a service process on the test's database and Redis."""
-    gw = seeded
-    gw.redis.ping()  # this process starts the embedded Redis first and keeps it up
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"TEST_DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR", "LOG_FORMAT"}}
-    env.update(DATABASE_URL=database_url, VAR_DIR=str(gw.settings.VAR_DIR),
-               REDIS_PREFIX=gw.settings.REDIS_PREFIX, SECRET_KEY=gw.settings.SECRET_KEY,
-               INBOUND_SMS_SECRET=INBOUND_SECRET, SMS_PROVIDER="log", PYTHONUNBUFFERED="1",
-               PUBLIC_BASE_URL="https://pay.example")
-    if gw.settings.REDIS_URL:
-        env["REDIS_URL"] = gw.settings.REDIS_URL
-    return env
+    return processes.service_env(seeded, database_url)
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -62,21 +45,13 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 
 
 def test_gunicorn_serves_with_request_ids_json_logs_and_stops_gracefully(service_env, tmp_path):
-    port = free_port()
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     (metrics_dir / "counter_99999.db").write_bytes(b"left by an earlier run")
-    env = {**service_env, "PORT": str(port), "WEB_CONCURRENCY": "2",
-           "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    env = {**service_env, "WEB_CONCURRENCY": "2", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     log = tmp_path / "gunicorn.log"
-    command = procfile("web")
-    assert command == ["gunicorn", "app:app"]  # the rest comes from gunicorn.conf.py
-    with log.open("w") as err:
-        process = subprocess.Popen([sys.executable, "-m", *command], env=env, cwd=PROJECT_ROOT,
-                                   stdout=subprocess.DEVNULL, stderr=err)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(f"{base}/healthz", process, timeout=60)
+    assert procfile("web") == ["gunicorn", "app:app"]  # the rest comes from gunicorn.conf.py
+    with gunicorn(env, workers=None, log=log) as base:  # stopped by SIGTERM, with exit code 0
         request = urllib.request.Request(f"{base}/api/v1/packages",
                                          headers={"X-Request-ID": "deploy-check-1"})
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -92,11 +67,9 @@ def test_gunicorn_serves_with_request_ids_json_logs_and_stops_gracefully(service
         with urllib.request.urlopen(f"{base}{payment_path}?lang=en", timeout=10) as response:
             assert response.status == 200
         assert not (metrics_dir / "counter_99999.db").exists()  # emptied at start
-        wait_for_value(lambda: list(metrics_dir.glob("*.db")))  # the workers' own metrics
+        wait_until(lambda: list(metrics_dir.glob("*.db")), timeout=20,
+                   what="the workers' own metrics")
         assert docker_healthcheck(env) == 0
-    finally:
-        stop(process)
-    assert process.returncode == 0
     assert docker_healthcheck(env) != 0  # nothing answers any more
 
     lines = json_lines(log.read_text())
@@ -205,43 +178,20 @@ def test_without_a_metrics_folder_gunicorn_makes_one_before_forking_and_removes_
 # --- the other processes log the same way -------------------------------------------------
 
 
-@contextmanager
-def running_until(role: str, env: dict[str, str], log: Path,
-                  started: str) -> Iterator[subprocess.Popen]:
-    """Run a role's command (its Procfile line, or `python app.py`) until ``started`` is
-    logged; stop it with SIGTERM after the block and check that it exits cleanly."""
-    command = ["python", "app.py"] if role == "app.py" else procfile(role)
-    if command[0] == "flask":
-        command = [sys.executable, "-m", *command]
-    elif command[0] == "python":
-        command = [sys.executable, *command[1:]]
-    with log.open("w") as err:
-        process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT,
-                                   stdout=subprocess.DEVNULL, stderr=err)
-    try:
-        wait_for_value(lambda: started in log.read_text() or process.poll() is not None)
-        assert process.poll() is None, log.read_text()
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-    assert process.returncode == 0, log.read_text()
-
-
-@pytest.mark.parametrize("role, log_format, started", [
+@pytest.mark.parametrize("role, log_format, ready_line", [
     ("worker", "json", "worker started"),
     ("worker", "text", "worker started"),
     ("smpp", "json", "bound to SMSC"),
 ])
 def test_the_worker_and_smpp_processes_log_as_the_web_does(service_env, tmp_path, role,
-                                                           log_format, started):
+                                                           log_format, ready_line):
     log = tmp_path / f"{role}.log"
     env = {**service_env, "LOG_FORMAT": log_format, "SMS_PROVIDER": "smpp"}
-    with running_until(role, env, log, started):
-        pass
+    with started(command(role), env, log) as process:  # stopped by SIGTERM, exit code 0
+        logged(log, process, re.escape(ready_line))
     text = log.read_text()
     if log_format == "json":
-        [line] = [line for line in json_lines(text) if started in line["message"]]
+        [line] = [line for line in json_lines(text) if ready_line in line["message"]]
         assert line["level"] == "INFO" and line["logger"] in ("gateway.worker", "smpp.worker")
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"])
     else:
@@ -251,11 +201,11 @@ def test_the_worker_and_smpp_processes_log_as_the_web_does(service_env, tmp_path
 
 
 def test_python_app_py_logs_json_lines_and_never_a_raw_path(service_env, tmp_path):
-    port = free_port()
+    port = service_env["PORT"]
     log = tmp_path / "app.log"
     token = secrets.token_urlsafe(24)
-    with running_until("app.py", {**service_env, "PORT": str(port)}, log,
-                       "worker started") as process:
+    with started(command("app.py"), service_env, log) as process:
+        logged(log, process, "worker started")
         wait_for(f"http://127.0.0.1:{port}/healthz", process)
         with pytest.raises(urllib.error.HTTPError):  # no such link: 404
             urllib.request.urlopen(f"http://127.0.0.1:{port}/w/{token}?lang=en", timeout=10)
@@ -272,12 +222,12 @@ def test_python_app_py_logs_json_lines_and_never_a_raw_path(service_env, tmp_pat
 
 def compose_command() -> list[str]:
     """`docker compose` (v2), or a standalone docker-compose v2; skip without either."""
-    for command in (["docker", "compose"], ["docker-compose"]):
-        if shutil.which(command[0]) is None:
+    for compose in (["docker", "compose"], ["docker-compose"]):
+        if shutil.which(compose[0]) is None:
             continue
-        found = subprocess.run([*command, "version"], capture_output=True, text=True)
+        found = subprocess.run([*compose, "version"], capture_output=True, text=True)
         if found.returncode == 0 and re.search(r"v?2\.\d+", found.stdout):
-            return command
+            return compose
     pytest.skip("no Docker Compose v2 (`docker compose` or docker-compose) on this machine")
 
 

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import codecs
 import json
-import os
 import queue
-import shlex
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -19,11 +15,10 @@ import requests
 from sqlalchemy import func, select
 
 from gateway import live, tv_events
-from gateway.config import PROJECT_ROOT
 from gateway.db import Entitlement, OrderEvent
 from gateway.tv_events import EventType
 from tests.conftest import INBOUND_SECRET, POOR, RICH, UNBOUND, code_sent_to, order, reply
-from tests.test_processes import free_port, stop
+from tests.processes import gunicorn, procfile, service_env
 
 WAIT = 20  # seconds an awaited event may take before the test fails
 
@@ -101,45 +96,14 @@ def stream(client, url: str, **headers: str):  # type: ignore[no-untyped-def]
     return response
 
 
-def serving(base: str, process: subprocess.Popen) -> None:
-    """Wait until gunicorn answers (its workers take seconds to import the app)."""
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None, "gunicorn exited early"
-        try:
-            requests.get(f"{base}/", timeout=5).raise_for_status()
-            return
-        except requests.RequestException:
-            assert time.monotonic() < deadline, "gunicorn did not answer within 60 s"
-            time.sleep(0.1)
-
-
 # --- the Done-when: another process, two gunicorn workers, the real stores ---------------------
 
 
 def test_an_sse_client_in_another_process_sees_the_order_go_from_awaiting_code_to_activated(
         seeded, database_url):
     gw = seeded
-    gw.redis.ping()  # this process opens the embedded server first and keeps it up
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "TEST_DATABASE_URL"}
-    env.update(DATABASE_URL=database_url, VAR_DIR=str(gw.settings.VAR_DIR),
-               REDIS_PREFIX=gw.settings.REDIS_PREFIX, SECRET_KEY=gw.settings.SECRET_KEY,
-               INBOUND_SMS_SECRET=INBOUND_SECRET, SMS_PROVIDER="log", PORT=str(port),
-               PYTHONUNBUFFERED="1")
-    if gw.settings.REDIS_URL:
-        env["REDIS_URL"] = gw.settings.REDIS_URL
-    # The Procfile's web line, with two workers on a free port.
-    web = next(line.split(":", 1)[1] for line in (PROJECT_ROOT / "Procfile").read_text()
-               .splitlines() if line.startswith("web:"))
-    command = shlex.split(web)
-    assert command[0] == "gunicorn"  # gthread workers: gunicorn.conf.py
-    process = subprocess.Popen(
-        [sys.executable, "-m", *command, "--bind", f"127.0.0.1:{port}", "--workers", "2"],
-        env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        serving(base, process)
+    assert procfile("web")[0] == "gunicorn"  # gthread workers: gunicorn.conf.py
+    with gunicorn(service_env(gw, database_url)) as base:  # two workers, SIGTERM, exit code 0
         created = requests.post(f"{base}/api/v1/orders", timeout=10, json={
             "device_id": "tv-42", "package_id": "vip_year", "phone": RICH}).json()
         assert created["status"] == "awaiting_code"
@@ -159,9 +123,6 @@ def test_an_sse_client_in_another_process_sees_the_order_go_from_awaiting_code_t
             assert paid["data"]["status"] == "paid"
             assert activated["data"]["message"].startswith("支付成功，服务已开通，有效期至")
             assert reader.ended.wait(WAIT), "the order stream goes on after the final status"
-    finally:
-        stop(process)
-    assert process.returncode == 0
 
 
 # --- the order stream ----------------------------------------------------------------------------

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,16 +20,13 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import create_app, payments
-from gateway.config import PROJECT_ROOT
-from gateway.context import Gateway
 from gateway.payments import CodeOutcome
 from gateway.worker import Worker
 from tests import twilio_fake
 from tests.browser import live_server
 from tests.conftest import RICH, code_sent_to, order, reply, stored_order
+from tests.processes import command, free_port, gunicorn, service_env, started, wait_for
 from tests.smpp_helpers import running, wait_until
-from tests.test_live_events import serving
-from tests.test_processes import free_port, stop, wait_for
 
 SECRET_KEY = "test-secret-key-0123456789"  # the app fixture's
 QUICK = 3.0  # seconds within which /readyz must answer, whatever is down
@@ -332,59 +327,21 @@ def test_request_routes_are_url_rules_never_paths(client, seeded):
 # --- other processes: gunicorn workers, the background worker, the SMPP worker ------------------
 
 
-def service_env(gw: Gateway, database_url: str, **env: str) -> dict[str, str]:
-    """The environment of a service process on the stores of ``gw``."""
-    gw.redis.ping()  # this process opens the embedded server first and keeps it up
-    environ = {k: v for k, v in os.environ.items() if k != "TEST_DATABASE_URL"}
-    environ.update({"DATABASE_URL": database_url, "VAR_DIR": str(gw.settings.VAR_DIR),
-                    "REDIS_PREFIX": gw.settings.REDIS_PREFIX, "SECRET_KEY": gw.settings.SECRET_KEY,
-                    "SMS_PROVIDER": "log", "PYTHONUNBUFFERED": "1", **env})
-    if gw.settings.REDIS_URL:
-        environ["REDIS_URL"] = gw.settings.REDIS_URL
-    return environ
-
-
 @contextmanager
-def gunicorn(gw: Gateway, database_url: str, workers: int = 2, **env: str) -> Iterator[str]:
-    """The Procfile's web line with ``workers`` workers on a free port, on the stores of ``gw``;
-    yields its base URL."""
+def metrics_of(role: str, env: dict[str, str]) -> Iterator[str]:
+    """Run ``role``'s Procfile command with METRICS_PORT set; yield its metrics URL once it
+    answers."""
     port = free_port()
-    web = next(line.split(":", 1)[1] for line in (PROJECT_ROOT / "Procfile").read_text()
-               .splitlines() if line.startswith("web:"))
-    process = subprocess.Popen(
-        [sys.executable, "-m", *web.split(), "--bind", f"127.0.0.1:{port}",
-         "--workers", str(workers)], env=service_env(gw, database_url, PORT=str(port), **env),
-        cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        serving(base, process)
-        yield base
-    finally:
-        stop(process)
-    assert process.returncode == 0
-
-
-@contextmanager
-def metrics_of(command: list[str], env: dict[str, str]) -> Iterator[str]:
-    """Run ``command`` with METRICS_PORT set; yield its metrics URL once it answers."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, *command], env={**env, "METRICS_PORT": str(port)},
-                               cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/metrics"
-    try:
+    with started(command(role), {**env, "METRICS_PORT": str(port)}) as process:
+        url = f"http://127.0.0.1:{port}/metrics"
         wait_for(url, process)
         yield url
-    finally:
-        stop(process)
-    assert process.returncode == 0
 
 
 def test_the_background_worker_serves_its_metrics_on_metrics_port(client, seeded,
                                                                     database_url):
     order(client, RICH)  # a code SMS for the worker to send (log provider)
-    with metrics_of(["-m", "flask", "--app", "app", "worker"],
-                    service_env(seeded, database_url)) as url:
+    with metrics_of("worker", service_env(seeded, database_url)) as url:
         wait_until(lambda: value(parse(requests.get(url, timeout=5).text), "tvpay_sms_total",
                                  provider="log", status="sent") == 1,
                    what="the worker's metrics to count the SMS it sent")
@@ -396,7 +353,7 @@ def test_the_smpp_worker_serves_its_metrics_and_its_bind_makes_the_service_ready
     assert ready(client)[0] == 503  # no SMPP worker yet
     env = service_env(gw, database_url, SMS_PROVIDER="smpp", SMPP_HOST="127.0.0.1",
                       SMPP_PORT=str(smsc.port))
-    with metrics_of(["-m", "smpp"], env) as url:
+    with metrics_of("smpp", env) as url:
         samples = parse(requests.get(url, timeout=5).text)
         assert value(samples, "tvpay_smpp_window_in_use") == 0
         assert ("tvpay_smpp_window_in_use", frozenset()) in samples
@@ -417,7 +374,8 @@ def answered_by_each_worker(folder: Path) -> list[float]:
 def test_metrics_add_up_across_gunicorn_workers(seeded, database_url, tmp_path):
     values = tmp_path / "prometheus"
     values.mkdir()
-    with gunicorn(seeded, database_url, PROMETHEUS_MULTIPROC_DIR=str(values)) as base:
+    with gunicorn(service_env(seeded, database_url),
+                  PROMETHEUS_MULTIPROC_DIR=str(values)) as base:
         made = 0
         while made < 5 or min(answered_by_each_worker(values), default=0) == 0:
             assert made < 300, "one gunicorn worker answered every request"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +18,7 @@ from alembic.migration import MigrationContext
 
 from gateway.config import PROJECT_ROOT
 from gateway.db import Base, make_engine
+from tests.processes import command, free_port, gunicorn, logged, started, wait_for
 
 
 def test_the_migrations_build_exactly_the_models(database_url):
@@ -30,12 +29,6 @@ def test_the_migrations_build_exactly_the_models(database_url):
     assert differences == []
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def clean_env(tmp_path: Path) -> dict[str, str]:
     """The environment of a newcomer: no store configured, a private data folder."""
@@ -44,18 +37,6 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
                         "INBOUND_SMS_SECRET", "PUBLIC_BASE_URL"}}
     env.update(VAR_DIR=str(tmp_path / "var"), PORT=str(free_port()), PYTHONUNBUFFERED="1")
     return env
-
-
-def wait_for(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the server exited early"
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return
-        except OSError:  # refused, reset, or timed out while a worker still boots
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer within {timeout} s")
 
 
 def call(url: str, body: dict | None = None) -> dict:
@@ -72,25 +53,6 @@ def flask_cli(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
-def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    process.send_signal(sig)
-    try:
-        process.wait(timeout=15)
-    finally:
-        if process.poll() is None:
-            process.kill()
-
-
-def printed_url(log: Path, process: subprocess.Popen, label: str, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := re.search(rf"{label}: (http://127\.0\.0\.1:\d+/\S*)", log.read_text()):
-            return found.group(1)
-        assert process.poll() is None, log.read_text()
-        time.sleep(0.1)
-    raise AssertionError(f"no {label} URL printed within {timeout} s:\n{log.read_text()}")
-
-
 def wait_for_value(fetch, timeout: float = 20):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -102,11 +64,8 @@ def wait_for_value(fetch, timeout: float = 20):  # type: ignore[no-untyped-def]
 
 def test_python_app_py_runs_the_whole_flow_on_embedded_defaults(clean_env, tmp_path):
     log = tmp_path / "app.log"
-    with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "app.py"], env=clean_env, cwd=PROJECT_ROOT,
-                                   stdout=out, stderr=subprocess.STDOUT)
-    try:
-        demo = printed_url(log, process, "TV Pay Gateway")
+    with started(command("app.py"), clean_env, log, stdout=True) as process:
+        demo = logged(log, process, r"TV Pay Gateway: (http://127\.0\.0\.1:\d+/\S*)").group(1)
         base = f"http://127.0.0.1:{clean_env['PORT']}/"
         assert demo == f"{base}demo"
         wait_for(base, process)
@@ -127,27 +86,15 @@ def test_python_app_py_runs_the_whole_flow_on_embedded_defaults(clean_env, tmp_p
         assert "支付成功" in wait_for_value(lambda: call(inbox)["messages"][1:])[0]["text"]
         assert (Path(clean_env["VAR_DIR"]) / "gateway.db").exists()
         assert (Path(clean_env["VAR_DIR"]) / "redis.db.settings").exists()
-    finally:
-        stop(process)
-    assert process.returncode == 0
-    log_text = log.read_text()
+    log_text = log.read_text()  # stopped by SIGTERM, with exit code 0
     assert "SMPP worker stopped" in log_text and "worker stopped" in log_text
 
 
 def test_gunicorn_serves_the_app_after_the_release_step(clean_env):
     flask_cli(clean_env, "db", "upgrade")
     flask_cli(clean_env, "seed", str(PROJECT_ROOT / "examples" / "demo.json"))
-    port = clean_env["PORT"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "app:app", "--bind", f"127.0.0.1:{port}",
-         "--workers", "2"], env=clean_env, cwd=PROJECT_ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        base = f"http://127.0.0.1:{port}/"
-        wait_for(base, process)
-        created = call(f"{base}api/v1/orders", {"device_id": "tv-1", "package_id": "vip_month",
-                                                 "phone": "13600136000"})
+    with gunicorn(clean_env) as base:  # stopped by SIGTERM, with exit code 0
+        created = call(f"{base}/api/v1/orders", {"device_id": "tv-1",
+                                                  "package_id": "vip_month",
+                                                  "phone": "13600136000"})
         assert created["status"] == "awaiting_wap"
-    finally:
-        stop(process)
-    assert process.returncode == 0
