@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import Field, StrictInt, StrictStr, ValidationError
+from pydantic import Field, StrictInt, StrictStr, ValidationError, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -36,6 +36,14 @@ class BillIn(Priced):
     device_id: _Id
     amount: Annotated[StrictInt, Field(gt=0, le=10**11)]  # minor units: 4500 is 45.00
     description: Annotated[StrictStr, Field(min_length=1, max_length=120)]
+
+    @field_validator("description")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        """Shown on pages and in SMS; and PostgreSQL refuses NUL in text."""
+        if not value.isprintable():
+            raise ValueError("must not hold control characters")
+        return value
 
 
 def validate(data: dict[str, Any], place: str = "") -> BillIn:

@@ -1,4 +1,4 @@
-"""Operator and developer commands: ``flask --app app seed|sms|events|bills|db|worker``."""
+"""Operator and developer commands: ``flask --app app seed|sms|events|bills|apps|db|worker``."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from gateway import bills, boss, inbound, metrics, migrate, phones, seed
+from gateway import apps, bills, boss, inbound, metrics, migrate, phones, seed
 from gateway.context import Gateway, iso
-from gateway.errors import Conflict, InvalidInput
+from gateway.errors import Conflict, InvalidInput, NotFound
 from gateway.sms import outbox
 from gateway.worker import Worker
 
@@ -135,6 +135,66 @@ def bills_import_command(file: Path) -> None:
     click.echo(f"{file}: {report}")
 
 
+apps_group = AppGroup("apps", help="TV apps and admin tools, and their API keys.")
+
+
+def _show_key(key: str) -> None:
+    click.echo(key)
+    click.echo("keep it now: it is not stored and cannot be shown again", err=True)
+
+
+@apps_group.command("create")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="A key for the admin API and the dashboard.")
+def apps_create_command(name: str, admin: bool) -> None:
+    """Register the app NAME and print its first key (once)."""
+    gw = _gateway()
+    try:
+        with gw.db.transaction() as session:
+            key = apps.create(session, name, apps.ADMIN if admin else apps.TV, gw.clock())
+    except (InvalidInput, Conflict) as exc:
+        raise click.ClickException(exc.detail) from None
+    _show_key(key)
+
+
+@apps_group.command("key")
+@click.argument("name")
+def apps_key_command(name: str) -> None:
+    """Print a new key of the app NAME (to rotate: add, deploy, revoke the old one)."""
+    gw = _gateway()
+    try:
+        with gw.db.transaction() as session:
+            key = apps.add_key(session, name, gw.clock())
+    except NotFound as exc:
+        raise click.ClickException(exc.detail) from None
+    _show_key(key)
+
+
+@apps_group.command("list")
+def apps_list_command() -> None:
+    """Every app and its keys (their ids, never the secrets)."""
+    with _gateway().db.read() as session:
+        rows = apps.list_keys(session)
+    for app, key in rows:
+        state = f"revoked {iso(key.revoked_at)}" if key.revoked_at else "live"
+        click.echo(f"{app.name} ({app.kind}) key {key.id} made {iso(key.created_at)} {state}")
+    if not rows:
+        click.echo("no apps")
+
+
+@apps_group.command("revoke")
+@click.argument("key_id")
+def apps_revoke_command(key_id: str) -> None:
+    """End the key KEY_ID (as `apps list` shows it) now."""
+    gw = _gateway()
+    try:
+        with gw.db.transaction() as session:
+            apps.revoke(session, key_id, gw.clock())
+    except NotFound as exc:
+        raise click.ClickException(exc.detail) from None
+    click.echo(f"key {key_id} revoked")
+
+
 db = AppGroup("db", help="Database schema.")
 
 
@@ -157,5 +217,5 @@ def worker_command() -> None:
 
 
 def register(app: Flask) -> None:
-    for command in (seed_command, sms, events, bills_group, db, worker_command):
+    for command in (seed_command, sms, events, bills_group, apps_group, db, worker_command):
         app.cli.add_command(command)

@@ -120,9 +120,11 @@ def pay(gw: Gateway, phone: str, command: Command) -> str | None:
         due = _due(session, phone)
     if isinstance(due, str) or not due or (not command.argument and len(due) > 1):
         return _bill_list(texts, due)  # nothing to pay, or which bill?
-    number = int(command.argument) if command.argument.isdigit() else 1
-    if command.argument and not (command.argument.isdigit() and 1 <= number <= len(due)):
-        return texts.render("no_such_bill", number=command.argument[:8])
+    numeric = command.argument.isascii() and command.argument.isdecimal()  # not "²", "٣"
+    number = int(command.argument) if numeric else 1
+    if command.argument and not (numeric and 1 <= number <= len(due)):
+        shown = "".join(c for c in command.argument[:8] if c.isprintable())  # no NUL in SQL
+        return texts.render("no_such_bill", number=shown)
     bill = due[number - 1]
     try:
         order = payments.start_order(gw, device_id=bill.device_id, phone=phone, bill_id=bill.id)

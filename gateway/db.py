@@ -116,10 +116,33 @@ class PhoneBinding(Base):
     created_at: Mapped[datetime]
 
 
+class TvApp(Base):
+    """A TV app of an operator (or an admin tool) that calls the API with keys of its own."""
+
+    __tablename__ = "apps"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(8))  # "tv" or "admin"
+    created_at: Mapped[datetime]
+
+
+class ApiKey(Base):
+    """A key of an app: ``<id>.<secret>`` is given out once; only the secret's SHA-256 is kept."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
 class Device(Base):
     __tablename__ = "devices"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime]
+    # The TV app that first used the device: no other app may read it or order for it.
+    app_id: Mapped[str | None] = mapped_column(ForeignKey("apps.id"))
 
 
 # --- money -----------------------------------------------------------------------------------

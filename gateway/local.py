@@ -36,7 +36,7 @@ def serve(app: Flask) -> None:
 
         host, smpp_port, smsc = smsc_address(gw.settings)
         if smsc is not None:
-            demo.enable(app, smsc)
+            demo.enable(app, smsc, demo.new_key(app))
         smpp = SmppWorker(gw, host=host, port=smpp_port)
         background.append((threading.Thread(target=smpp.run, name="smpp"), smpp.stop))
     for thread, _stop in background:

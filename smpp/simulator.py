@@ -120,6 +120,8 @@ class Smsc:
         self.rejected: set[str] = set()  # destinations refused at submit (ESME_RINVDSTADR)
         self.keep_submitted = False  # keep the fields of every accepted submit_sm in .submitted
         self.submitted: list[dict] = []
+        self.keep_received = False  # keep every readable PDU the ESMEs send in .received
+        self.received: list[Pdu] = []
         # state
         self.binds = 0
         self.unbinds = 0
@@ -294,6 +296,9 @@ class Smsc:
                     sequence = int.from_bytes(raw[12:16], "big")
                     self._send(session, Pdu("generic_nack", sequence, exc.status))
                     continue
+                if self.keep_received:
+                    self.received.append(pdu)
+                    self._notify()
                 if not await self._handle(session, pdu):
                     break
         except (asyncio.IncompleteReadError, ConnectionError):

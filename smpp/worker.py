@@ -49,6 +49,7 @@ from gateway.context import Gateway
 from gateway.sms.health import ProviderHealth
 from gateway.sms.stream import OutboundStream
 from smpp import codec
+from smpp import pdu as strict_pdu
 from smpp.feeder import Feeder, Part
 from smpp.recorder import Inbound, Recorder, Release
 
@@ -61,6 +62,7 @@ _TEMPORARY = {0x08: "ESME_RSYSERR", 0x64: "ESME_RX_T_APPN"}  # again, a few time
 _MAX_ATTEMPTS = 3
 _ROK, _RINVCMDID, _RINVCMDLEN, _RX_T_APPN, _RX_P_APPN = 0x00, 0x03, 0x02, 0x64, 0x65
 _MO_ASSEMBLY_SECONDS = 120
+_DELIVER_SM = (0x00000005).to_bytes(4, "big")
 _FAILING_SUBMITS = 10  # temporary refusals in a row after which this bind is unhealthy
 
 
@@ -427,7 +429,16 @@ class SmppWorker:
     def _dispatch(self, raw: bytes, replies: list[bytes], retry: list[Part]) -> None:
         sequence = int.from_bytes(raw[12:16], "big")
         try:
+            if raw[4:8] == _DELIVER_SM:  # smpplib reads a cut-short body as fields: check it
+                strict_pdu.decode(raw)
             pdu = smpplib_smpp.parse_pdu(raw, client=self._client, allow_unknown_opt_params=True)
+        except strict_pdu.PduError as exc:
+            log.warning("malformed deliver_sm from the SMSC (%s); answering generic_nack", exc)
+            replies.append(self._respond("generic_nack", sequence, exc.status))
+            return
+        except smpplib.exceptions.UnknownCommandError:
+            replies.append(self._respond("generic_nack", sequence, _RINVCMDID))
+            return
         except Exception as exc:  # a malformed PDU from the SMSC must not stop the worker
             log.warning("unreadable PDU from the SMSC (%s); answering generic_nack",
                         type(exc).__name__)
@@ -453,7 +464,7 @@ class SmppWorker:
             self._send(replies + [self._respond("unbind_resp", pdu.sequence)])
             replies.clear()
             raise _ConnectionLost("the SMSC unbound")
-        elif command == "unbind_resp":
+        elif command == "unbind_resp" and self.stopping.is_set():  # ours is only sent then
             raise _ConnectionLost("unbound")
         else:
             log.info("ignoring %s from the SMSC", command)

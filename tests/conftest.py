@@ -16,14 +16,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import delete, select
+from werkzeug.datastructures import Headers
 
-from gateway import create_app, ledger, migrate, seed
+from gateway import apps, create_app, ledger, migrate, seed
 from gateway.context import Gateway
 from gateway.db import Account, Base, Order, OutboxMessage
 from smpp.simulator import Smsc
@@ -51,6 +53,36 @@ SEED: dict[str, Any] = {
          "phones": [POOR], "card": {"bank": "BOC", "last4": "1111", "balance": 1000}},
     ],
 }
+
+
+class KeyedClient(FlaskClient):
+    """A test client that calls the TV API as the test's TV app (``Authorization: Bearer <its
+    key>``), unless a request names its own ``Authorization``."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        path = urlsplit(args[0]).path if args and isinstance(args[0], str) else ""
+        headers = Headers(kwargs.pop("headers", None))
+        if path.startswith("/api/v1/") and not path.startswith("/api/v1/admin") and \
+                "Authorization" not in headers:
+            headers.update(tv_auth(self.application))
+        return super().open(*args, headers=headers, **kwargs)
+
+
+def tv_key(app: Flask) -> str:
+    """The key of the TV app every test calls the API as (made by the ``app`` fixture)."""
+    return app.config["TEST_TV_KEY"]
+
+
+def tv_auth(app: Flask) -> dict[str, str]:
+    """The header of the test's TV app, for calls over HTTP to a served app."""
+    return {"Authorization": f"Bearer {tv_key(app)}"}
+
+
+def new_tv_app(app: Flask, name: str) -> str:
+    """Another TV app; returns its key."""
+    gw: Gateway = app.extensions["gateway"]
+    with gw.db.transaction() as session:
+        return apps.create(session, name, apps.TV, gw.clock())
 
 
 class FakeClock:
@@ -116,6 +148,8 @@ def app(request: pytest.FixtureRequest, database_url: str, var_dir: Path,
     with gw.db.transaction() as session:
         for table in reversed(Base.metadata.sorted_tables):
             session.execute(delete(table))
+    app.config["TEST_TV_KEY"] = new_tv_app(app, "test-tv")
+    app.test_client_class = KeyedClient
     yield app
     with gw.db.transaction() as session:
         problems = ledger.audit(session)

@@ -104,6 +104,11 @@ def test_the_admin_api_loads_bills_and_needs_the_admin_key(client, seeded):
     bad = client.post("/api/v1/admin/bills", headers=ADMIN,
                       json={"bills": [bill, {**bill, "bill_id": "B-2", "amount": -1}]})
     assert bad.status_code == 400 and bad.get_json()["detail"].startswith("bills[1].amount")
+    nul = client.post("/api/v1/admin/bills", headers=ADMIN,
+                      json={**bill, "description": "Oct\u0000ober"})  # PostgreSQL refuses NUL
+    assert nul.status_code == 400 and nul.get_json()["code"] == "invalid_bill"
+    assert nul.get_json()["detail"].endswith("description: Value error, must not hold control "
+                                             "characters")
     assert outstanding(client) == []
     added = client.post("/api/v1/admin/bills", json=bill, headers=ADMIN)
     assert added.status_code == 201 and added.get_json() == {"added": 1, "unchanged": 0}
@@ -231,6 +236,9 @@ def test_pay_by_sms_needs_a_choice_when_there_are_several_bills(app, client, see
     assert "回复“缴费 序号”支付" in last_reply(seeded, CARD_ONLY)
     reply(client, CARD_ONLY, "pay 3")
     assert "There is no bill 3" in last_reply(seeded, CARD_ONLY)
+    reply(client, CARD_ONLY, "pay \x00\x07")  # no NUL reaches an SMS (PostgreSQL refuses it)
+    assert "There is no bill" in last_reply(seeded, CARD_ONLY)
+    assert "\x00" not in last_reply(seeded, CARD_ONLY)
     reply(client, CARD_ONLY, "缴费2")
     code = code_sent_to(seeded, CARD_ONLY)
     assert "2026年11月收视费" in sms_to(seeded, CARD_ONLY, "code")[-1].body

@@ -30,6 +30,7 @@ from tests.conftest import (
     codes_sent_to,
     sms_to,
     stored_order,
+    tv_auth,
 )
 from tests.test_wap import PayPage, paid_entries
 
@@ -41,6 +42,12 @@ NO_LIMITS = {"LIMIT_PHONE_INTERVAL_SECONDS": 0, "LIMIT_PHONE_CODES_PER_DAY": 0,
 def server(app):
     with live_server(app) as base:
         yield base
+
+
+@pytest.fixture
+def place_order(server, app):
+    """``POST /api/v1/orders`` over HTTP, as the test's TV app."""
+    return lambda body: post(f"{server}/api/v1/orders", body, tv_auth(app))
 
 
 def post(url: str, body: dict, headers: dict | None = None) -> tuple[int, dict]:
@@ -66,10 +73,9 @@ def all_at_once(count: int, call) -> list:
 
 
 @pytest.mark.settings(**NO_LIMITS)
-def test_fifty_parallel_orders_never_overdraw_one_wallet(server, seeded):
+def test_fifty_parallel_orders_never_overdraw_one_wallet(server, place_order, seeded):
     # w-rich: wallet 500.00 and card 1000.00 pay for exactly 2 + 5 yearly packages of 200.00.
-    results = all_at_once(50, lambda n: post(
-        f"{server}/api/v1/orders",
+    results = all_at_once(50, lambda n: place_order(
         {"device_id": f"tv-{n}", "package_id": "vip_year", "phone": RICH}))
     assert {status for status, _ in results} == {201}
     outcome = Counter((body["status"], body["reason"]) for _, body in results)
@@ -81,19 +87,17 @@ def test_fifty_parallel_orders_never_overdraw_one_wallet(server, seeded):
     assert len(codes) == 7 and len(set(codes)) == 7  # pending orders of one phone never share
 
 
-def test_parallel_orders_for_one_phone_get_one_code_or_link(server, seeded):
+def test_parallel_orders_for_one_phone_get_one_code_or_link(server, place_order, seeded):
     """The per-phone limit holds under a race: exactly one of twenty TVs gets to send an SMS."""
-    results = all_at_once(20, lambda n: post(
-        f"{server}/api/v1/orders",
+    results = all_at_once(20, lambda n: place_order(
         {"device_id": f"tv-{n}", "package_id": "vip_month", "phone": UNBOUND}))
     assert Counter(status for status, _ in results) == {201: 1, 429: 19}
     assert {body["code"] for status, body in results if status == 429} == {"phone_rate_limited"}
     assert len(sms_to(seeded, UNBOUND)) == 1
 
 
-def test_twenty_identical_confirmations_capture_once(server, seeded, clock):
-    status, created = post(f"{server}/api/v1/orders",
-                           {"device_id": "tv-42", "package_id": "vip_year", "phone": RICH})
+def test_twenty_identical_confirmations_capture_once(app, server, place_order, seeded, clock):
+    status, created = place_order({"device_id": "tv-42", "package_id": "vip_year", "phone": RICH})
     assert status == 201
     code = code_sent_to(seeded, RICH)
     results = all_at_once(20, lambda n: post(
@@ -110,7 +114,9 @@ def test_twenty_identical_confirmations_capture_once(server, seeded, clock):
     assert balance(seeded, "merchant:CNY") == 20000
     assert len(sms_to(seeded, RICH, "confirmed")) == 1
     assert len(sms_to(seeded, RICH, "reply")) == 19  # "that code was already used"
-    with urllib.request.urlopen(f"{server}/api/v1/devices/tv-42/entitlements") as response:
+    request = urllib.request.Request(f"{server}/api/v1/devices/tv-42/entitlements",
+                                     headers=tv_auth(app))
+    with urllib.request.urlopen(request) as response:
         [entitlement] = json.loads(response.read())["entitlements"]
     until = clock.now + timedelta(days=365)
     assert entitlement["active_until"] == until.isoformat().replace("+00:00", "Z")
@@ -142,9 +148,9 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def test_twenty_submits_of_one_payment_page_pay_once(server, client, seeded):
-    status, created = post(f"{server}/api/v1/orders",
-                           {"device_id": "tv-42", "package_id": "vip_year", "phone": UNBOUND})
+def test_twenty_submits_of_one_payment_page_pay_once(server, place_order, client, seeded):
+    status, created = place_order(
+        {"device_id": "tv-42", "package_id": "vip_year", "phone": UNBOUND})
     path, form = signed_in_page(client, created["payment_url"], "w-rich", "135790")
     results = all_at_once(20, lambda n: submit(f"{server}{path}/pay", form))
     assert results == [303] * 20  # each tab lands on the receipt
@@ -155,10 +161,9 @@ def test_twenty_submits_of_one_payment_page_pay_once(server, client, seeded):
 
 
 @pytest.mark.settings(**NO_LIMITS)
-def test_page_payments_racing_the_sms_code_pay_once(server, client, seeded):
+def test_page_payments_racing_the_sms_code_pay_once(server, place_order, client, seeded):
     """The viewer replies the code on one phone while paying the same order on its page."""
-    status, created = post(f"{server}/api/v1/orders",
-                           {"device_id": "tv-42", "package_id": "vip_year", "phone": RICH})
+    status, created = place_order({"device_id": "tv-42", "package_id": "vip_year", "phone": RICH})
     code = code_sent_to(seeded, RICH)
     path, form = signed_in_page(client, created["payment_url"], "w-card", "246802")
     form["source"] = "card"

@@ -17,6 +17,7 @@ from gateway.context import Gateway
 from gateway.web import demo
 from smpp.simulator import Smsc
 from tests.browser import live_server
+from tests.conftest import tv_key
 from tests.smpp_helpers import running
 
 pytest_plugins = ["tests.browser"]
@@ -39,7 +40,7 @@ def demo_data(gw: Gateway) -> Gateway:
 
 @pytest.fixture
 def demo_app(app: Flask, demo_data: Gateway, smsc: Smsc) -> Flask:
-    demo.enable(app, smsc)
+    demo.enable(app, smsc, tv_key(app))
     return app
 
 
@@ -156,7 +157,8 @@ def test_a_newcomer_pays_with_the_keyboard_only(browser, demo_url, output_dir):
     choose_package(page, "VIP 月卡")
     enter_number_with_arrows(page, BOUND)
     page.wait_for_selector(".order-message:has-text('验证码已发送至138****8000')")
-    assert page.locator(".qr img").is_visible()  # the QR code, for those who rather scan
+    # the QR code, for those who rather scan: loaded with the key, drawn
+    page.wait_for_function("document.querySelector('.qr img')?.naturalWidth > 0")
 
     # The phone: the code SMS came over SMPP into the inbox of the chosen number.
     assert page.input_value("#phone-number") == BOUND

@@ -23,7 +23,7 @@ import pytest
 
 from gateway.config import PROJECT_ROOT
 from tests import processes
-from tests.conftest import UNBOUND
+from tests.conftest import UNBOUND, tv_auth
 from tests.processes import command, gunicorn, logged, procfile, started, wait_for
 from tests.smpp_helpers import wait_until
 
@@ -44,7 +44,8 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 # --- gunicorn, for real ----------------------------------------------------------------------
 
 
-def test_gunicorn_serves_with_request_ids_json_logs_and_stops_gracefully(service_env, tmp_path):
+def test_gunicorn_serves_with_request_ids_json_logs_and_stops_gracefully(app, service_env,
+                                                                         tmp_path):
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     (metrics_dir / "counter_99999.db").write_bytes(b"left by an earlier run")
@@ -53,13 +54,14 @@ def test_gunicorn_serves_with_request_ids_json_logs_and_stops_gracefully(service
     assert procfile("web") == ["gunicorn", "app:app"]  # the rest comes from gunicorn.conf.py
     with gunicorn(env, workers=None, log=log) as base:  # stopped by SIGTERM, with exit code 0
         request = urllib.request.Request(f"{base}/api/v1/packages",
-                                         headers={"X-Request-ID": "deploy-check-1"})
+                                         headers={"X-Request-ID": "deploy-check-1",
+                                                  **tv_auth(app)})
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.headers["X-Request-ID"] == "deploy-check-1"
             assert {p["id"] for p in json.loads(response.read())["packages"]} == \
                 {"vip_month", "vip_year"}
         created = urllib.request.Request(
-            f"{base}/api/v1/orders", headers={"Content-Type": "application/json"},
+            f"{base}/api/v1/orders", headers={"Content-Type": "application/json", **tv_auth(app)},
             data=json.dumps({"device_id": "tv-7", "package_id": "vip_month",
                              "phone": UNBOUND}).encode())
         with urllib.request.urlopen(created, timeout=10) as response:

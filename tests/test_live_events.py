@@ -17,7 +17,16 @@ from sqlalchemy import func, select
 from gateway import live, tv_events
 from gateway.db import Entitlement, OrderEvent
 from gateway.tv_events import EventType
-from tests.conftest import INBOUND_SECRET, POOR, RICH, UNBOUND, code_sent_to, order, reply
+from tests.conftest import (
+    INBOUND_SECRET,
+    POOR,
+    RICH,
+    UNBOUND,
+    code_sent_to,
+    order,
+    reply,
+    tv_auth,
+)
 from tests.processes import gunicorn, procfile, service_env
 
 WAIT = 20  # seconds an awaited event may take before the test fails
@@ -100,15 +109,15 @@ def stream(client, url: str, **headers: str):  # type: ignore[no-untyped-def]
 
 
 def test_an_sse_client_in_another_process_sees_the_order_go_from_awaiting_code_to_activated(
-        seeded, database_url):
+        app, seeded, database_url):
     gw = seeded
     assert procfile("web")[0] == "gunicorn"  # gthread workers: gunicorn.conf.py
     with gunicorn(service_env(gw, database_url)) as base:  # two workers, SIGTERM, exit code 0
-        created = requests.post(f"{base}/api/v1/orders", timeout=10, json={
+        created = requests.post(f"{base}/api/v1/orders", timeout=10, headers=tv_auth(app), json={
             "device_id": "tv-42", "package_id": "vip_year", "phone": RICH}).json()
         assert created["status"] == "awaiting_code"
         with requests.get(f"{base}/api/v1/orders/{created['id']}/events", stream=True,
-                          timeout=(5, 30)) as response:
+                          headers=tv_auth(app), timeout=(5, 30)) as response:
             assert response.headers["Content-Type"].startswith("text/event-stream")
             reader = Reader(response.iter_content(chunk_size=None))
             assert statuses(reader.until("awaiting_code")) == ["created", "awaiting_code"]

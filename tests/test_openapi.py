@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from flask import Flask, Response
+from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 from markupsafe import escape
 from openapi_spec_validator import validate as validate_openapi
@@ -21,8 +22,9 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 from sqlalchemy import func, select
 
+from gateway import apps
 from gateway.config import PROJECT_ROOT
-from gateway.db import OrderEvent
+from gateway.db import Order, OrderEvent
 from gateway.web import api_docs
 from gateway.web.api_docs import follow, problem_codes, resolve
 from tests.browser import live_server
@@ -33,8 +35,10 @@ from tests.conftest import (
     RICH,
     UNBOUND,
     code_sent_to,
+    new_tv_app,
     order,
     reply,
+    tv_key,
 )
 from tests.test_live_events import events, wrong
 from tests.twilio_fake import AUTH_TOKEN, webhook
@@ -49,6 +53,8 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 DOCUMENTED = ("/api/v1/", "/sms/")  # every route under these must be in the document
 OPS_PATHS = {"/healthz", "/readyz", "/metrics"}
 DOC_URI = "urn:tvpay:openapi"
+TV_KEY = [{"tvAppKey": []}]  # the security of every TV API and event stream operation
+TV_CHALLENGE = 'Bearer realm="tvpay"'
 JSON_TYPES = ("application/json", "application/problem+json")
 
 
@@ -159,6 +165,47 @@ def test_the_problem_codes_are_the_readme_error_table(doc):
     for path, method, status, codes in operation_problem_codes(doc):
         assert codes, f"{method} {path} {status}: no codes"
         assert set(codes) <= by_status[int(status)], f"{method} {path} {status}"
+
+
+def tv_operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(path, method, operation) of the TV API and the event streams: ``/api/v1``, not admin."""
+    for path, item in doc["paths"].items():
+        if path.startswith("/api/v1/") and not path.startswith("/api/v1/admin/"):
+            for method in api_docs.METHODS:
+                if method in item:
+                    yield path, method, item[method]
+
+
+def response_codes(doc: dict[str, Any], operation: dict[str, Any], status: str) -> list[str]:
+    answer = resolve(doc, operation["responses"].get(status, {}))
+    return problem_codes(doc, answer["content"]["application/problem+json"]["schema"]) \
+        if answer else []
+
+
+def test_every_tv_operation_needs_a_tv_apps_key_and_documents_its_refusals(app, doc):
+    operations = list(tv_operations(doc))
+    assert {op["operationId"] for _, _, op in operations} >= {
+        "listPackages", "createOrder", "streamDeviceEvents", "streamOrderEvents"}
+    for path, method, operation in operations:
+        where = f"{method} {path}"
+        assert operation.get("security") == TV_KEY and "401" in operation["responses"], where
+        unauthorized = resolve(doc, operation["responses"]["401"])
+        assert resolve(doc, unauthorized["headers"]["WWW-Authenticate"])["required"], where
+        assert response_codes(doc, operation, "401") == ["unauthorized"], where
+        if "{device_id}" in path or operation["operationId"] == "createOrder":
+            assert "device_not_found" in response_codes(doc, operation, "404"), where
+        if "{order_id}" in path:
+            assert "order_not_found" in response_codes(doc, operation, "404"), where
+    tv_ids = {op["operationId"] for _, _, op in operations}
+    others = [op for item in doc["paths"].values() for method, op in item.items()
+              if method in api_docs.METHODS and op["operationId"] not in tv_ids]
+    assert others and all(TV_KEY[0] not in op.get("security", []) for op in others)
+
+    scheme = doc["components"]["securitySchemes"]["tvAppKey"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert "flask --app app apps create NAME" in scheme["description"]
+    key_format = re.search(r"`(\^tvpay_[^`]+\$)`", scheme["description"])
+    assert key_format and re.fullmatch(key_format.group(1), tv_key(app))
 
 
 # --- real answers against the document ---------------------------------------------------------
@@ -360,6 +407,63 @@ def test_refusals_answer_as_documented(client, seeded, contract):
     limited = check(order(client, CARD_ONLY, "vip_month", device="tv-7"))
     assert (limited.status_code, limited.get_json()["code"]) == (429, "phone_rate_limited")
     assert int(limited.headers["Retry-After"]) == limited.get_json()["retry_after"] > 0
+
+
+def in_path(path: str, order_id: str) -> str:
+    """A URL of the documented ``path``, its parameters filled in."""
+    values = {"device_id": "tv-42", "order_id": order_id, "image_format": "png",
+              "code": "AAAAAA"}
+    return re.sub(r"\{(\w+)\}", lambda found: values[found.group(1)], path)
+
+
+def test_without_a_tv_apps_key_every_tv_operation_answers_401_as_documented(app, gw, client,
+                                                                             seeded, contract):
+    ordered = order(client, RICH).get_json()  # a real device and order behind each URL
+    with gw.db.transaction() as session:
+        admin_key = apps.create(session, "operator", apps.ADMIN, gw.clock())
+    revoked_key = new_tv_app(app, "retired-tv")
+    with gw.db.transaction() as session:
+        apps.revoke(session, revoked_key.split("_")[1], gw.clock())
+    anonymous = FlaskClient(app, app.response_class)  # a plain client: no key at all
+    wrong_secret = tv_key(app)[:-1] + ("A" if tv_key(app)[-1] != "A" else "B")
+    callers = [(anonymous, {})] + [(client, {"Authorization": value}) for value in (
+        f"Bearer {wrong_secret}", f"Bearer {revoked_key}", f"Bearer {admin_key}",
+        f"Basic {tv_key(app)}", "Bearer nope")]
+    for path, method, _ in tv_operations(contract.doc):
+        url = in_path(path, ordered["id"])
+        for caller, headers in callers:
+            refused = contract.check(caller.open(url, method=method.upper(), headers=headers))
+            assert (refused.status_code, refused.get_json()["code"],
+                    refused.headers["WWW-Authenticate"]) == (401, "unauthorized", TV_CHALLENGE), \
+                f"{method} {url} {headers}"
+    assert {op for op, status in contract.answered if status == 401} == {
+        op["operationId"] for _, _, op in tv_operations(contract.doc)}
+
+
+def test_another_tv_apps_devices_and_orders_answer_404_as_documented(app, gw, client, seeded,
+                                                                     contract):
+    ordered = order(client, RICH, **{"Idempotency-Key": "k-1"}).get_json()  # tv-42: this app's
+    other = {"Authorization": f"Bearer {new_tv_app(app, 'other-tv')}"}
+    for path, method, _ in tv_operations(contract.doc):
+        expected = ("device_not_found" if "{device_id}" in path
+                    else "order_not_found" if "{order_id}" in path else None)
+        if expected is not None:
+            url = in_path(path, ordered["id"])
+            refused = contract.check(client.open(url, method=method.upper(), headers=other))
+            assert (refused.status_code, refused.get_json()["code"]) == (404, expected), url
+    body = {"device_id": "tv-42", "package_id": "vip_year", "phone": CARD_ONLY}
+    refused = contract.check(client.post("/api/v1/orders", json=body, headers=other))
+    assert (refused.status_code, refused.get_json()["code"]) == (404, "device_not_found")
+    with seeded.db.read() as session:
+        assert session.scalars(select(Order.id).where(Order.device_id == "tv-42")).all() == [
+            ordered["id"]]
+    assert contract.check(client.get(f"/api/v1/orders/{ordered['id']}")).status_code == 200
+
+    own = {**body, "device_id": "tv-43"}  # the other app's own device; the same key is its own
+    created = contract.check(client.post("/api/v1/orders", json=own,
+                                         headers={**other, "Idempotency-Key": "k-1"}), sent=own)
+    assert created.status_code == 201 and "Idempotent-Replayed" not in created.headers
+    assert created.get_json()["id"] != ordered["id"]
 
 
 @pytest.mark.settings(REDIS_URL="redis://127.0.0.1:1/0")  # nothing listens there

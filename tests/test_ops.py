@@ -24,7 +24,7 @@ from gateway.payments import CodeOutcome
 from gateway.worker import Worker
 from tests import twilio_fake
 from tests.browser import live_server
-from tests.conftest import RICH, code_sent_to, order, reply, stored_order
+from tests.conftest import RICH, code_sent_to, order, reply, stored_order, tv_auth
 from tests.processes import command, free_port, gunicorn, service_env, started, wait_for
 from tests.smpp_helpers import running, wait_until
 
@@ -304,7 +304,8 @@ def test_the_smpp_window_gauge_counts_submits_not_answered_yet(client, seeded, s
 
     with running(seeded, smsc.port):
         order(client, RICH)
-        wait_until(lambda: in_use() == 1, what="the code SMS's submit_sm in the window")
+        wait_until(lambda: in_use() == 1, timeout=30,  # relay, claim and bind, on a busy CI box
+                   what="the code SMS's submit_sm in the window")
         wait_until(lambda: in_use() == 0, what="the answer to free the window")
         assert smsc.wait_for_message(RICH)
 
@@ -371,7 +372,7 @@ def answered_by_each_worker(folder: Path) -> list[float]:
             for path in sorted(folder.glob("histogram_*.db"))]
 
 
-def test_metrics_add_up_across_gunicorn_workers(seeded, database_url, tmp_path):
+def test_metrics_add_up_across_gunicorn_workers(app, seeded, database_url, tmp_path):
     values = tmp_path / "prometheus"
     values.mkdir()
     with gunicorn(service_env(seeded, database_url),
@@ -379,7 +380,8 @@ def test_metrics_add_up_across_gunicorn_workers(seeded, database_url, tmp_path):
         made = 0
         while made < 5 or min(answered_by_each_worker(values), default=0) == 0:
             assert made < 300, "one gunicorn worker answered every request"
-            assert requests.get(f"{base}/api/v1/packages", timeout=10).status_code == 200
+            assert requests.get(f"{base}/api/v1/packages", headers=tv_auth(app),
+                                timeout=10).status_code == 200
             made += 1
         each = answered_by_each_worker(values)
         assert len(each) == 2 and min(each) > 0 and sum(each) == made

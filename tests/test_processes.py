@@ -39,9 +39,12 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def call(url: str, body: dict | None = None) -> dict:
+def call(url: str, body: dict | None = None, key: str | None = None) -> dict:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(url, data=data, headers=headers)
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -71,17 +74,18 @@ def test_python_app_py_runs_the_whole_flow_on_embedded_defaults(clean_env, tmp_p
         wait_for(base, process)
         assert re.findall(r"https?://\S+", log.read_text()) == [demo]  # one URL to open
         phones = f"{base}demo/"  # the demo page's phone: the built-in SMSC's inboxes
-        packages = call(f"{base}api/v1/packages")["packages"]
+        key = flask_cli(clean_env, "apps", "create", "curl-tv").strip()  # while it runs
+        packages = call(f"{base}api/v1/packages", key=key)["packages"]
         assert {p["id"] for p in packages} == {"vip_month", "vip_year", "sports_month"}
         created = call(f"{base}api/v1/orders", {"device_id": "tv-1", "package_id": "vip_month",
-                                                 "phone": "13800138000"})
+                                                 "phone": "13800138000"}, key)
         assert created["status"] == "awaiting_code"
         inbox = f"{phones}phones/8613800138000/messages"
         [sms] = wait_for_value(lambda: call(inbox)["messages"])  # it came over SMPP
         code = re.search(r"回复 (\d{6})", sms["text"]).group(1)
         assert code in flask_cli(clean_env, "sms", "outbox", "--to", "13800138000")
         call(f"{phones}phones/8613800138000/reply", {"text": code})  # the reply goes over SMPP
-        wait_for_value(lambda: call(f"{base}api/v1/orders/{created['id']}")["status"]
+        wait_for_value(lambda: call(f"{base}api/v1/orders/{created['id']}", key=key)["status"]
                        == "activated")
         assert "支付成功" in wait_for_value(lambda: call(inbox)["messages"][1:])[0]["text"]
         assert (Path(clean_env["VAR_DIR"]) / "gateway.db").exists()
@@ -93,8 +97,9 @@ def test_python_app_py_runs_the_whole_flow_on_embedded_defaults(clean_env, tmp_p
 def test_gunicorn_serves_the_app_after_the_release_step(clean_env):
     flask_cli(clean_env, "db", "upgrade")
     flask_cli(clean_env, "seed", str(PROJECT_ROOT / "examples" / "demo.json"))
+    key = flask_cli(clean_env, "apps", "create", "operator-tv").strip()
     with gunicorn(clean_env) as base:  # stopped by SIGTERM, with exit code 0
         created = call(f"{base}/api/v1/orders", {"device_id": "tv-1",
                                                   "package_id": "vip_month",
-                                                  "phone": "13600136000"})
+                                                  "phone": "13600136000"}, key)
         assert created["status"] == "awaiting_wap"

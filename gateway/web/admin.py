@@ -1,21 +1,23 @@
 """The operator's admin API under ``/api/v1/admin``: load bills, revoke entitlements.
 
-Every call needs ``Authorization: Bearer <ADMIN_API_KEY>``; with no key configured the admin
-API refuses everything.
+Every call needs ``Authorization: Bearer <admin key>``: ``ADMIN_API_KEY``, or a key of an admin
+app (``flask --app app apps create NAME --admin``); with neither, the admin API refuses
+everything.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from gateway import activation, bills, payments
+from gateway import activation, apps, bills, payments
 from gateway.context import Gateway
 from gateway.errors import InvalidInput
 from gateway.web.problems import json_body, problem
 
-__all__ = ["bearer_matches", "bp"]
+__all__ = ["admin_holder", "admin_on", "bearer_key", "bp", "holder_still_valid"]
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
 
@@ -24,22 +26,53 @@ def gateway() -> Gateway:
     return current_app.extensions["gateway"]
 
 
-def bearer_matches(key: str) -> bool:
-    """Whether the request says ``Authorization: Bearer <key>`` (compared in constant time)."""
-    given = request.headers.get("Authorization", "")
-    return hmac.compare_digest(given.encode(), f"Bearer {key}".encode())
+def bearer_key() -> str:
+    """The key of the request's ``Authorization: Bearer <key>``, or ''."""
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    return key.strip() if scheme.lower() == "bearer" else ""
+
+
+def admin_holder(key: str) -> str | None:
+    """Which admin key ``key`` is: ``env:<fingerprint>`` for ``ADMIN_API_KEY``, ``key:<id>`` for
+    a live key of an admin app; None for anything else (compared in constant time)."""
+    configured = gateway().settings.ADMIN_API_KEY
+    if configured and hmac.compare_digest(key.encode(), configured.encode()):
+        return "env:" + hashlib.sha256(configured.encode()).hexdigest()[:16]
+    with gateway().db.read() as session:
+        found = apps.authenticate(session, f"Bearer {key}")
+    return f"key:{found.key_id}" if found is not None and found.kind == apps.ADMIN else None
+
+
+def holder_still_valid(holder: object) -> bool:
+    """Whether the admin key a sign-in was made with still holds (not replaced nor revoked)."""
+    if not isinstance(holder, str):
+        return False
+    kind, _, name = holder.partition(":")
+    if kind == "key":
+        with gateway().db.read() as session:
+            return apps.key_is_live(session, name)
+    configured = gateway().settings.ADMIN_API_KEY
+    return configured is not None and holder == admin_holder(configured)
+
+
+def admin_on() -> bool:
+    """An admin key exists: ``ADMIN_API_KEY``, or an admin app's (``apps create --admin``)."""
+    if gateway().settings.ADMIN_API_KEY is not None:
+        return True
+    with gateway().db.read() as session:
+        return apps.any_admin_app(session)
 
 
 @bp.before_request
 def require_admin_key() -> Response | None:
-    key = gateway().settings.ADMIN_API_KEY
-    if key is None:
-        return problem(401, "admin_api_off", "the admin API is off: set ADMIN_API_KEY")
-    if not bearer_matches(key):
-        response = problem(401, "unauthorized", "send Authorization: Bearer <admin key>")
-        response.headers["WWW-Authenticate"] = "Bearer"
-        return response
-    return None
+    if admin_holder(bearer_key()) is not None:
+        return None
+    if not admin_on():
+        return problem(401, "admin_api_off", "the admin API is off: set ADMIN_API_KEY or "
+                       "create an admin key (flask --app app apps create NAME --admin)")
+    response = problem(401, "unauthorized", "send Authorization: Bearer <admin key>")
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 @bp.post("/bills")

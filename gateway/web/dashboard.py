@@ -10,8 +10,6 @@ configured the dashboard is off (403).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import math
 import secrets
@@ -32,7 +30,7 @@ from gateway.dashboard import OUTCOMES, Bucket, Figures, FunnelStep, ProviderDel
 from gateway.errors import InvalidInput
 from gateway.store import Limit
 from gateway.web import page_headers, request_log
-from gateway.web.admin import bearer_matches
+from gateway.web.admin import admin_holder, admin_on, bearer_key, holder_still_valid
 
 __all__ = ["bp", "register"]
 
@@ -70,15 +68,14 @@ def gateway() -> Gateway:
 @bp.get("")
 def page() -> Response:
     gw = gateway()
-    key = gw.settings.ADMIN_API_KEY
-    if key is None:
+    if not admin_on():
         return _off()
     by_bearer = "Authorization" in request.headers
     if by_bearer:
-        refused = _try_key(bearer_matches(key))
+        refused = _try_key(admin_holder(bearer_key()) is not None)
         if refused is not None:
             return refused
-    elif not _signed_in(key):
+    elif not _signed_in():
         return _small_page("Sign in", form=KeyForm(formdata=None))
     try:
         minutes = dashboard.parse_minutes(request.args.get("minutes"))
@@ -93,20 +90,19 @@ def page() -> Response:
 
 @bp.post("/sign-in")
 def sign_in() -> Response:
-    key = gateway().settings.ADMIN_API_KEY
-    if key is None:
+    if not admin_on():
         return _off()
     form = KeyForm()
     if not form.validate():
         return _small_page("Sign in", 400, form=KeyForm(formdata=None),
                            error="The form had expired. Paste the key again.")
-    typed = str(form.key.data or "")
-    refused = _try_key(hmac.compare_digest(typed.encode(), key.encode()))
+    holder = admin_holder(str(form.key.data or ""))
+    refused = _try_key(holder is not None)
     if refused is not None:
         return refused
     response = redirect("/admin", 303)
     session = {"until": gateway().clock().timestamp() + _SIGN_IN_SECONDS,
-               "key": _fingerprint(key)}
+               "key": holder}
     response.set_cookie(_COOKIE, _serializer().dumps(session), max_age=_SIGN_IN_SECONDS,
                         path="/admin", secure=_https(), httponly=True, samesite="Strict")
     return response
@@ -152,19 +148,14 @@ def _try_key(matches: bool) -> Response | None:
     return response
 
 
-def _signed_in(key: str) -> bool:
+def _signed_in() -> bool:
     try:
         session = _serializer().loads(request.cookies.get(_COOKIE, ""))
     except BadData:
         return False
     until = session.get("until") if isinstance(session, dict) else None
     return (isinstance(until, float) and until > gateway().clock().timestamp()
-            and session.get("key") == _fingerprint(key))
-
-
-def _fingerprint(key: str) -> str:
-    """Names the key a sign-in was made with: a new ``ADMIN_API_KEY`` ends every sign-in."""
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
+            and holder_still_valid(session.get("key")))
 
 
 def _serializer() -> URLSafeSerializer:
@@ -190,7 +181,8 @@ def _small_page(title: str, status: int = 200, **values: Any) -> Response:
 def _off() -> Response:
     return _small_page("Dashboard off", 403,
                        message="The operator dashboard is off: set ADMIN_API_KEY (16 or more "
-                               "characters) and restart the service to turn it on.")
+                               "characters) and restart the service, or create an admin key "
+                               "(flask --app app apps create NAME --admin), to turn it on.")
 
 
 def _windows(chosen: int | None) -> list[dict[str, Any]]:

@@ -22,31 +22,45 @@ from flask import (
     request,
 )
 
-from gateway import catalog, ledger, phones, seed
+from gateway import apps, catalog, ledger, phones, seed
 from gateway.context import Gateway
 from gateway.db import Card
-from gateway.errors import InvalidInput
+from gateway.errors import Conflict, InvalidInput
 from gateway.money import Money
 from gateway.web import page_headers
 from smpp.simulator import Smsc, inbox_json
 
-__all__ = ["bp", "enable", "enabled", "register"]
+__all__ = ["bp", "enable", "enabled", "new_key", "register"]
 
 bp = Blueprint("demo", __name__)
 
 _SMSC = "demo.smsc"
+_KEY = "demo.api_key"
+_DEMO_APP = "demo"
 _MAX_REPLY = 700  # characters: ten concatenated UCS-2 parts
 _UNBOUND_EXAMPLE = "13600136000"
 # Scripts and styles from our own files only; the phone frame shows our own payment pages.
 _SECURITY_HEADERS = page_headers.policy(
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
     "connect-src 'self'; frame-src 'self'; form-action 'self'", framed_by_us=True,
     referrer="same-origin")
 
 
-def enable(app: Flask, smsc: Smsc) -> None:
-    """Show the demo page, with the phones of this built-in SMSC."""
+def enable(app: Flask, smsc: Smsc, api_key: str) -> None:
+    """Show the demo page, with the phones of this built-in SMSC, its TV calling with
+    ``api_key``."""
     app.extensions[_SMSC] = smsc
+    app.extensions[_KEY] = api_key
+
+
+def new_key(app: Flask) -> str:
+    """A new key of the TV app ``demo`` (made at its first start), for this run's demo page."""
+    gw: Gateway = app.extensions["gateway"]
+    with gw.db.transaction() as session:
+        try:
+            return apps.create(session, _DEMO_APP, apps.TV, gw.clock())
+        except Conflict:
+            return apps.add_key(session, _DEMO_APP, gw.clock())
 
 
 def enabled(app: Flask) -> bool:
@@ -115,7 +129,8 @@ def demo_page() -> str:
     wallets = _demo_wallets()
     numbers = [number for wallet in wallets for number in wallet.phones] + [_UNBOUND_EXAMPLE]
     return render_template("demo.html", wallets=wallets, numbers=numbers,
-                           unbound=_UNBOUND_EXAMPLE, **_tv_config())
+                           unbound=_UNBOUND_EXAMPLE, api_key=current_app.extensions[_KEY],
+                           **_tv_config())
 
 
 @bp.get("/tv")

@@ -11,10 +11,12 @@ from flask import Blueprint, Response, current_app, request
 from gateway import live, payments
 from gateway.context import Gateway
 from gateway.errors import InvalidInput
+from gateway.web import api_keys
 
 __all__ = ["bp"]
 
 bp = Blueprint("live_events", __name__, url_prefix="/api/v1")
+api_keys.protect(bp)
 
 
 def _gateway() -> Gateway:

@@ -14,12 +14,13 @@ from gateway.context import Gateway, iso
 from gateway.db import Order
 from gateway.errors import Conflict, GatewayError, InvalidInput, NotFound
 from gateway.orders import Status
-from gateway.web import qr
+from gateway.web import api_keys, qr
 from gateway.web.problems import json_body, require, response_for
 
 __all__ = ["bp", "order_json"]
 
 bp = Blueprint("tv_api", __name__, url_prefix="/api/v1")
+api_keys.protect(bp)
 
 
 def gateway() -> Gateway:
@@ -53,12 +54,13 @@ def idempotent(view: Callable[..., Response]) -> Callable[..., Response]:
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Response:
-        key = request.headers.get("Idempotency-Key")
-        if key is None:
+        given = request.headers.get("Idempotency-Key")
+        if given is None:
             return view(*args, **kwargs)
-        if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
+        if not 1 <= len(given) <= 255 or not given.isascii() or not given.isprintable():
             raise InvalidInput("Idempotency-Key must be 1-255 printable ASCII characters",
                                code="invalid_idempotency_key")
+        key = f"{api_keys.caller().app_id}:{given}"  # each app's keys are its own
         raw = request.get_data(cache=True)
         try:
             canonical: str | bytes = json.dumps(json.loads(raw), sort_keys=True)
@@ -109,19 +111,19 @@ def create_order() -> Response:
     ``phone`` or, with ``"use_paired_phone": true``, from the phone paired with the TV."""
     data = json_body()
     require(data, "device_id", "bill_id" if "bill_id" in data else "package_id")
+    device_id = api_keys.claim(data["device_id"])
     paired = data.get("use_paired_phone", False)
     if not isinstance(paired, bool):
         raise InvalidInput("use_paired_phone must be true or false", code="invalid_field")
     if paired:
         if "phone" in data:
             raise InvalidInput("give phone or use_paired_phone, not both", code="invalid_field")
-        phone = pairing.require_paired_phone(
-            gateway(), payments.validate_device_id(data["device_id"]))
+        phone = pairing.require_paired_phone(gateway(), device_id)
     else:
         require(data, "phone")
         phone = data["phone"]
     return _created(payments.start_order(
-        gateway(), device_id=data["device_id"], phone=phone, package_id=data.get("package_id"),
+        gateway(), device_id=device_id, phone=phone, package_id=data.get("package_id"),
         bill_id=data.get("bill_id"), amount=data.get("amount")))
 
 

@@ -3,7 +3,9 @@
 // TV developers can read it as an example: list packages, order with a phone number, show the
 // QR code, follow the order on its event stream, show the package active with its expiry.
 //
-// Mount it on any element with the attribute data-tv-app (data-device-id, data-language).
+// Mount it on any element with the attribute data-tv-app (data-device-id, data-language,
+// data-api-key). Every call carries the TV app's key (Authorization: Bearer); the stand-alone
+// page takes it once as ?key=… and keeps it in localStorage, like the device id.
 
 const TEXTS = {
   "zh-CN": {
@@ -13,7 +15,7 @@ const TEXTS = {
     waiting: "等待支付…", retry: "重试", home: "返回首页", cancel: "取消订单",
     keys: "方向键选择 · 确定键确认 · 返回键后退", device: "设备",
     badPhone: "请输入11位手机号", busy: (s) => `操作太频繁，请 ${s} 秒后再试`,
-    failed: "下单失败", offline: "网络异常，请稍后再试",
+    failed: "下单失败", offline: "网络异常，请稍后再试", noKey: "缺少应用密钥：请以 /tv?key=… 打开",
   },
   en: {
     choose: "Choose a package", days: (n) => `${n} days`, active: "Active", none: "No active packages",
@@ -24,6 +26,7 @@ const TEXTS = {
     keys: "Arrows to move · OK to choose · Back to go back", device: "Device",
     badPhone: "Enter an 11-digit phone number", busy: (s) => `Too many tries: wait ${s} s`,
     failed: "The order failed", offline: "The network is down; try again later",
+    noKey: "This TV app has no key: open it as /tv?key=…",
   },
 };
 const FINAL = new Set(["activated", "failed", "expired", "cancelled"]);
@@ -55,14 +58,65 @@ function deviceId(root) {
   return stored;
 }
 
+function apiKey(root) {
+  const params = new URLSearchParams(location.search);
+  if (params.has("key")) { // keep it, and out of the address bar and the history
+    localStorage.setItem("tvpay.api_key", params.get("key"));
+    params.delete("key");
+    history.replaceState(null, "", `${location.pathname}${params.size ? `?${params}` : ""}`);
+  }
+  return root.dataset.apiKey || localStorage.getItem("tvpay.api_key");
+}
+
+let authorization = {};
+
 async function api(method, path, body) {
   const response = await fetch(`/api/v1${path}`, {
-    method, headers: body ? { "Content-Type": "application/json" } : {},
+    method, headers: body ? { ...authorization, "Content-Type": "application/json" } : authorization,
     body: body ? JSON.stringify(body) : undefined,
   });
   const data = response.status === 204 ? null : await response.json();
   if (!response.ok) throw Object.assign(new Error(data.detail), { problem: data, response });
   return data;
+}
+
+// An event stream read with fetch, since EventSource cannot send the key: it calls onEvent for
+// each event and, like EventSource, reconnects after 2 s with the Last-Event-ID it has seen.
+function follow(path, onEvent) {
+  const stop = new AbortController();
+  let lastId = null;
+  const dispatch = (block) => {
+    const fields = {};
+    for (const line of block.split("\n")) {
+      const colon = line.indexOf(":");
+      if (colon > 0) fields[line.slice(0, colon)] = line.slice(colon + 1).replace(/^ /, "");
+    }
+    if (fields.id) lastId = fields.id;
+    if (fields.data) onEvent(fields.event, JSON.parse(fields.data));
+  };
+  (async () => {
+    while (!stop.signal.aborted) {
+      try {
+        const headers = { ...authorization, Accept: "text/event-stream" };
+        if (lastId) headers["Last-Event-ID"] = lastId;
+        const response = await fetch(`/api/v1${path}`, { headers, signal: stop.signal });
+        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (let read = await reader.read(); !read.done; read = await reader.read()) {
+          buffer += read.value;
+          for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
+            dispatch(buffer.slice(0, end));
+            buffer = buffer.slice(end + 2);
+          }
+        }
+      } catch {
+        if (stop.signal.aborted) return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+    }
+  })();
+  return { close: () => stop.abort() };
 }
 
 // Move the focus to the nearest button in the direction of an arrow key, as a remote does.
@@ -92,6 +146,8 @@ export function mountTv(root) {
   const language = root.dataset.language in TEXTS ? root.dataset.language : "zh-CN";
   const t = TEXTS[language];
   const device = deviceId(root);
+  const key = apiKey(root);
+  authorization = key ? { Authorization: `Bearer ${key}` } : {};
   const state = { packages: [], entitlements: [], package: null, digits: "", order: null };
   let stream = null;
   let onBack = () => {};
@@ -120,6 +176,7 @@ export function mountTv(root) {
 
   async function home() {
     closeStream();
+    if (!key) return show([h("h1", {}, t.noKey)], () => {});
     try {
       const [packages, entitlements] = await Promise.all([
         api("GET", "/packages"), api("GET", `/devices/${encodeURIComponent(device)}/entitlements`)]);
@@ -203,10 +260,13 @@ export function mountTv(root) {
   function orderScreen(order) {
     state.order = order;
     const status = h("p", { class: "order-message", role: "status", "aria-live": "polite" }, t.waiting);
-    const qr = h("figure", { class: "qr" },
-      h("img", { src: order.qr_url, alt: t.scan, width: 240, height: 240 }),
-      h("figcaption", {}, t.scan));
-    qr.querySelector("img").addEventListener("error", () => qr.remove());
+    const image = h("img", { alt: t.scan, width: 240, height: 240 });
+    const qr = h("figure", { class: "qr" }, image, h("figcaption", {}, t.scan));
+    // An <img> cannot send the key: fetch the QR code, show it from memory.
+    fetch(order.qr_url, { headers: authorization })
+      .then((response) => (response.ok ? response.blob() : Promise.reject()))
+      .then((png) => { image.src = URL.createObjectURL(png); })
+      .catch(() => qr.remove());
     const actions = h("div", { class: "actions" });
     const cancel = h("button", { onclick: () => leave(true) }, t.cancel);
     actions.append(cancel);
@@ -229,10 +289,9 @@ export function mountTv(root) {
       if (root.contains(document.activeElement) || document.activeElement === document.body) buttons[0].focus();
     };
     closeStream();
-    stream = new EventSource(`/api/v1/orders/${encodeURIComponent(order.id)}/events`);
-    for (const type of ["order.status", "order.wrong_code"]) {
-      stream.addEventListener(type, (message) => update(JSON.parse(message.data)));
-    }
+    stream = follow(`/orders/${encodeURIComponent(order.id)}/events`, (type, event) => {
+      if (type === "order.status" || type === "order.wrong_code") update(event);
+    });
   }
 
   async function leave(cancelPending) {
