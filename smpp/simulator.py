@@ -20,9 +20,11 @@ import html
 import itertools
 import json
 import logging
+import re
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,11 +44,19 @@ from smpp.pdu import (
     encode,
 )
 
-__all__ = ["PhoneMessage", "Smsc", "SmscHttp", "inbox_json", "smsc_address"]
+__all__ = ["PhoneMessage", "Smsc", "SmscHttp", "code_of", "inbox_json", "smsc_address"]
 
 log = logging.getLogger(__name__)
 
 _BIND_COMMANDS = {"bind_transceiver", "bind_transmitter", "bind_receiver"}
+_CODE_REQUEST = re.compile(r"(?:回复|reply) (\d{6})", re.IGNORECASE)
+
+
+def code_of(phone: str, text: str) -> str | None:
+    """The code a code SMS asks to reply with (``…回复 384921…``), else None: as an
+    ``Smsc.auto_reply``, phones that confirm every payment (benchmarks, load tests)."""
+    found = _CODE_REQUEST.search(text)
+    return found.group(1) if found else None
 
 
 def phone_key(phone: str) -> str:
@@ -120,6 +130,10 @@ class Smsc:
         self.rejected: set[str] = set()  # destinations refused at submit (ESME_RINVDSTADR)
         self.keep_submitted = False  # keep the fields of every accepted submit_sm in .submitted
         self.submitted: list[dict] = []
+        # phones that answer by themselves: auto_reply(phone, text) of each whole SMS a phone
+        # gets is the text it replies with, auto_reply_delay seconds later (None: no reply)
+        self.auto_reply: Callable[[str, str], str | None] | None = None
+        self.auto_reply_delay = 0.0
         self.keep_received = False  # keep every readable PDU the ESMEs send in .received
         self.received: list[Pdu] = []
         # state
@@ -453,6 +467,10 @@ class Smsc:
         with self._changed:
             self._inbox[destination].append(message)
             self._changed.notify_all()
+        if self.auto_reply is not None and (answer := self.auto_reply(destination, text)):
+            assert self._loop is not None
+            self._loop.call_later(self.auto_reply_delay,
+                                  lambda: self.reply(destination, answer, to=sender))
 
     def _receipt(self, submit: Pdu, record: _Submitted, number: int) -> _Delivery:
         shown_id = f"{number:x}" if self.receipt_id_format == "hex" else str(number)
@@ -646,10 +664,14 @@ def main() -> None:
     parser.add_argument("--password", default="secret")
     parser.add_argument("--no-receipts", action="store_true",
                         help="never send delivery receipts")
+    parser.add_argument("--auto-reply-codes", type=float, metavar="SECONDS",
+                        help="phones reply to each code SMS with its code, SECONDS later")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     smsc = Smsc(port=args.port, system_id=args.system_id, password=args.password).start()
     smsc.receipts_withheld = args.no_receipts
+    if args.auto_reply_codes is not None:
+        smsc.auto_reply, smsc.auto_reply_delay = code_of, args.auto_reply_codes
     http = SmscHttp(smsc, port=args.http_port).start()
     print(f"SMSC on 127.0.0.1:{smsc.port}, phones on http://127.0.0.1:{http.port}/", flush=True)
     with contextlib.suppress(KeyboardInterrupt):

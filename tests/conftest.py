@@ -127,10 +127,8 @@ def extra_settings() -> dict[str, Any]:
     return {}
 
 
-@pytest.fixture
-def app(request: pytest.FixtureRequest, database_url: str, var_dir: Path,
-        clock: FakeClock, extra_settings: dict[str, Any]) -> Iterator[Flask]:
-    marker = request.node.get_closest_marker("settings")
+def fresh_app(database_url: str, var_dir: Path, clock: FakeClock, **settings: Any) -> Flask:
+    """The app on empty tables and a Redis prefix of its own, with the test's TV app key."""
     config: dict[str, Any] = {
         "DATABASE_URL": database_url,
         "REDIS_URL": os.environ.get("REDIS_URL"),
@@ -140,8 +138,7 @@ def app(request: pytest.FixtureRequest, database_url: str, var_dir: Path,
         "PUBLIC_BASE_URL": "https://pay.example",
         "INBOUND_SMS_SECRET": INBOUND_SECRET,
         "SMS_PROVIDER": "log",
-        **extra_settings,
-        **(marker.kwargs if marker else {}),
+        **settings,
     }
     app = create_app(config, clock=clock)
     gw: Gateway = app.extensions["gateway"]
@@ -150,14 +147,29 @@ def app(request: pytest.FixtureRequest, database_url: str, var_dir: Path,
             session.execute(delete(table))
     app.config["TEST_TV_KEY"] = new_tv_app(app, "test-tv")
     app.test_client_class = KeyedClient
-    yield app
+    return app
+
+
+def close_app(app: Flask) -> list[str]:
+    """Forget the app's Redis keys and close it; return what the ledger audit found."""
+    gw: Gateway = app.extensions["gateway"]
     with gw.db.transaction() as session:
         problems = ledger.audit(session)
     with contextlib.suppress(redis.ConnectionError):  # some tests point at a dead Redis
         for key in gw.redis.scan_iter(match=f"{gw.settings.REDIS_PREFIX}*"):
             gw.redis.delete(key)
     gw.close()
-    assert problems == [], "the ledger is inconsistent after the test"
+    return problems
+
+
+@pytest.fixture
+def app(request: pytest.FixtureRequest, database_url: str, var_dir: Path,
+        clock: FakeClock, extra_settings: dict[str, Any]) -> Iterator[Flask]:
+    marker = request.node.get_closest_marker("settings")
+    app = fresh_app(database_url, var_dir, clock, **extra_settings,
+                    **(marker.kwargs if marker else {}))
+    yield app
+    assert close_app(app) == [], "the ledger is inconsistent after the test"
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ must show each order as the database holds it.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +23,22 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
-from gateway import create_app, ledger, payments, seed
+from gateway import ledger, payments, seed
 from gateway.context import Gateway
-from gateway.db import Account, Base, Hold, JournalEntry, Order, OutboxMessage
+from gateway.db import Account, Hold, JournalEntry, Order, OutboxMessage
 from gateway.orders import FINAL, Channel, Status
 from gateway.worker import Worker
 from tests.conftest import (
     CARD_ONLY,
-    INBOUND_SECRET,
     POOR,
     RICH,
     SEED,
     UNBOUND,
     FakeClock,
-    KeyedClient,
-    new_tv_app,
+    close_app,
+    fresh_app,
     order,
     reply,
 )
@@ -62,35 +59,18 @@ class OrderLifeCycle(RuleBasedStateMachine):
     def __init__(self, database_url: str, var_dir: Path, seed_file: Path) -> None:
         super().__init__()
         self.clock = FakeClock()
-        self.app = create_app({
-            "DATABASE_URL": database_url,
-            "REDIS_URL": os.environ.get("REDIS_URL"),
-            "REDIS_PREFIX": f"test:{uuid.uuid4().hex}:",
-            "VAR_DIR": str(var_dir),
-            "SECRET_KEY": "test-secret-key-0123456789",
-            "PUBLIC_BASE_URL": "https://pay.example",
-            "INBOUND_SMS_SECRET": INBOUND_SECRET,
-            "SMS_PROVIDER": "log",
-            # Rate limits would refuse most orders of a run; they have tests of their own.
-            "LIMIT_PHONE_INTERVAL_SECONDS": 0,
-            "LIMIT_PHONE_CODES_PER_DAY": 0,
-            "LIMIT_DEVICE_ORDERS_PER_HOUR": 0,
-        }, clock=self.clock)
+        # Rate limits would refuse most orders of a run; they have tests of their own.
+        self.app = fresh_app(database_url, var_dir, self.clock, LIMIT_PHONE_INTERVAL_SECONDS=0,
+                             LIMIT_PHONE_CODES_PER_DAY=0, LIMIT_DEVICE_ORDERS_PER_HOUR=0)
         self.gw: Gateway = self.app.extensions["gateway"]
         with self.gw.db.transaction() as session:
-            for table in reversed(Base.metadata.sorted_tables):
-                session.execute(delete(table))
             seed.load_seed(session, seed_file, self.gw.settings.PHONE_COUNTRIES, self.clock())
-        self.app.config["TEST_TV_KEY"] = new_tv_app(self.app, "test-tv")  # as the app fixture
-        self.app.test_client_class = KeyedClient
         self.client: FlaskClient = self.app.test_client()
         self.final: dict[str, str] = {}  # order id -> the final status it reached
         self.retried: set[str] = set()
 
     def teardown(self) -> None:
-        for key in self.gw.redis.scan_iter(match=f"{self.gw.settings.REDIS_PREFIX}*"):
-            self.gw.redis.delete(key)
-        self.gw.close()
+        assert close_app(self.app) == []
 
     # --- reading -------------------------------------------------------------------------------
 
