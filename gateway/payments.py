@@ -46,7 +46,7 @@ from gateway.store import Limit
 __all__ = [
     "CodeOutcome", "CodeResult", "cancel_order", "code_sms_undeliverable", "confirm_by_code",
     "expire_lapsed", "get_order", "order_by_token", "pay_on_page", "payment_url", "retry_order",
-    "start_device_order", "start_order", "validate_device_id",
+    "looks_like_order_id", "start_device_order", "start_order", "validate_device_id",
 ]
 
 log = logging.getLogger(__name__)
@@ -679,9 +679,14 @@ def _expire_if_lapsed(session: Session, order: Order, now: datetime) -> bool:
 _ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
+def looks_like_order_id(text: str) -> bool:
+    """Whether ``text`` could name an order (anything else is no order, never a query)."""
+    return _ORDER_ID.fullmatch(text) is not None
+
+
 def _load(session: Session, order_id: str, *, lock: bool = False) -> Order:
     order = None
-    if _ORDER_ID.fullmatch(order_id):
+    if looks_like_order_id(order_id):
         order = session.get(Order, order_id, with_for_update=lock, populate_existing=lock)
     if order is None:
         raise NotFound(f"no order {order_id}", code="order_not_found")

@@ -63,6 +63,9 @@ def test_an_oversize_body_is_refused(client, seeded):
     ("get", "/api/v1/devices/bad%20id/entitlements", 400, "invalid_device_id"),
     ("get", "/api/v1/orders/ord%00x", 404, "order_not_found"),
     ("post", "/api/v1/orders/%ED%A0%80/cancel", 404, "order_not_found"),
+    ("get", "/api/v1/orders/ord%00x/events", 404, "order_not_found"),
+    ("get", "/api/v1/devices/tv%00x/entitlements", 400, "invalid_device_id"),  # no NUL reaches
+    ("post", "/api/v1/devices/tv%00x/pairing", 400, "invalid_device_id"),  # PostgreSQL
 ])
 def test_routing_errors_are_problems_too(client, seeded, method, path, status, code):
     response = getattr(client, method)(path)

@@ -58,13 +58,14 @@ def _require_tv_app() -> Response | None:
         if found is None or found.kind != apps.TV:
             return _unauthorized("the key is wrong, revoked, or not a TV app's key")
         g.tv_app = found
-        if "order_id" in args:
+        if "order_id" in args and payments.looks_like_order_id(args["order_id"]):
             owner = session.execute(select(Device.app_id).join(Order, Order.device_id == Device.id)
                                     .where(Order.id == args["order_id"])).first()
             if owner is not None and owner.app_id not in (None, found.app_id):
                 raise NotFound("no such order", code="order_not_found")
         if "device_id" in args and request.method == "GET":
-            if not apps.may_use_device(session, found, args["device_id"]):
+            device_id = payments.validate_device_id(args["device_id"])
+            if not apps.may_use_device(session, found, device_id):
                 raise NotFound(f"no device {args['device_id']}", code="device_not_found")
     if "device_id" in args and request.method != "GET":
         claim(args["device_id"])
