@@ -83,11 +83,11 @@ GOAL_PAYMENTS, GOAL_RATIO, GOAL_P99, GOAL_RATE, GOAL_RSS = 300, 1 / 3, 0.100, 20
 # --- processes ------------------------------------------------------------------------------
 
 
-def start_smsc(reply_delay: float) -> tuple[subprocess.Popen, int, int]:
+def start_smsc(reply_delay: float, redeliver_after: float) -> tuple[subprocess.Popen, int, int]:
     """The built-in SMSC in its own process, its phones replying with their codes."""
     process = subprocess.Popen(
         [sys.executable, "-m", "smpp.simulator", "--port", "0", "--http-port", "0",
-         "--auto-reply-codes", str(reply_delay)],
+         "--auto-reply-codes", str(reply_delay), "--redeliver-after", str(redeliver_after)],
         cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -109,7 +109,7 @@ class Sampler(threading.Thread):
         self.peak: dict[tuple[str, int], int] = {}
         self.cpu: dict[tuple[str, int], float] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def watch(self, role: str, pid: int, workers: bool = False) -> None:
         with self._lock:
@@ -117,11 +117,11 @@ class Sampler(threading.Thread):
         self.sample()
 
     def run(self) -> None:
-        while not self._stop.wait(0.5):
+        while not self._done.wait(0.5):
             self.sample()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._done.set()
         self.join()
         self.sample()
 
@@ -417,6 +417,9 @@ def main() -> None:
     parser.add_argument("--bare-seconds", type=float, default=10)
     parser.add_argument("--smpp-max-tps", type=int, default=10000,
                         help="SMPP_MAX_TPS (the service's default, 200, is an SMSC contract's)")
+    parser.add_argument("--redeliver-after", type=float, default=30,
+                        help="seconds the SMSC waits for a deliver_sm_resp before offering "
+                             "the reply again (the simulator's own default is 2)")
     parser.add_argument("--no-record", action="store_true", help="do not write RESULTS.md")
     args = parser.parse_args()
     if args.payments < args.clients or args.clients < 1:
@@ -487,7 +490,7 @@ def run(args: argparse.Namespace, gw: Gateway, database_url: str, workdir: Path)
           f"{workers} workers", flush=True)
 
     # 2. and 3. the real stack
-    smsc, smpp_port, phones_port = start_smsc(args.reply_delay)
+    smsc, smpp_port, phones_port = start_smsc(args.reply_delay, args.redeliver_after)
     sampler.watch("smsc", smsc.pid)
     stack_env = {**base_env, "SMPP_HOST": "127.0.0.1", "SMPP_PORT": str(smpp_port),
                  "SMPP_MAX_TPS": str(args.smpp_max_tps)}
@@ -510,8 +513,9 @@ def run(args: argparse.Namespace, gw: Gateway, database_url: str, workdir: Path)
                 print(f"run {one.name}: {sum(p.activated_at is not None for p in one.payments)}"
                       f" of {args.payments} activated", flush=True)
             sampler.stop()
+            again = (logs / "smpp.log").read_text().count("code code_used")
             report(args, gw, [figures(one) for one in runs], bare_rps, bare_errors, bare_cpu,
-                   sampler)
+                   sampler, again)
     finally:
         smsc.terminate()
         smsc.wait(timeout=10)
@@ -519,7 +523,8 @@ def run(args: argparse.Namespace, gw: Gateway, database_url: str, workdir: Path)
 
 
 def report(args: argparse.Namespace, gw: Gateway, results: list[Figures], bare_rps: float,
-           bare_errors: int, bare_cpu: dict[str, float], sampler: Sampler) -> None:
+           bare_errors: int, bare_cpu: dict[str, float], sampler: Sampler,
+           again: int) -> None:
     database = gw.db.dialect
     if database == "postgresql":
         with gw.db.read() as session:
@@ -534,7 +539,8 @@ def report(args: argparse.Namespace, gw: Gateway, results: list[Figures], bare_r
     lines = [
         f"{args.payments} payments a run, {args.clients} client threads, reply delay "
         f"{args.reply_delay} s; {database}, Redis {redis_version}; rate limits off "
-        f"(LIMIT_* = 0), SMPP_MAX_TPS {args.smpp_max_tps}",
+        f"(LIMIT_* = 0), SMPP_MAX_TPS {args.smpp_max_tps}, SMSC redelivery after "
+        f"{args.redeliver_after:g} s",
         "",
         "| run | POST /orders | not 201 | orders ended | POST /s | completed payments/s "
         "| POST p50 / p95 / p99 | reply → activated p50 / p95 / p99 "
@@ -572,6 +578,8 @@ def report(args: argparse.Namespace, gw: Gateway, results: list[Figures], bare_r
     ]
     lines += ["", "| goal (2 cores) | measured | |", "| --- | --- | --- |"]
     lines += [f"| {name} | {value} | {goal(met)} |" for name, value, met in goals]
+    lines.append(f"\nReplies the SMPP worker got again after acting on them (the SMSC "
+                 f"redelivering what it had not acknowledged in time): {again}.")
     if sum(one.run.reconnects for one in results):
         lines.append(f"\n{sum(one.run.reconnects for one in results)} POSTs were sent again on "
                      f"a new connection after the server closed a kept-alive one.")

@@ -666,9 +666,12 @@ def main() -> None:
                         help="never send delivery receipts")
     parser.add_argument("--auto-reply-codes", type=float, metavar="SECONDS",
                         help="phones reply to each code SMS with its code, SECONDS later")
+    parser.add_argument("--redeliver-after", type=float, default=2.0, metavar="SECONDS",
+                        help="offer a reply or receipt again when not acknowledged by then")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
-    smsc = Smsc(port=args.port, system_id=args.system_id, password=args.password).start()
+    smsc = Smsc(port=args.port, system_id=args.system_id, password=args.password,
+                redeliver_after=args.redeliver_after).start()
     smsc.receipts_withheld = args.no_receipts
     if args.auto_reply_codes is not None:
         smsc.auto_reply, smsc.auto_reply_delay = code_of, args.auto_reply_codes

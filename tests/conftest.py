@@ -166,8 +166,8 @@ def close_app(app: Flask) -> list[str]:
 def app(request: pytest.FixtureRequest, database_url: str, var_dir: Path,
         clock: FakeClock, extra_settings: dict[str, Any]) -> Iterator[Flask]:
     marker = request.node.get_closest_marker("settings")
-    app = fresh_app(database_url, var_dir, clock, **extra_settings,
-                    **(marker.kwargs if marker else {}))
+    app = fresh_app(database_url, var_dir, clock,
+                    **{**extra_settings, **(marker.kwargs if marker else {})})
     yield app
     assert close_app(app) == [], "the ledger is inconsistent after the test"
 
