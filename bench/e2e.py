@@ -2,7 +2,7 @@
 
     python bench/e2e.py [--payments 2000] [--clients 50] [--rate R] [--reply-delay 0.2]
                         [--database-url URL] [--redis-url URL] [--bare-seconds 10]
-                        [--smpp-max-tps 10000] [--no-record]
+                        [--smpp-max-tps 10000] [--redeliver-after 30] [--no-record]
 
 Works in a PostgreSQL schema and under a Redis key prefix of its own (both removed at the
 end); seeds one wallet per client holding the phones of its payments (a phone pays once, so a
@@ -143,12 +143,11 @@ class Sampler(threading.Thread):
                     self.peak[key] = max(self.peak.get(key, 0), rss)
                     self.cpu[key] = times.user + times.system
 
-    def cpu_by_role(self, since: dict[tuple[str, int], float]) -> dict[str, float]:
-        used: Counter[str] = Counter()
+    def cpu_since(self, since: dict[tuple[str, int], float]) -> dict[tuple[str, int], float]:
+        """CPU seconds each process used since the snapshot ``since``."""
+        self.sample()
         with self._lock:
-            for key, seconds in self.cpu.items():
-                used[key[0]] += seconds - since.get(key, 0.0)
-        return dict(used)
+            return {key: seconds - since.get(key, 0.0) for key, seconds in self.cpu.items()}
 
     def snapshot(self) -> dict[tuple[str, int], float]:
         self.sample()
@@ -209,7 +208,7 @@ class Run:
     started: float = 0.0  # wall clock of the first POST
     posted: float = 0.0  # wall clock when the last POST was answered
     reconnects: int = 0
-    cpu: dict[str, float] = field(default_factory=dict)
+    cpu: dict[tuple[str, int], float] = field(default_factory=dict)
 
 
 def in_threads(clients: int, work: Callable[[int], None]) -> None:
@@ -473,6 +472,7 @@ def run(args: argparse.Namespace, gw: Gateway, database_url: str, workdir: Path)
     sampler.start()
     base_env = service_env(gw, database_url, SMS_PROVIDER="smpp", **LIMITS_OFF)
     logs = workdir
+    print(f"logs of the processes in {logs}", flush=True)
 
     # 1. the bare endpoint under the same gunicorn.conf.py
     bare_env = {**base_env, "PORT": str(free_port())}
@@ -483,7 +483,7 @@ def run(args: argparse.Namespace, gw: Gateway, database_url: str, workdir: Path)
         sampler.watch("bare gunicorn", bare.pid, workers=True)
         since = sampler.snapshot()
         bare_rps, bare_errors = bare_rate(base, args.clients, args.bare_seconds)
-        bare_cpu = sampler.cpu_by_role(since)
+        bare_cpu = sampler.cpu_since(since)
         sampler.sample()
         workers = len(psutil.Process(bare.pid).children())
     print(f"bare Flask POST /orders: {bare_rps:.0f} requests/s ({bare_errors} not 201), "
@@ -508,7 +508,7 @@ def run(args: argparse.Namespace, gw: Gateway, database_url: str, workdir: Path)
                 since = sampler.snapshot()
                 post_orders(base, key, one, args.clients)
                 wait_ended(gw, one)
-                one.cpu = sampler.cpu_by_role(since)
+                one.cpu = sampler.cpu_since(since)
                 reply_times(phones_port, one, args.reply_delay)
                 print(f"run {one.name}: {sum(p.activated_at is not None for p in one.payments)}"
                       f" of {args.payments} activated", flush=True)
@@ -523,7 +523,7 @@ def run(args: argparse.Namespace, gw: Gateway, database_url: str, workdir: Path)
 
 
 def report(args: argparse.Namespace, gw: Gateway, results: list[Figures], bare_rps: float,
-           bare_errors: int, bare_cpu: dict[str, float], sampler: Sampler,
+           bare_errors: int, bare_cpu: dict[tuple[str, int], float], sampler: Sampler,
            again: int) -> None:
     database = gw.db.dialect
     if database == "postgresql":
@@ -559,12 +559,13 @@ def report(args: argparse.Namespace, gw: Gateway, results: list[Figures], bare_r
     lines += ["| process | peak RSS | CPU s, bare run | " + " | ".join(
         f"CPU s, {one.run.name} run" for one in results) + " |",
         "| --- | --- | --- |" + " --- |" * len(results)]
+    columns = [bare_cpu] + [one.run.cpu for one in results]
     for (role, pid), rss in sorted(sampler.peak.items()):
-        columns = [bare_cpu] + [one.run.cpu for one in results]
-        cpu = " | ".join(f"{c.get(role, 0):.1f}" if c.get(role) else "" for c in columns)
+        cpu = " | ".join(f"{c[role, pid]:.1f}" if c.get((role, pid)) else "" for c in columns)
         lines.append(f"| {role} {pid} | {rss / MB:.0f} MB | {cpu} |")
     lines.append("")
-    lines.append("(CPU s: all processes of that role together during the run.)")
+    lines.append("(CPU s: user + system seconds of that process during the run; PostgreSQL and "
+                 "Redis are not included.)")
     goals = [
         ("completed payments per second ≥ 300", f"{maximal.completed_rps:.0f}/s",
          maximal.completed_rps >= GOAL_PAYMENTS),
