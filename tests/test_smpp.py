@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from gateway import seed
 from gateway.db import JournalEntry, OutboxMessage, SmsPart
 from smpp import codec
-from smpp.simulator import Smsc
+from smpp.simulator import Smsc, code_of
 from tests.conftest import RICH, SEED, UNBOUND, order, stored_order
 from tests.smpp_helpers import running, wait_until
 
@@ -130,3 +130,15 @@ def test_a_long_reply_in_ucs2_is_reassembled_and_answered(client, seeded, smsc):
         help_sms = smsc.wait_for_message(UNBOUND)
         wait_until(lambda: smsc.mo_acknowledged == 2, what="both parts acknowledged")
     assert "6位验证码" in help_sms.text
+
+
+def test_phones_of_the_built_in_smsc_can_reply_with_their_code_by_themselves(client, seeded,
+                                                                             smsc):
+    """``Smsc.auto_reply`` (benchmarks): a code SMS is answered with its code; others are not."""
+    smsc.auto_reply, smsc.auto_reply_delay = code_of, 0.2
+    with running(seeded, smsc.port):
+        created = order(client, RICH).get_json()
+        wait_until(lambda: stored_order(seeded, created["id"]).status == "activated",
+                   what="the phone's own reply to pay the order")
+        smsc.wait_for_message(RICH, count=2)  # the confirmation, which asks for nothing
+    assert smsc.mo_acknowledged == 1  # one reply: to the code SMS only
