@@ -464,10 +464,12 @@ class Smsc:
         text = "".join(codec.decode_text(body, data_coding) for body, _ in parts)
         message = PhoneMessage(sender, text, len(parts), data_coding,
                                tuple(mid for _, mid in parts), now)
+        # Decided before the message shows, so whoever waits for it sees the decision made.
+        answer = self.auto_reply(destination, text) if self.auto_reply is not None else None
         with self._changed:
             self._inbox[destination].append(message)
             self._changed.notify_all()
-        if self.auto_reply is not None and (answer := self.auto_reply(destination, text)):
+        if answer:
             assert self._loop is not None
             self._loop.call_later(self.auto_reply_delay,
                                   lambda: self.reply(destination, answer, to=sender))
