@@ -10,19 +10,28 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
+import redis
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gateway.db import ApiKey, Device, TvApp, insert_ignore
 from gateway.errors import Conflict, InvalidInput, NotFound
 
-__all__ = ["ADMIN", "TV", "Caller", "add_key", "any_admin_app", "authenticate", "claim_device",
-           "create", "key_is_live", "list_keys", "may_use_device", "revoke"]
+if TYPE_CHECKING:
+    from gateway.context import Gateway
+
+__all__ = ["ADMIN", "TV", "Caller", "KeyCache", "add_key", "any_admin_app", "authenticate",
+           "claim_device", "create", "key_is_live", "list_keys", "may_use_device", "revoke"]
+
+log = logging.getLogger(__name__)
 
 TV, ADMIN = "tv", "admin"
 _KEY = re.compile(r"tvpay_([a-z0-9]{12})_([A-Za-z0-9_-]{43})")
@@ -73,13 +82,18 @@ def add_key(session: Session, name: str, now: datetime) -> str:
     return _new_key(session, app_id, now)
 
 
-def revoke(session: Session, key_id: str, now: datetime) -> None:
-    """End a key now: every request with it is refused from this commit on."""
-    key = session.get(ApiKey, key_id)
-    if key is None:
-        raise NotFound(f"no key {key_id!r}", code="key_not_found")
-    if key.revoked_at is None:
-        key.revoked_at = now
+def revoke(gw: Gateway, key_id: str) -> None:
+    """End a key now: every request with it is refused from this commit on.
+
+    :raise NotFound: ``key_not_found``.
+    """
+    with gw.db.transaction() as session:
+        key = session.get(ApiKey, key_id)
+        if key is None:
+            raise NotFound(f"no key {key_id!r}", code="key_not_found")
+        if key.revoked_at is None:
+            key.revoked_at = gw.clock()
+    gw.key_cache.forget_all()
 
 
 def list_keys(session: Session) -> list[tuple[TvApp, ApiKey]]:
@@ -88,18 +102,82 @@ def list_keys(session: Session) -> list[tuple[TvApp, ApiKey]]:
     return [(app, key) for app, key in rows]
 
 
-def authenticate(session: Session, header: str | None) -> Caller | None:
+def authenticate(gw: Gateway, header: str | None) -> Caller | None:
     """The app of an ``Authorization: Bearer <key>`` header, or None (missing, wrong, revoked)."""
     scheme, _, key = (header or "").partition(" ")
     found = _KEY.fullmatch(key.strip()) if scheme.lower() == "bearer" else None
     if found is None:
         return None
-    row = session.execute(select(ApiKey, TvApp).join(TvApp, TvApp.id == ApiKey.app_id)
-                          .where(ApiKey.id == found.group(1))).first()
-    if row is None or row.ApiKey.revoked_at is not None or not hmac.compare_digest(
-            row.ApiKey.secret_hash, _hash(found.group(2))):
+    key_id, secret_hash = found.group(1), _hash(found.group(2))
+    cache = gw.key_cache
+    epoch = cache.epoch()
+    if (caller := cache.get(key_id, secret_hash, epoch)) is not None:
+        return caller
+    with gw.db.read() as session:
+        row = session.execute(
+            select(ApiKey.secret_hash, ApiKey.revoked_at, TvApp.id, TvApp.name, TvApp.kind)
+            .join(TvApp, TvApp.id == ApiKey.app_id).where(ApiKey.id == key_id)).first()
+    if row is None or row.revoked_at is not None or not hmac.compare_digest(
+            row.secret_hash, secret_hash):
         return None
-    return Caller(row.TvApp.id, row.TvApp.name, row.TvApp.kind, row.ApiKey.id)
+    caller = Caller(row.id, row.name, row.kind, key_id)
+    cache.put(caller, secret_hash, epoch)
+    return caller
+
+
+_EPOCH = "apps:keys-epoch"
+
+
+class KeyCache:
+    """Live keys this process has checked lately, so that most requests read no database.
+
+    An entry holds for ``ttl`` seconds, and only while the epoch in Redis is the one it was
+    made under; ``revoke`` renews the epoch after its commit. So a revocation holds from the
+    next request wherever Redis answers, and within ``ttl`` seconds if Redis was down for it.
+    Without Redis, or without its epoch (Redis restarted empty), keys are checked in SQL.
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str, ttl: float = 30.0) -> None:
+        self._client = client
+        self._epoch_key = prefix + _EPOCH
+        self._ttl = ttl
+        self._entries: dict[str, tuple[str, Caller, str, float]] = {}
+
+    def epoch(self) -> str | None:
+        try:
+            return self._client.get(self._epoch_key)
+        except redis.RedisError:
+            return None
+
+    def get(self, key_id: str, secret_hash: str, epoch: str | None) -> Caller | None:
+        entry = self._entries.get(key_id)
+        if entry is None or epoch is None:
+            return None
+        stored_hash, caller, made_under, until = entry
+        if made_under != epoch or time.monotonic() > until or not hmac.compare_digest(
+                stored_hash, secret_hash):
+            return None
+        return caller
+
+    def put(self, caller: Caller, secret_hash: str, epoch: str | None) -> None:
+        if epoch is None:  # start one, so that the next request may use this entry
+            epoch = secrets.token_hex(8)
+            try:
+                if not self._client.set(self._epoch_key, epoch, nx=True):
+                    return
+            except redis.RedisError:
+                return
+        self._entries[caller.key_id] = (secret_hash, caller, epoch,
+                                        time.monotonic() + self._ttl)
+
+    def forget_all(self) -> None:
+        """After a revocation: this process, and (through the epoch) every other, forgets."""
+        self._entries.clear()
+        try:
+            self._client.set(self._epoch_key, secrets.token_hex(8))
+        except redis.RedisError:
+            log.warning("Redis is down: other processes may accept a revoked key for up to "
+                        "%.0f s", self._ttl)
 
 
 def key_is_live(session: Session, key_id: str) -> bool:
@@ -111,19 +189,26 @@ def any_admin_app(session: Session) -> bool:
     return session.scalar(select(TvApp.id).where(TvApp.kind == ADMIN).limit(1)) is not None
 
 
-def may_use_device(session: Session, caller: Caller, device_id: str) -> bool:
-    """Whether the device is the caller's or nobody's yet."""
+def may_use_device(session: Session, app_id: str, device_id: str) -> bool:
+    """Whether the device is the app's or nobody's yet."""
     owner = session.scalar(select(Device.app_id).where(Device.id == device_id))
-    return owner in (None, caller.app_id)
+    return owner in (None, app_id)
 
 
-def claim_device(session: Session, caller: Caller, device_id: str, now: datetime) -> None:
-    """Make the device the caller's if it is nobody's yet.
+def claim_device(session: Session, app_id: str, device_id: str, now: datetime) -> None:
+    """Make the device the app's if it is nobody's yet (one statement, for a device known or
+    new, in the common case).
 
     :raise NotFound: ``device_not_found`` when another app uses it.
     """
-    insert_ignore(session, Device, id=device_id, created_at=now, app_id=caller.app_id)
-    session.execute(update(Device).where(Device.id == device_id, Device.app_id.is_(None))
-                    .values(app_id=caller.app_id))
-    if not may_use_device(session, caller, device_id):
+    owner_of = select(Device.app_id).where(Device.id == device_id)
+    owner = session.execute(owner_of).first()
+    if owner is None and insert_ignore(session, Device, id=device_id, created_at=now,
+                                       app_id=app_id):
+        return
+    if owner is None or owner.app_id is None:  # inserted meanwhile, or made before apps were
+        session.execute(update(Device).where(Device.id == device_id, Device.app_id.is_(None))
+                        .values(app_id=app_id))
+        owner = session.execute(owner_of).one()
+    if owner.app_id != app_id:
         raise NotFound(f"no device {device_id}", code="device_not_found")

@@ -186,10 +186,8 @@ def apps_list_command() -> None:
 @click.argument("key_id")
 def apps_revoke_command(key_id: str) -> None:
     """End the key KEY_ID (as `apps list` shows it) now."""
-    gw = _gateway()
     try:
-        with gw.db.transaction() as session:
-            apps.revoke(session, key_id, gw.clock())
+        apps.revoke(_gateway(), key_id)
     except NotFound as exc:
         raise click.ClickException(exc.detail) from None
     click.echo(f"key {key_id} revoked")

@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import redis
 
 from gateway.config import Settings
+
+if TYPE_CHECKING:
+    from gateway.apps import KeyCache
 from gateway.db import Database
 from gateway.sms.texts import Texts
 from gateway.store import IdempotencyCache, RateLimiter, connect
@@ -52,6 +56,12 @@ class Gateway:
     @cached_property
     def idempotency(self) -> IdempotencyCache:
         return IdempotencyCache(self.redis, self.settings.REDIS_PREFIX)
+
+    @cached_property
+    def key_cache(self) -> KeyCache:
+        from gateway.apps import KeyCache  # imports this module's users; here to stay acyclic
+
+        return KeyCache(self.redis, self.settings.REDIS_PREFIX)
 
     @property
     def secret_key(self) -> bytes:

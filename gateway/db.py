@@ -466,8 +466,9 @@ def padded(ids: Collection[T]) -> list[T]:
     return values + [values[-1]] * (size - len(values))
 
 
-def insert_ignore(session: Session, model: type[Base], **values: Any) -> None:
-    """Insert a row unless one with the same key exists (race-free on both databases)."""
+def insert_ignore(session: Session, model: type[Base], **values: Any) -> bool:
+    """Insert a row unless one with the same key exists (race-free on both databases); say
+    whether it was inserted."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
@@ -475,5 +476,8 @@ def insert_ignore(session: Session, model: type[Base], **values: Any) -> None:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
     else:  # pragma: no cover - only the two supported databases
         raise RuntimeError(f"unsupported database {dialect}")
-    session.execute(dialect_insert(model).values(**values).on_conflict_do_nothing())
+    key = model.__table__.primary_key.columns  # type: ignore[attr-defined]
+    inserted = session.execute(dialect_insert(model).values(**values).on_conflict_do_nothing()
+                               .returning(*key))
+    return inserted.first() is not None
 

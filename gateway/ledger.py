@@ -34,6 +34,10 @@ class InsufficientFunds(Exception):
     """The account cannot cover the debit; nothing was written."""
 
 
+class UnusableAccount(ValueError):
+    """The account does not exist or keeps another currency; nothing was written."""
+
+
 def wallet_account(wallet_id: str) -> str:
     return f"wallet:{wallet_id}"
 
@@ -95,7 +99,7 @@ def _post(session: Session, kind: str, legs: Sequence[tuple[str, int]], currency
         if moved.rowcount != 1:
             account = session.get(Account, account_id)
             if amount > 0 or account is None or account.currency != currency:
-                raise ValueError(f"{account_id} is missing or not in {currency}")
+                raise UnusableAccount(f"{account_id} is missing or not in {currency}")
             raise InsufficientFunds(account_id)
     entry = JournalEntry(kind=kind, order_id=order_id, created_at=now)
     session.add(entry)
@@ -113,13 +117,10 @@ def place_hold(session: Session, order_id: str, sources: Sequence[str], amount: 
                currency: str, now: datetime) -> str | None:
     """Reserve ``amount`` on the first source in ``currency`` that covers it; return it or None."""
     for source in sources:
-        account = session.get(Account, source)
-        if account is None or account.currency != currency:
-            continue
         try:
             _post(session, "hold", [(source, -amount), (_system("holds", currency), amount)],
                   currency, now, order_id)
-        except InsufficientFunds:
+        except (InsufficientFunds, UnusableAccount):
             continue
         session.add(Hold(order_id=order_id, account_id=source, amount=amount, currency=currency,
                          status="held", created_at=now))
@@ -138,16 +139,15 @@ def charge(session: Session, order_id: str, source: str, credit: str, amount: in
 
 def _settle(session: Session, order_id: str, status: str, now: datetime) -> Hold:
     """Move a hold out of ``held`` exactly once, or raise if it was already settled."""
-    settled = session.execute(
+    hold = session.scalar(
         update(Hold)
         .where(Hold.order_id == order_id, Hold.status == "held")
         .values(status=status, settled_at=now)
-        .execution_options(synchronize_session=False)
+        .returning(Hold)
+        .execution_options(populate_existing=True)
     )
-    if settled.rowcount != 1:
+    if hold is None:
         raise RuntimeError(f"hold of order {order_id} is not held")
-    hold = session.get(Hold, order_id, populate_existing=True)
-    assert hold is not None
     return hold
 
 

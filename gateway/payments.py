@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from gateway import (
     activation,
+    apps,
     bills,
     boss,
     catalog,
@@ -101,32 +102,32 @@ _LIMIT_TEXT = {
 }
 
 
-def _acquire_limits(gw: Gateway, limits: list[Limit], member: str,
+def _acquire_limits(gw: Gateway, session: Session, limits: list[Limit], member: str,
                     interval: Limit | None = None) -> None:
-    """Take a slot in every limit, or none.
+    """Take a slot in every limit, or none (inside the order's transaction, whose session
+    reads which orders have ended: a second connection per request could starve the pool).
 
     :raise RateLimited: naming the limit, with the seconds until it frees.
     """
     refusal = gw.limiter.acquire(limits, member, gw.clock())
-    if refusal and refusal.limit is interval and _free_ended(gw, interval):
+    if refusal and refusal.limit is interval and _free_ended(gw, session, interval):
         refusal = gw.limiter.acquire(limits, member, gw.clock())
     if refusal:
         raise RateLimited(_LIMIT_TEXT[refusal.limit.code], code=refusal.limit.code,
                           retry_after=refusal.retry_after)
 
 
-def _free_ended(gw: Gateway, interval: Limit) -> bool:
+def _free_ended(gw: Gateway, session: Session, interval: Limit) -> bool:
     """Give back the interval slots of orders that have ended; say whether any was freed.
 
     A slot whose order is not (yet) in the database belongs to an order being created right
     now, and is kept.
     """
     members = gw.limiter.members(interval)
-    with gw.db.read() as session:
-        ended = session.scalars(select(Order.id).where(
-            Order.id.in_(members),
-            or_(Order.status.in_(FINAL), Order.expires_at <= gw.clock()),
-        )).all()
+    ended = session.scalars(select(Order.id).where(
+        Order.id.in_(members),
+        or_(Order.status.in_(FINAL), Order.expires_at <= gw.clock()),
+    )).all()
     for order_id in ended:
         gw.limiter.forget(interval, order_id)
     return bool(ended)
@@ -161,8 +162,8 @@ def _item(session: Session, device_id: str, *, package_id: object, bill_id: obje
 
 
 def start_order(gw: Gateway, *, device_id: object, phone: object, package_id: object = None,
-                bill_id: object = None, amount: object = None,
-                retry_of: str | None = None) -> Order:
+                bill_id: object = None, amount: object = None, retry_of: str | None = None,
+                app_id: str | None = None) -> Order:
     """Create an order for the device (a package, or an outstanding bill paid in full) and ask
     the phone to pay it.
 
@@ -170,24 +171,28 @@ def start_order(gw: Gateway, *, device_id: object, phone: object, package_id: ob
     Unbound phone: send a payment-link SMS. Neither source covers the price: the order fails
     at once with ``insufficient_funds``. Either way the order also has a payment page, which
     the TV may show as a QR code. ``retry_of``: the ended order this one tries again.
+    ``app_id``: the TV app asking, whose device it must be or become (``apps.claim_device``).
 
     :raise InvalidInput: bad device id or phone, ``unknown_package``.
-    :raise NotFound: ``bill_not_found``.
+    :raise NotFound: ``device_not_found``, ``bill_not_found``.
     :raise Conflict: ``bill_already_paid``, ``partial_payment_refused``.
     :raise RateLimited: a per-device or per-phone limit is exhausted.
     """
     device_id = validate_device_id(device_id)
     e164 = phones.parse(phone, gw.settings.PHONE_COUNTRIES)
-    what = {"package_id": package_id, "bill_id": bill_id, "amount": amount}
-    with gw.db.read() as session:  # refuse an unknown item before it uses up any limit
-        _item(session, device_id, **what)
     order_id = _new_order_id()
     limits = _limits(gw, e164, device_id)
-    _acquire_limits(gw, limits.all(), order_id, interval=limits.interval)
     try:
-        with gw.db.transaction() as session:
+        with gw.db.transaction() as session:  # one transaction: each costs a round of commits
             now = gw.clock()
-            item = _item(session, device_id, **what)
+            if app_id is None:
+                activation.ensure_device(session, device_id, now)
+            else:
+                apps.claim_device(session, app_id, device_id, now)
+            item = _item(session, device_id, package_id=package_id, bill_id=bill_id,
+                         amount=amount)
+            # only now: another app's device or an unknown item uses up no limit
+            _acquire_limits(gw, session, limits.all(), order_id, interval=limits.interval)
             wallet = wallets.bound_wallet(session, e164, lock=True)
             order = _new_order(gw, session, order_id, item, device_id, phone=e164,
                                wallet_id=wallet.id if wallet else None, retry_of=retry_of,
@@ -242,10 +247,11 @@ def start_device_order(gw: Gateway, *, device_id: object, kind: object,
         raise InvalidInput("kind must be renewal, recharge or bill", code="invalid_kind")
     order_id = _new_order_id()
     device_limit = _device_limit(gw, device_id)
-    _acquire_limits(gw, [device_limit], order_id)
     try:
         with gw.db.transaction() as session:
             now = gw.clock()
+            activation.ensure_device(session, device_id, now)
+            _acquire_limits(gw, session, [device_limit], order_id)
             order = _new_order(gw, session, order_id, item, device_id, retry_of=retry_of,
                                now=now)
             order.expires_at = now + timedelta(seconds=settings.WAP_LINK_TTL_SECONDS)
@@ -260,7 +266,6 @@ def start_device_order(gw: Gateway, *, device_id: object, kind: object,
 def _new_order(gw: Gateway, session: Session, order_id: str, item: _Item, device_id: str, *,
                now: datetime, phone: str | None = None, wallet_id: str | None = None,
                retry_of: str | None = None) -> Order:
-    activation.ensure_device(session, device_id, now)
     order = Order(
         id=order_id, kind=item.kind, device_id=device_id, package_id=item.package_id,
         bill_id=item.bill_id, phone=phone, retry_of=retry_of,

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -31,8 +32,11 @@ class FundingSource:
 
 def bound_wallet(session: Session, phone: str, *, lock: bool = False) -> Wallet | None:
     """The wallet bound to ``phone``; ``lock`` serialises concurrent orders of one phone."""
-    binding = session.get(PhoneBinding, phone, with_for_update=lock)
-    return None if binding is None else session.get(Wallet, binding.wallet_id)
+    found = (select(Wallet).join(PhoneBinding, PhoneBinding.wallet_id == Wallet.id)
+             .where(PhoneBinding.phone == phone))
+    if lock:
+        found = found.with_for_update(of=PhoneBinding)
+    return session.scalar(found)
 
 
 def funding_sources(session: Session, wallet: Wallet) -> list[str]:

@@ -8,8 +8,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from gateway import apps
+from gateway.context import Gateway
 from gateway.db import ApiKey, Order
 from tests.conftest import CARD_ONLY, RICH, new_tv_app, order, sms_to, tv_key
 
@@ -105,3 +107,45 @@ def test_an_admin_apps_key_opens_the_admin_api_and_dashboard_not_the_tv_api(app,
     assert tv_on_admin.status_code == 401 and tv_on_admin.get_json()["code"] == "unauthorized"
     runner.invoke(args=["apps", "revoke", admin.split("_")[1]])
     assert client.get("/admin", headers=bearer(admin)).status_code == 401
+
+
+def test_a_key_revoked_by_another_process_is_refused_from_the_next_request(app, gw, client,
+                                                                           seeded):
+    """Each process remembers keys it has checked; a revocation anywhere ends that at once."""
+    key = new_tv_app(app, "Cached TV")
+    for _ in range(2):  # the second answer comes from this process's memory of the key
+        assert client.get("/api/v1/packages", headers=bearer(key)).status_code == 200
+    elsewhere = Gateway(gw.settings, clock=gw.clock)  # e.g. `flask apps revoke` on a server
+    try:
+        apps.revoke(elsewhere, key.split("_")[1])
+    finally:
+        elsewhere.close()
+    assert client.get("/api/v1/packages", headers=bearer(key)).status_code == 401
+
+
+def test_a_remembered_key_still_needs_its_secret(app, client, seeded):
+    key = new_tv_app(app, "Cached TV")
+    assert client.get("/api/v1/packages", headers=bearer(key)).status_code == 200
+    forged = key[:-1] + ("A" if key[-1] != "A" else "B")
+    assert client.get("/api/v1/packages", headers=bearer(forged)).status_code == 401
+
+
+def test_keys_are_checked_in_sql_when_redis_forgot_everything(app, gw, client, seeded):
+    """Redis restarted empty: no process trusts what it remembered, so a revocation it could
+    not announce (Redis was down) still holds."""
+    key = new_tv_app(app, "Cached TV")
+    assert client.get("/api/v1/packages", headers=bearer(key)).status_code == 200
+    for name in gw.redis.scan_iter(match=f"{gw.settings.REDIS_PREFIX}*"):
+        gw.redis.delete(name)
+    with gw.db.transaction() as session:
+        session.execute(update(ApiKey).where(ApiKey.id == key.split("_")[1])
+                        .values(revoked_at=gw.clock()))
+    assert client.get("/api/v1/packages", headers=bearer(key)).status_code == 401
+
+
+@pytest.mark.settings(REDIS_URL="redis://127.0.0.1:1/0")
+def test_keys_work_while_redis_is_down(app, client, seeded):
+    key = new_tv_app(app, "Cached TV")
+    for _ in range(2):
+        assert client.get("/api/v1/packages", headers=bearer(key)).status_code == 200
+    assert client.get("/api/v1/packages", headers=bearer(key[:-1] + "?")).status_code == 401

@@ -422,8 +422,7 @@ def test_without_a_tv_apps_key_every_tv_operation_answers_401_as_documented(app,
     with gw.db.transaction() as session:
         admin_key = apps.create(session, "operator", apps.ADMIN, gw.clock())
     revoked_key = new_tv_app(app, "retired-tv")
-    with gw.db.transaction() as session:
-        apps.revoke(session, revoked_key.split("_")[1], gw.clock())
+    apps.revoke(gw, revoked_key.split("_")[1])
     anonymous = FlaskClient(app, app.response_class)  # a plain client: no key at all
     wrong_secret = tv_key(app)[:-1] + ("A" if tv_key(app)[-1] != "A" else "B")
     callers = [(anonymous, {})] + [(client, {"Authorization": value}) for value in (

@@ -59,7 +59,7 @@ def queue(session: Session, *, to: str, kind: str, body: str, now: datetime,
 
     To a phone that opted out (STOP) nothing is sent: the row is written ``failed``.
     """
-    opted_out = session.get(SmsOptOut, to) is not None
+    opted_out = session.scalar(select(SmsOptOut.phone).where(SmsOptOut.phone == to)) is not None
     status = SmsStatus.FAILED if opted_out else SmsStatus.SENT if sent_by else SmsStatus.QUEUED
     message = OutboxMessage(
         to_phone=to, kind=kind, order_id=order_id, body=body,

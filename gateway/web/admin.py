@@ -38,8 +38,7 @@ def admin_holder(key: str) -> str | None:
     configured = gateway().settings.ADMIN_API_KEY
     if configured and hmac.compare_digest(key.encode(), configured.encode()):
         return "env:" + hashlib.sha256(configured.encode()).hexdigest()[:16]
-    with gateway().db.read() as session:
-        found = apps.authenticate(session, f"Bearer {key}")
+    found = apps.authenticate(gateway(), f"Bearer {key}")
     return f"key:{found.key_id}" if found is not None and found.kind == apps.ADMIN else None
 
 

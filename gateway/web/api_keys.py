@@ -38,7 +38,7 @@ def claim(device_id: object) -> str:
     device_id = payments.validate_device_id(device_id)
     gw = _gateway()
     with gw.db.transaction() as session:
-        apps.claim_device(session, caller(), device_id, gw.clock())
+        apps.claim_device(session, caller().app_id, device_id, gw.clock())
     return device_id
 
 
@@ -52,21 +52,23 @@ def _require_tv_app() -> Response | None:
     header = request.headers.get("Authorization")
     if not header:
         return _unauthorized("send Authorization: Bearer <your TV app's key>")
+    found = apps.authenticate(_gateway(), header)
+    if found is None or found.kind != apps.TV:
+        return _unauthorized("the key is wrong, revoked, or not a TV app's key")
+    g.tv_app = found
     args = request.view_args or {}
-    with _gateway().db.read() as session:
-        found = apps.authenticate(session, header)
-        if found is None or found.kind != apps.TV:
-            return _unauthorized("the key is wrong, revoked, or not a TV app's key")
-        g.tv_app = found
-        if "order_id" in args and payments.looks_like_order_id(args["order_id"]):
+    if "order_id" in args and payments.looks_like_order_id(args["order_id"]):
+        with _gateway().db.read() as session:
             owner = session.execute(select(Device.app_id).join(Order, Order.device_id == Device.id)
                                     .where(Order.id == args["order_id"])).first()
-            if owner is not None and owner.app_id not in (None, found.app_id):
-                raise NotFound("no such order", code="order_not_found")
-        if "device_id" in args and request.method == "GET":
-            device_id = payments.validate_device_id(args["device_id"])
-            if not apps.may_use_device(session, found, device_id):
-                raise NotFound(f"no device {args['device_id']}", code="device_not_found")
+        if owner is not None and owner.app_id not in (None, found.app_id):
+            raise NotFound("no such order", code="order_not_found")
+    if "device_id" in args and request.method == "GET":
+        device_id = payments.validate_device_id(args["device_id"])
+        with _gateway().db.read() as session:
+            mine = apps.may_use_device(session, found.app_id, device_id)
+        if not mine:
+            raise NotFound(f"no device {args['device_id']}", code="device_not_found")
     if "device_id" in args and request.method != "GET":
         claim(args["device_id"])
     return None

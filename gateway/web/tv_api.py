@@ -111,20 +111,22 @@ def create_order() -> Response:
     ``phone`` or, with ``"use_paired_phone": true``, from the phone paired with the TV."""
     data = json_body()
     require(data, "device_id", "bill_id" if "bill_id" in data else "package_id")
-    device_id = api_keys.claim(data["device_id"])
+    device_id = payments.validate_device_id(data["device_id"])
     paired = data.get("use_paired_phone", False)
     if not isinstance(paired, bool):
         raise InvalidInput("use_paired_phone must be true or false", code="invalid_field")
     if paired:
         if "phone" in data:
             raise InvalidInput("give phone or use_paired_phone, not both", code="invalid_field")
+        api_keys.claim(device_id)  # before another app could learn whether it is paired
         phone = pairing.require_paired_phone(gateway(), device_id)
     else:
         require(data, "phone")
         phone = data["phone"]
     return _created(payments.start_order(
         gateway(), device_id=device_id, phone=phone, package_id=data.get("package_id"),
-        bill_id=data.get("bill_id"), amount=data.get("amount")))
+        bill_id=data.get("bill_id"), amount=data.get("amount"),
+        app_id=api_keys.caller().app_id))
 
 
 @bp.get("/orders/<order_id>")
