@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -55,16 +54,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psutil  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 
-from gateway import apps, migrate, seed  # noqa: E402
-from gateway.config import PROJECT_ROOT, load_settings  # noqa: E402
+from gateway import migrate  # noqa: E402
+from gateway.config import load_settings  # noqa: E402
 from gateway.context import Gateway  # noqa: E402
 from gateway.db import Order  # noqa: E402
 from tests.processes import (  # noqa: E402
+    LIMITS_OFF,
     command,
     free_port,
     gunicorn,
     logged,
+    seed_payers,
     service_env,
+    start_smsc,
     started,
     wait_for,
 )
@@ -72,8 +74,6 @@ from tests.processes import (  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 PACKAGE = {"id": "bench_month", "name": "Bench 月卡", "price": 3000, "currency": "CNY",
            "period_days": 30}
-LIMITS_OFF = {"LIMIT_PHONE_INTERVAL_SECONDS": "0", "LIMIT_PHONE_CODES_PER_DAY": "0",
-              "LIMIT_DEVICE_ORDERS_PER_HOUR": "0"}
 FINAL = ("activated", "failed", "expired", "cancelled")
 CODE_SMS = re.compile(r"回复 \d{6}")
 MB = 1_000_000
@@ -81,21 +81,6 @@ GOAL_PAYMENTS, GOAL_RATIO, GOAL_P99, GOAL_RATE, GOAL_RSS = 300, 1 / 3, 0.100, 20
 
 
 # --- processes ------------------------------------------------------------------------------
-
-
-def start_smsc(reply_delay: float, redeliver_after: float) -> tuple[subprocess.Popen, int, int]:
-    """The built-in SMSC in its own process, its phones replying with their codes."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "smpp.simulator", "--port", "0", "--http-port", "0",
-         "--auto-reply-codes", str(reply_delay), "--redeliver-after", str(redeliver_after)],
-        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    found = re.search(r"SMSC on 127\.0\.0\.1:(\d+), phones on http://127\.0\.0\.1:(\d+)/", line)
-    if not found:
-        process.kill()
-        raise SystemExit(f"the SMSC did not start: {line!r}")
-    return process, int(found.group(1)), int(found.group(2))
 
 
 class Sampler(threading.Thread):
@@ -446,15 +431,7 @@ def prepare(args: argparse.Namespace, gw: Gateway, workdir: Path, runs: list[str
     """Seed the package, one wallet per client with its payments' phones; return a TV key."""
     count = args.payments * len(runs)
     phones = [f"+86139{n:08d}" for n in range(count)]
-    share = -(-count // args.clients)
-    wallets = [{"id": f"bench-{k}", "owner": f"Bench {k}", "password": "135790",
-                "balance": PACKAGE["price"] * share * 2, "phones": phones[k::args.clients]}
-               for k in range(args.clients)]
-    path = workdir / "seed.json"
-    path.write_text(json.dumps({"packages": [PACKAGE], "wallets": wallets}))
-    with gw.db.transaction() as session:
-        seed.load_seed(session, path, gw.settings.PHONE_COUNTRIES, gw.clock())
-        return apps.create(session, "e2e-bench", apps.TV, gw.clock())
+    return seed_payers(gw, workdir, PACKAGE, phones, args.clients, "e2e-bench")
 
 
 def run(args: argparse.Namespace, gw: Gateway, database_url: str, workdir: Path) -> None:

@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -65,6 +66,7 @@ class Release:
 Result = Part | Message | Inbound | Release
 
 _MAX_QUERIES = 3
+_REPLY_THREADS = 4  # viewers' replies acted on at once (each takes a database connection)
 # A receipt can come before its part is recorded (another worker's bind got it first): it is
 # refused for a while, so that the SMSC offers it again, and dropped only after this long.
 _UNKNOWN_RECEIPT_PATIENCE = 60.0
@@ -85,9 +87,34 @@ class Recorder:
         self._next_query = 0.0
         self._unknown_since: dict[str, float] = {}  # receipt ids not matched yet: first seen
         self._unmatched: set[str] = set()  # of the batch being recorded
+        self._waiting_replies: dict[tuple[str, str], Inbound] = {}  # (sender, text): queued
+        self._replies_lock = threading.Lock()
+        self._repliers = ThreadPoolExecutor(_REPLY_THREADS, thread_name_prefix="smpp-reply")
+
+    def add_reply(self, generation: int, sequences: list[int], sender: str, text: str) -> None:
+        """Queue a viewer's reply to hand over. A copy of a reply still waiting here (the SMSC
+        offered it again, its answer being late) joins it, to be answered with it: acting on
+        every copy would answer each too late again while the worker is behind (a slow
+        database), and the SMSC would offer them again and again."""
+        with self._replies_lock:
+            waiting = self._waiting_replies.get((sender, text))
+            if waiting is not None:
+                if waiting.generation != generation:  # its connection is gone, and its copies
+                    waiting.generation, waiting.sequences = generation, []
+                waiting.sequences.extend(sequences)
+                return
+            item = Inbound(generation, list(sequences), sender=sender, text=text)
+            self._waiting_replies[sender, text] = item
+        self.results.put(item)
 
     def run(self) -> None:
         """Record batches until ``finishing`` is set and nothing is left."""
+        try:
+            self._record()
+        finally:
+            self._repliers.shutdown()
+
+    def _record(self) -> None:
         backoff = 0.1
         batch: list[Result] = []
         committed = False
@@ -165,14 +192,29 @@ class Recorder:
         settled = [item for item in batch if isinstance(item, Message)]
         self.stream.ack([message.entry_id for message in settled])
         self._settled([message.outbox_id for message in settled])
+        replies: dict[str, list[Inbound]] = {}
         for item in batch:
             if isinstance(item, Inbound):
                 if item.receipt is None:
-                    status = self._hand_over(item)
+                    replies.setdefault(item.sender, []).append(item)
                 else:
-                    status = self._receipt_status(item.receipt.message_id)
-                for sequence in item.sequences:
-                    self._respond(item.generation, sequence, status)
+                    self._answer(item, self._receipt_status(item.receipt.message_id))
+        # Each phone's replies in the order they came; different phones' at the same time,
+        # since acting on one mostly waits on SQL.
+        for _ in self._repliers.map(self._hand_over_all, replies.values()):
+            pass
+
+    def _answer(self, item: Inbound, status: int) -> None:
+        for sequence in item.sequences:
+            self._respond(item.generation, sequence, status)
+
+    def _hand_over_all(self, replies: list[Inbound]) -> None:
+        for item in replies:
+            status = self._hand_over(item)
+            with self._replies_lock:  # copies that came meanwhile are answered too
+                if self._waiting_replies.get((item.sender, item.text)) is item:
+                    del self._waiting_replies[item.sender, item.text]
+            self._answer(item, status)
 
     def _receipt_status(self, message_id: str) -> int:
         """ROK for a receipt recorded; a temporary refusal for one whose part is not known

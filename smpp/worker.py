@@ -550,8 +550,7 @@ class SmppWorker:
                       int(pdu.sar_segment_seqnum or 0))
         text = codec.decode_text(body, coding)
         if concat is None or concat[1] <= 1:
-            self.recorder.results.put(Inbound(self._generation, [pdu.sequence], sender=sender,
-                                              text=text))
+            self.recorder.add_reply(self._generation, [pdu.sequence], sender, text)
             return
         reference, total, number = concat
         key = (sender, reference, total)
@@ -566,10 +565,8 @@ class SmppWorker:
                 replies += [self._respond("deliver_sm_resp", seq, _RX_P_APPN)
                             for _, seqs in fragments.values() for seq in seqs]
                 return
-            self.recorder.results.put(Inbound(self._generation,
-                                              [seq for _, seqs in ordered for seq in seqs],
-                                              sender=sender,
-                                              text="".join(t for t, _ in ordered)))
+            self.recorder.add_reply(self._generation, [seq for _, seqs in ordered for seq in seqs],
+                                    sender, "".join(t for t, _ in ordered))
 
     def _on_query_resp(self, pdu: Any) -> None:
         message_id = self._queries.pop(pdu.sequence, None)

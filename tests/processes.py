@@ -3,6 +3,7 @@ them, waiting until they answer or log a line, and stopping them as an operator 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -17,13 +18,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from gateway import apps, seed
 from gateway.config import PROJECT_ROOT
 from gateway.context import Gateway
 
-__all__ = ["command", "free_port", "gunicorn", "logged", "procfile", "service_env", "started",
-           "stop", "wait_for"]
+__all__ = ["LIMITS_OFF", "command", "free_port", "gunicorn", "logged", "procfile", "seed_payers",
+           "service_env", "start_smsc", "started", "stop", "wait_for"]
 
 STOP_SECONDS = 30  # gunicorn's graceful_timeout: what SIGTERM may take before a kill
+# Every rate limit off: a load of payments from a few TVs is not an abuse to refuse.
+LIMITS_OFF = {"LIMIT_PHONE_INTERVAL_SECONDS": "0", "LIMIT_PHONE_CODES_PER_DAY": "0",
+              "LIMIT_DEVICE_ORDERS_PER_HOUR": "0"}
 
 
 def free_port() -> int:
@@ -131,3 +136,38 @@ def logged(log: Path, process: subprocess.Popen, pattern: str,
         if time.monotonic() > deadline:
             raise AssertionError(f"no {pattern!r} within {timeout} s:\n{log.read_text()}")
         time.sleep(0.1)
+
+
+def start_smsc(reply_delay: float, redeliver_after: float) -> tuple[subprocess.Popen, int, int]:
+    """The built-in SMSC in its own process, its phones replying with their codes
+    ``reply_delay`` seconds after a code SMS lands; returns it, its SMPP port and its phones'
+    HTTP port. The caller stops it."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "smpp.simulator", "--port", "0", "--http-port", "0",
+         "--auto-reply-codes", str(reply_delay), "--redeliver-after", str(redeliver_after)],
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    process.stdout.close()  # it prints that one line only
+    found = re.search(r"SMSC on 127\.0\.0\.1:(\d+), phones on http://127\.0\.0\.1:(\d+)/", line)
+    if not found:
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"the SMSC did not start: {line!r}")
+    return process, int(found.group(1)), int(found.group(2))
+
+
+def seed_payers(gw: Gateway, workdir: Path, package: dict, phones: list[str], wallets: int,
+                app_name: str) -> str:
+    """Load ``package`` and ``wallets`` wallets that share ``phones`` between them, each with
+    money for twice its share of payments; make the TV app ``app_name`` and return its key."""
+    share = -(-len(phones) // wallets)
+    data = {"packages": [package], "wallets": [
+        {"id": f"{app_name}-{k}", "owner": f"Payer {k}", "password": "135790",
+         "balance": package["price"] * share * 2, "phones": phones[k::wallets]}
+        for k in range(wallets)]}
+    path = workdir / "seed.json"
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    with gw.db.transaction() as session:
+        seed.load_seed(session, path, gw.settings.PHONE_COUNTRIES, gw.clock())
+        return apps.create(session, app_name, apps.TV, gw.clock())

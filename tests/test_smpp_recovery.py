@@ -13,6 +13,7 @@ import redis
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
+from gateway import inbound
 from gateway.db import OutboxMessage, SmsPart
 from gateway.sms import outbox
 from gateway.sms.stream import OutboundStream
@@ -129,6 +130,34 @@ def test_a_reply_part_delivered_twice_is_answered_both_times(gw):
     worker._on_reply(deliver(2, parts[1]), replies)
     handed = worker.recorder.results.get_nowait()
     assert handed.text == "y" * 200 and sorted(handed.sequences) == [1, 2, 3]
+
+
+def test_a_reply_offered_again_while_it_waits_is_acted_on_once(gw, monkeypatch):
+    """The SMSC offers a reply again when its answer is late (a worker behind on a slow
+    database): the copies join the waiting reply and are answered with it, so a backlog of
+    late answers cannot feed itself."""
+    worker = SmppWorker(gw, host="127.0.0.1", port=1, consumer="unit")
+    handled = []
+    monkeypatch.setattr(inbound, "receive_sms",
+                        lambda gw, *, sender, text: handled.append((sender, text)))
+
+    def offer(sequence):
+        worker._on_reply(SimpleNamespace(sequence=sequence, source_addr=b"8613800138000",
+                                         source_addr_ton=1, short_message=b"384921",
+                                         data_coding=0, esm_class=0), [])
+
+    offer(1)
+    offer(7)  # offered again before the first was acted on
+    worker._generation += 1  # the connection was lost and made again
+    offer(2)
+    waiting = worker.recorder.results.get_nowait()
+    assert worker.recorder.results.empty()
+    worker.recorder._after_commit([waiting])
+    assert handled == [("+8613800138000", "384921")]
+    assert worker._responses.get_nowait() == (1, 2, Status.ROK)  # the live connection's copy
+    assert worker._responses.empty()
+    offer(3)  # after it was acted on, a copy is a reply again
+    assert worker.recorder.results.get_nowait().sequences == [3]
 
 
 def test_a_reply_in_a_message_payload_is_read(gw):
