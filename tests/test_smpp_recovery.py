@@ -222,3 +222,33 @@ def test_a_receipt_that_comes_before_its_part_is_recorded_is_asked_for_again(gw,
                             queries=0))
     receipt(8)
     assert answers[-1] == (1, 8, Status.ROK) and statuses(gw) == {"delivered": 1}
+
+
+def test_replies_of_different_phones_are_acted_on_together_each_phone_in_order(gw, monkeypatch):
+    """One phone's reply waiting on SQL holds up no other phone, and a phone's own replies are
+    acted on in the order they came."""
+    other_phone_started = threading.Event()
+    handled: list[tuple[str, str, bool]] = []
+
+    def receive_sms(_gw, *, sender: str, text: str) -> None:
+        if sender == "+8613600000002":
+            other_phone_started.set()
+            handled.append((sender, text, True))
+        else:  # the first phone's first reply waits until the other phone's is being acted on
+            met = other_phone_started.wait(10) if text == "1" else True
+            handled.append((sender, text, met))
+
+    monkeypatch.setattr(inbound, "receive_sms", receive_sms)
+    answers: list[tuple[int, int, int]] = []
+    recorder = Recorder(gw, OutboundStream(gw.redis, gw.settings.REDIS_PREFIX),
+                        settled=lambda ids: None, respond=lambda *a: answers.append(a))
+    batch = [Inbound(1, [1], sender="+8613600000001", text="1"),
+             Inbound(1, [2], sender="+8613600000001", text="2"),
+             Inbound(1, [3], sender="+8613600000002", text="3")]
+    try:
+        recorder._after_commit(batch)
+    finally:
+        recorder._repliers.shutdown()
+    assert [(text, met) for sender, text, met in handled if sender.endswith("1")] == \
+        [("1", True), ("2", True)]
+    assert sorted(answers) == [(1, 1, Status.ROK), (1, 2, Status.ROK), (1, 3, Status.ROK)]
