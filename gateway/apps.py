@@ -146,7 +146,7 @@ class KeyCache:
     def epoch(self) -> str | None:
         try:
             return self._client.get(self._epoch_key)
-        except redis.RedisError:
+        except Exception:  # whatever went wrong (see live.py), SQL decides
             return None
 
     def get(self, key_id: str, secret_hash: str, epoch: str | None) -> Caller | None:
@@ -165,7 +165,7 @@ class KeyCache:
             try:
                 if not self._client.set(self._epoch_key, epoch, nx=True):
                     return
-            except redis.RedisError:
+            except Exception:  # without an epoch, nothing is remembered
                 return
         self._entries[caller.key_id] = (secret_hash, caller, epoch,
                                         time.monotonic() + self._ttl)
@@ -175,7 +175,7 @@ class KeyCache:
         self._entries.clear()
         try:
             self._client.set(self._epoch_key, secrets.token_hex(8))
-        except redis.RedisError:
+        except Exception:  # the revocation is committed: say what it means, do not fail it
             log.warning("Redis is down: other processes may accept a revoked key for up to "
                         "%.0f s", self._ttl)
 

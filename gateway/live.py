@@ -133,9 +133,11 @@ class _Waker:
                 for device_id in sorted(devices):
                     pipe.publish(channel(self._gw, device_id), "1")
                 pipe.execute()
-        except (redis.RedisError, OSError) as exc:
+        except Exception as exc:  # the commit is done: nothing may undo its answer
+            # (not only RedisError: a timeout during redis-py's handshake once surfaced as
+            # ValueError "I/O operation on closed file", which turned a committed order into a 500)
             log.log(logging.DEBUG if self._failing else logging.WARNING,
-                    "cannot wake event streams through Redis (%s); they poll SQL", exc)
+                    "cannot wake event streams through Redis (%r); they poll SQL", exc)
             self._failing = True
             self._paused_until = time.monotonic() + PUBLISH_PAUSE_SECONDS
         else:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
+import redis
 import requests
 from sqlalchemy import func, select
 
@@ -25,6 +26,7 @@ from tests.conftest import (
     code_sent_to,
     order,
     reply,
+    stored_order,
     tv_auth,
 )
 from tests.processes import gunicorn, procfile, service_env
@@ -294,6 +296,20 @@ def test_without_redis_commits_succeed_and_streams_read_sql(client, seeded):
     reply(client, RICH, code_sent_to(seeded, RICH))
     assert statuses(reader.until("activated")) == ["paid", "activated"]
     assert reader.ended.wait(WAIT)
+
+
+def test_a_wake_up_that_fails_oddly_does_not_fail_the_committed_order(client, seeded,
+                                                                      monkeypatch):
+    """Under load redis-py once raised ValueError ("I/O operation on closed file") from a timed
+    out handshake; the order was committed, so its answer must still be 201."""
+
+    def broken_pipeline(*args, **kwargs):
+        raise ValueError("I/O operation on closed file.")
+
+    monkeypatch.setattr(redis.Redis, "pipeline", broken_pipeline)
+    created = order(client, RICH, "vip_year")
+    assert created.status_code == 201
+    assert stored_order(seeded, created.get_json()["id"]).status == "awaiting_code"
 
 
 # --- refusals ----------------------------------------------------------------------------------
