@@ -83,14 +83,30 @@ GOAL_PAYMENTS, GOAL_RATIO, GOAL_P99, GOAL_RATE, GOAL_RSS = 300, 1 / 3, 0.100, 20
 # --- processes ------------------------------------------------------------------------------
 
 
+SERVERS = ("postgresql", "redis")  # reported as one row each
+
+
+def watch_servers(sampler: Sampler) -> None:
+    """PostgreSQL and Redis, where they run on this machine: their CPU is the payments' too."""
+    for process in psutil.process_iter(["name", "ppid"]):
+        try:
+            if process.info["name"] == "redis-server":
+                sampler.watch("redis", process.pid)
+            elif process.info["name"] == "postgres" and \
+                    psutil.Process(process.info["ppid"]).name() != "postgres":
+                sampler.watch("postgresql", process.pid, workers=True)
+        except psutil.Error:
+            continue
+
+
 class Sampler(threading.Thread):
     """Peak RSS and CPU seconds of watched processes and their children, every 0.5 s."""
 
     def __init__(self) -> None:
         super().__init__(name="sampler", daemon=True)
-        # role -> (process, whether its children count as its workers)
-        self.roots: dict[str, tuple[psutil.Process, bool]] = {
-            "bench client": (psutil.Process(), False)}
+        # (role, pid) -> (process, whether its children count as its workers)
+        self.roots: dict[tuple[str, int], tuple[psutil.Process, bool]] = {
+            ("bench client", os.getpid()): (psutil.Process(), False)}
         self.peak: dict[tuple[str, int], int] = {}
         self.cpu: dict[tuple[str, int], float] = {}
         self._lock = threading.Lock()
@@ -98,7 +114,7 @@ class Sampler(threading.Thread):
 
     def watch(self, role: str, pid: int, workers: bool = False) -> None:
         with self._lock:
-            self.roots[role] = (psutil.Process(pid), workers)
+            self.roots[role, pid] = (psutil.Process(pid), workers)
         self.sample()
 
     def run(self) -> None:
@@ -112,7 +128,7 @@ class Sampler(threading.Thread):
 
     def sample(self) -> None:
         with self._lock:
-            for role, (root, workers) in self.roots.items():
+            for (role, _), (root, workers) in self.roots.items():
                 try:
                     members = [(role, root)] + [(f"{role} worker", child)
                                                 for child in root.children() if workers]
@@ -447,6 +463,7 @@ def run(args: argparse.Namespace, gw: Gateway, database_url: str, workdir: Path)
             for n, name in enumerate(names)]
     sampler = Sampler()
     sampler.start()
+    watch_servers(sampler)
     base_env = service_env(gw, database_url, SMS_PROVIDER="smpp", **LIMITS_OFF)
     logs = workdir
     print(f"logs of the processes in {logs}", flush=True)
@@ -537,12 +554,20 @@ def report(args: argparse.Namespace, gw: Gateway, results: list[Figures], bare_r
         f"CPU s, {one.run.name} run" for one in results) + " |",
         "| --- | --- | --- |" + " --- |" * len(results)]
     columns = [bare_cpu] + [one.run.cpu for one in results]
+    servers: dict[str, list[tuple[str, int]]] = {}
     for (role, pid), rss in sorted(sampler.peak.items()):
+        if role.split()[0] in SERVERS:
+            servers.setdefault(role.split()[0], []).append((role, pid))
+            continue
         cpu = " | ".join(f"{c[role, pid]:.1f}" if c.get((role, pid)) else "" for c in columns)
         lines.append(f"| {role} {pid} | {rss / MB:.0f} MB | {cpu} |")
+    for server, keys in servers.items():
+        cpu = " | ".join(f"{sum(c.get(key, 0.0) for key in keys):.1f}" for c in columns)
+        lines.append(f"| {server}, all {len(keys)} processes | largest "
+                     f"{max(sampler.peak[key] for key in keys) / MB:.0f} MB | {cpu} |")
     lines.append("")
-    lines.append("(CPU s: user + system seconds of that process during the run; PostgreSQL and "
-                 "Redis are not included.)")
+    lines.append("(CPU s: user + system seconds of that process during the run; the servers' "
+                 "rows add up all their processes, shared with anything else using them.)")
     goals = [
         ("completed payments per second ≥ 300", f"{maximal.completed_rps:.0f}/s",
          maximal.completed_rps >= GOAL_PAYMENTS),
