@@ -160,7 +160,7 @@ class SmppWorker:
             except (_ConnectionLost, smpplib.exceptions.ConnectionError,
                     smpplib.exceptions.PDUError, OSError) as exc:
                 log.warning("SMSC %s:%s: %s; binding again in %.1f s", self.host, self.port,
-                            exc or type(exc).__name__, delay)
+                            str(exc) or type(exc).__name__, delay)
             except Exception:
                 log.exception("SMPP worker failed; binding again in %.1f s", delay)
             else:
