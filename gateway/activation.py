@@ -32,7 +32,6 @@ def activate(session: Session, device_id: str, package: Package, now: datetime) 
     else:
         entitlement.active_until = max(entitlement.active_until, now) + period
         entitlement.updated_at = now
-    session.flush()
     return entitlement
 
 

@@ -29,7 +29,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from gateway.context import Gateway, iso
-from gateway.db import BossEvent
+from gateway.db import BossEvent, insert_rows
 
 __all__ = ["EventStatus", "EventType", "UnknownEvents", "deliver_due", "record", "recent",
            "redeliver", "sign", "verify_signature"]
@@ -58,17 +58,18 @@ class EventStatus:
     FAILED = "failed"
 
 
-def record(session: Session, event_type: str, data: dict[str, Any], now: datetime) -> BossEvent:
-    """Write an event to post; ``data`` values that are datetimes are sent in ISO 8601 UTC."""
+def record(session: Session, event_type: str, data: dict[str, Any], now: datetime) -> str:
+    """Write an event to post and return its id; ``data`` values that are datetimes are sent
+    in ISO 8601 UTC."""
     event_id = "evt_" + base64.b32encode(secrets.token_bytes(10)).decode().lower()
     data = {**dict.fromkeys(_DATA_KEYS), **data}
     body = {"id": event_id, "type": event_type, "created_at": iso(now),
             "data": {k: iso(v) if isinstance(v, datetime) else v for k, v in data.items()}}
-    event = BossEvent(id=event_id, type=event_type, status=EventStatus.PENDING, attempts=0,
-                      body=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
-                      next_attempt_at=now, created_at=now)
-    session.add(event)
-    return event
+    insert_rows(session, BossEvent, {
+        "id": event_id, "type": event_type, "status": EventStatus.PENDING, "attempts": 0,
+        "body": json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        "next_attempt_at": now, "created_at": now})
+    return event_id
 
 
 # --- signatures (stdlib only: a receiver may copy these two functions) -------------------------

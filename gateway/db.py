@@ -31,6 +31,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    insert,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -41,7 +42,7 @@ __all__ = [
     "Account", "Base", "Bill", "BossEvent", "Card", "Database", "Device", "Entitlement", "Hold",
     "JournalEntry", "Order", "OrderEvent", "OutboxMessage", "Package", "Pairing", "PairingCode",
     "PhoneBinding", "Posting", "SmsOptOut", "SmsPart",
-    "UTCDateTime", "Wallet", "insert_ignore", "make_engine", "padded",
+    "UTCDateTime", "Wallet", "insert_ignore", "insert_rows", "make_engine", "padded",
 ]
 
 
@@ -464,6 +465,16 @@ def padded(ids: Collection[T]) -> list[T]:
     while size < len(values):
         size *= 2
     return values + [values[-1]] * (size - len(values))
+
+
+def insert_rows(session: Session, model: type[Base], *rows: dict[str, Any]) -> None:
+    """Write rows that nothing reads back as objects in this transaction, as plain SQL.
+
+    The hot paths write several such rows per payment (events, postings, SMS), and the unit
+    of work costs more Python than the statement. Unlike ``session.add`` this writes at once and
+    does not flush pending objects first: a row must not point at an object not yet flushed.
+    """
+    session.connection().execute(insert(model.__table__), list(rows))  # type: ignore[attr-defined]
 
 
 def insert_ignore(session: Session, model: type[Base], **values: Any) -> bool:

@@ -66,9 +66,9 @@ def _queue(session: Session, phone: str, reply: str | None, answered_by: str | N
     """Queue the answer (or record it sent by the carrier); None if the phone opted out."""
     if reply is None:
         return None
-    message = outbox.queue(session, to=phone, kind="reply", body=reply, now=now,
-                           order_id=order_id, sent_by=answered_by)
-    return None if message.status == outbox.SmsStatus.FAILED else reply
+    queued = outbox.queue(session, to=phone, kind="reply", body=reply, now=now,
+                          order_id=order_id, sent_by=answered_by)
+    return None if queued.status == outbox.SmsStatus.FAILED else reply
 
 
 def _reply(gw: Gateway, result: CodeResult) -> str | None:

@@ -15,17 +15,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from gateway.db import Account, Hold, JournalEntry, Posting, insert_ignore
+from gateway.db import Account, Hold, JournalEntry, Posting, insert_ignore, insert_rows, padded
 
 __all__ = [
     "InsufficientFunds", "audit", "balance", "capture", "card_account", "charge",
-    "device_account", "fund", "held_accounts", "lock_accounts", "merchant_account",
+    "device_account", "fund", "lock_accounts", "merchant_account",
     "open_account", "open_system_accounts", "place_hold", "release", "wallet_account",
 ]
 
+_ACCOUNTS, _ENTRIES = Account.__table__, JournalEntry.__table__
 CUSTOMER_KINDS = frozenset({"wallet", "card", "device"})
 SYSTEM_KINDS = frozenset({"external", "holds", "merchant"})
 
@@ -88,23 +89,23 @@ def _post(session: Session, kind: str, legs: Sequence[tuple[str, int]], currency
     debits = [leg for leg in customer if leg[1] < 0]
     if len(debits) > 1:
         raise ValueError("an entry debits at most one customer account")
+    sql = session.connection()  # plain SQL: nothing here is read back as an object
     for account_id, amount in debits + [leg for leg in customer if leg[1] > 0]:
-        moved = session.execute(
-            update(Account)
-            .where(Account.id == account_id, Account.currency == currency,
-                   Account.balance + amount >= 0)
-            .values(balance=Account.balance + amount)
-            .execution_options(synchronize_session=False)
+        moved = sql.execute(
+            update(_ACCOUNTS)
+            .where(_ACCOUNTS.c.id == account_id, _ACCOUNTS.c.currency == currency,
+                   _ACCOUNTS.c.balance + amount >= 0)
+            .values(balance=_ACCOUNTS.c.balance + amount)
         )
         if moved.rowcount != 1:
             account = session.get(Account, account_id)
             if amount > 0 or account is None or account.currency != currency:
                 raise UnusableAccount(f"{account_id} is missing or not in {currency}")
             raise InsufficientFunds(account_id)
-    entry = JournalEntry(kind=kind, order_id=order_id, created_at=now)
-    session.add(entry)
-    session.flush()
-    session.add_all(Posting(entry_id=entry.id, account_id=a, amount=m) for a, m in legs)
+    entry_id = sql.execute(insert(_ENTRIES).values(kind=kind, order_id=order_id, created_at=now)
+                           .returning(_ENTRIES.c.id)).scalar_one()
+    insert_rows(session, Posting,
+                *({"entry_id": entry_id, "account_id": a, "amount": m} for a, m in legs))
 
 
 def fund(session: Session, account_id: str, amount: int, currency: str, now: datetime) -> None:
@@ -122,8 +123,8 @@ def place_hold(session: Session, order_id: str, sources: Sequence[str], amount: 
                   currency, now, order_id)
         except (InsufficientFunds, UnusableAccount):
             continue
-        session.add(Hold(order_id=order_id, account_id=source, amount=amount, currency=currency,
-                         status="held", created_at=now))
+        insert_rows(session, Hold, {"order_id": order_id, "account_id": source, "amount": amount,
+                                    "currency": currency, "status": "held", "created_at": now})
         return source
     return None
 
@@ -172,22 +173,23 @@ def release(session: Session, order_id: str, now: datetime) -> Hold | None:
     return hold
 
 
-def held_accounts(session: Session, order_ids: Sequence[str]) -> set[str]:
-    """The accounts the given orders hold money on."""
-    return set(session.scalars(
-        select(Hold.account_id).where(Hold.order_id.in_(order_ids), Hold.status == "held")))
-
-
-def lock_accounts(session: Session, account_ids: Iterable[str]) -> None:
-    """Lock customer accounts in one fixed order.
+def lock_accounts(session: Session, account_ids: Iterable[str] = (), *,
+                  held_by: Sequence[str] = ()) -> None:
+    """Lock customer accounts in one fixed order: ``account_ids`` and the accounts the orders
+    ``held_by`` hold money on (one statement).
 
     A transaction about to move money on several accounts takes these locks first, so two
     such transactions can never wait on each other's accounts in opposite orders.
     """
     accounts = sorted(set(account_ids))
-    if accounts:
-        session.execute(select(Account.id).where(Account.id.in_(accounts))
-                        .order_by(Account.id).with_for_update(key_share=True))
+    if not accounts and not held_by:
+        return
+    held = select(Hold.account_id).where(Hold.order_id.in_(padded(held_by)),
+                                         Hold.status == "held")
+    session.connection().execute(
+        select(_ACCOUNTS.c.id)
+        .where(or_(_ACCOUNTS.c.id.in_(padded(accounts)), _ACCOUNTS.c.id.in_(held)))
+        .order_by(_ACCOUNTS.c.id).with_for_update(key_share=True))
 
 
 def balance(session: Session, account_id: str) -> int:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import Row, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -301,11 +301,11 @@ def _request_code(gw: Gateway, session: Session, order: Order, item_name: str,
         "package": item_name, "amount": texts.amount(Money(order.amount, order.currency)),
         "minutes": math.ceil(ttl / 60),
     }
-    message = outbox.queue(session, to=order.phone or "", kind="code", order_id=order.id,
-                           now=now, body=texts.render("code", code=code, **values),
-                           redacted_body=texts.render("code", code=CODE_MASK, **values),
-                           expires_at=order.expires_at)
-    if message.status == outbox.SmsStatus.FAILED:  # the phone opted out of our SMS
+    queued = outbox.queue(session, to=order.phone or "", kind="code", order_id=order.id,
+                          now=now, body=texts.render("code", code=code, **values),
+                          redacted_body=texts.render("code", code=CODE_MASK, **values),
+                          expires_at=order.expires_at)
+    if queued.status == outbox.SmsStatus.FAILED:  # the phone opted out of our SMS
         _end(session, order, Status.FAILED, Reason.SMS_UNDELIVERABLE, now)
 
 
@@ -335,7 +335,7 @@ def _digest(gw: Gateway, order: Order, code: str) -> str:
                            currency=order.currency, package_id=order.package_id or "")
 
 
-def _code_matches(gw: Gateway, order: Order, code: str) -> bool:
+def _code_matches(gw: Gateway, order: Order | Row[Any], code: str) -> bool:
     return order.code_hash is not None and otp.code_matches(
         gw.secret_key, code, order.code_hash, order_id=order.id, amount=order.amount,
         currency=order.currency, package_id=order.package_id or "")
@@ -343,9 +343,10 @@ def _code_matches(gw: Gateway, order: Order, code: str) -> bool:
 
 def _unique_code(gw: Gateway, session: Session, order: Order) -> str:
     """A fresh code that no other pending order of the same phone would accept."""
-    others = session.scalars(
-        select(Order).where(Order.phone == order.phone, Order.id != order.id,
-                            Order.status == Status.AWAITING_CODE)
+    others = session.execute(  # the columns a code digest covers, not whole orders
+        select(Order.id, Order.code_hash, Order.amount, Order.currency, Order.package_id)
+        .where(Order.phone == order.phone, Order.id != order.id,
+               Order.status == Status.AWAITING_CODE)
     ).all()
     while True:
         code = otp.new_code()
@@ -407,9 +408,10 @@ def _complete(gw: Gateway, session: Session, order: Order, paid_from: str,
                              Money(order.amount, order.currency))))
         log.info("order %s paid bill %s of device %s", order.id, order.bill_id, order.device_id)
         return
-    package = session.get(Package, order.package_id)
-    assert package is not None
-    entitlement = activation.activate(session, order.device_id, package, now)
+    with session.no_autoflush:  # the order's status is written once, as activated, at commit
+        package = session.get(Package, order.package_id)
+        assert package is not None
+        entitlement = activation.activate(session, order.device_id, package, now)
     _move(session, order, Status.ACTIVATED, now,
           data={"package_id": package.id, "active_until": iso(entitlement.active_until)})
     boss.record(session, boss.EventType.ENTITLEMENT_ACTIVATED,
@@ -467,7 +469,7 @@ def confirm_by_code(gw: Gateway, session: Session, phone: str, code: str,
         .order_by(Order.id)
         .with_for_update()
     ).all()
-    ledger.lock_accounts(session, ledger.held_accounts(session, [o.id for o in candidates]))
+    ledger.lock_accounts(session, held_by=[o.id for o in candidates])
     for order in candidates:
         if is_lapsed(order.status, order.expires_at, now):
             _end(session, order, Status.EXPIRED, Reason.EXPIRED, now)
@@ -560,8 +562,7 @@ def pay_on_page(gw: Gateway, order_id: str, wallet_id: str, source: str, *,
             ledger.open_account(session, credit, order.currency)
         else:
             credit = ledger.merchant_account(order.currency)
-        held = ledger.held_accounts(session, [order.id])
-        ledger.lock_accounts(session, held | {account.account_id})
+        ledger.lock_accounts(session, [account.account_id], held_by=[order.id])
         ledger.release(session, order.id, now)
         if not _bill_still_due(session, order, now):
             return order

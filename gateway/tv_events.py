@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from gateway.db import OrderEvent
+from gateway.db import OrderEvent, insert_rows
 
 __all__ = ["TOUCHED", "EventType", "record"]
 
@@ -31,7 +31,8 @@ class EventType:
 def record(session: Session, *, device_id: str, event_type: str, now: datetime,
            order_id: str | None = None, status: str | None = None, reason: str | None = None,
            data: dict[str, Any] | None = None) -> None:
-    session.add(OrderEvent(device_id=device_id, order_id=order_id, type=event_type,
-                           status=status, reason=reason, at=now,
-                           data=json.dumps(data, ensure_ascii=False) if data else None))
+    insert_rows(session, OrderEvent, {
+        "device_id": device_id, "order_id": order_id, "type": event_type, "status": status,
+        "reason": reason, "at": now,
+        "data": json.dumps(data, ensure_ascii=False) if data else None})
     session.info.setdefault(TOUCHED, set()).add(device_id)

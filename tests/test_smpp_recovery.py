@@ -200,8 +200,8 @@ def test_a_receipt_that_comes_before_its_part_is_recorded_is_asked_for_again(gw,
     """Another bind's receipt can overtake the recording of the part: it is refused (to come
     again), not dropped."""
     with gw.db.transaction() as session:
-        message = outbox.queue(session, to="+8613600000002", kind="link", body="hi", now=clock())
-        session.flush()
+        queued = outbox.queue(session, to="+8613600000002", kind="link", body="hi", now=clock())
+        message = session.get(OutboxMessage, queued.id)
         message.status, message.parts = "submitted", 1
         outbox_id = message.id
     answers: list[tuple[int, int, int]] = []

@@ -11,19 +11,21 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import case, insert, select, update
 from sqlalchemy.orm import Session, object_session
 
 from gateway import metrics
 from gateway.db import Database, OutboxMessage, SmsOptOut, insert_ignore
 from gateway.phones import mask
 
-__all__ = ["LogProvider", "SmsProvider", "SmsStatus", "close_code_messages", "dispatch_queued",
-           "fail_if_expired", "opt_in", "opt_out", "queue", "recent"]
+__all__ = ["LogProvider", "Queued", "SmsProvider", "SmsStatus", "close_code_messages",
+           "dispatch_queued", "fail_if_expired", "opt_in", "opt_out", "queue", "recent"]
 
 log = logging.getLogger(__name__)
+
+_OUTBOX = OutboxMessage.__table__
 
 
 class SmsStatus(StrEnum):
@@ -52,24 +54,31 @@ class LogProvider:
                  message.redacted_body)
 
 
+class Queued(NamedTuple):
+    id: int
+    status: str
+
+
 def queue(session: Session, *, to: str, kind: str, body: str, now: datetime,
           redacted_body: str | None = None, order_id: str | None = None,
-          expires_at: datetime | None = None, sent_by: str | None = None) -> OutboxMessage:
-    """Write an SMS to send. ``sent_by``: a provider already carried it (a TwiML answer).
+          expires_at: datetime | None = None, sent_by: str | None = None) -> Queued:
+    """Write an SMS to send (one statement); return its id and status. ``sent_by``: a
+    provider already carried it (a TwiML answer).
 
     To a phone that opted out (STOP) nothing is sent: the row is written ``failed``.
     """
-    opted_out = session.scalar(select(SmsOptOut.phone).where(SmsOptOut.phone == to)) is not None
-    status = SmsStatus.FAILED if opted_out else SmsStatus.SENT if sent_by else SmsStatus.QUEUED
-    message = OutboxMessage(
-        to_phone=to, kind=kind, order_id=order_id, body=body,
-        redacted_body=body if redacted_body is None else redacted_body,
-        status=status, provider=sent_by, error="the recipient opted out" if opted_out else None,
-        created_at=now, updated_at=now, expires_at=expires_at,
-    )
-    session.add(message)
-    metrics.count_sms(session, message.provider, message.status)
-    return message
+    opted_out = select(SmsOptOut.phone).where(SmsOptOut.phone == to).exists()
+    status = SmsStatus.SENT if sent_by else SmsStatus.QUEUED
+    written = session.connection().execute(
+        insert(_OUTBOX).values(
+            to_phone=to, kind=kind, order_id=order_id, body=body,
+            redacted_body=body if redacted_body is None else redacted_body,
+            status=case((opted_out, SmsStatus.FAILED), else_=str(status)), provider=sent_by,
+            error=case((opted_out, "the recipient opted out"), else_=None),
+            created_at=now, updated_at=now, expires_at=expires_at)
+        .returning(_OUTBOX.c.id, _OUTBOX.c.status)).one()
+    metrics.count_sms(session, sent_by, written.status)
+    return Queued(written.id, written.status)
 
 
 def opt_out(session: Session, phone: str, source: str, now: datetime) -> None:
@@ -90,19 +99,13 @@ def opt_in(session: Session, phone: str) -> bool:
 
 def close_code_messages(session: Session, order_id: str, now: datetime) -> None:
     """Once an order stops waiting for its code, keep no readable code and send none late."""
-    session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.order_id == order_id, OutboxMessage.kind == "code")
-        .values(body=OutboxMessage.redacted_body, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    closed = session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.order_id == order_id, OutboxMessage.kind == "code",
-               OutboxMessage.status == SmsStatus.QUEUED)
-        .values(status=SmsStatus.FAILED, error="order closed before sending", updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    sql, code_messages = session.connection(), (_OUTBOX.c.order_id == order_id,
+                                                  _OUTBOX.c.kind == "code")
+    sql.execute(update(_OUTBOX).where(*code_messages)
+                .values(body=_OUTBOX.c.redacted_body, updated_at=now))
+    closed = sql.execute(
+        update(_OUTBOX).where(*code_messages, _OUTBOX.c.status == SmsStatus.QUEUED)
+        .values(status=SmsStatus.FAILED, error="order closed before sending", updated_at=now))
     metrics.count_sms(session, None, SmsStatus.FAILED, closed.rowcount)
 
 

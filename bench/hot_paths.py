@@ -1,0 +1,145 @@
+"""The two hot paths of a payment, in one process: what each costs in CPU and SQL.
+
+    python bench/hot_paths.py [--payments 500] [--database-url URL] [--redis-url URL]
+                              [--profile order|reply]
+
+1. ``POST /api/v1/orders`` through the Flask app (test client: auth, JSON, logging, metrics
+   and the order's transaction, without gunicorn or sockets) for PAYMENTS bound phones;
+2. the code reply of each, through ``inbound.receive_sms`` as the SMPP worker hands it over.
+
+Against a baseline in the same run: ``GET /healthz`` through the same test client (the fixed
+cost of a Flask request here). Prints, per operation: Python CPU ms, wall ms, SQL statements
+and the ratio to the baseline; ``--profile`` prints the top of a cProfile of that path.
+e2e.py measures the whole stack; this one says where a change to a hot path lands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import event, select  # noqa: E402
+
+from gateway import create_app, inbound, migrate  # noqa: E402
+from gateway.context import Gateway  # noqa: E402
+from gateway.db import OutboxMessage  # noqa: E402
+from tests.processes import LIMITS_OFF, seed_payers  # noqa: E402
+
+PACKAGE = {"id": "hot_month", "name": "Hot 月卡", "price": 3000, "currency": "CNY",
+           "period_days": 30}
+CODE = re.compile(r"回复 (\d{6})")
+
+
+class Statements:
+    """Counts the SQL statements the engine runs."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.count = 0
+        event.listen(gw.db.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *_args: object) -> None:
+        self.count += 1
+
+
+def measure(label: str, times: int, step: Callable[[int], None], statements: Statements,
+            profile: bool) -> tuple[float, float, float]:
+    """Run ``step(i)`` for each i; return CPU ms, wall ms and statements per call."""
+    profiler = cProfile.Profile() if profile else None
+    before = statements.count
+    cpu, wall = time.process_time(), time.perf_counter()
+    if profiler:
+        profiler.enable()
+    for i in range(times):
+        step(i)
+    if profiler:
+        profiler.disable()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    if profiler:
+        print(f"--- cProfile of {label}")
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+    return cpu * 1000 / times, wall * 1000 / times, (statements.count - before) / times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--payments", type=int, default=500)
+    parser.add_argument("--database-url", default=os.environ.get(
+        "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--profile", choices=["order", "reply"])
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="hot-paths-"))
+    with migrate.private_schema(args.database_url, prefix="hot") as url:
+        migrate.upgrade(url)
+        app = create_app({"DATABASE_URL": url, "REDIS_URL": args.redis_url,
+                          "REDIS_PREFIX": f"hot{os.getpid()}:", "VAR_DIR": str(workdir),
+                          "SECRET_KEY": "bench-secret-key-0123456789", "SMS_PROVIDER": "smpp",
+                          **LIMITS_OFF})
+        gw: Gateway = app.extensions["gateway"]
+        try:
+            run(args, app, gw, workdir)
+        finally:
+            for name in gw.redis.scan_iter(match=f"{gw.settings.REDIS_PREFIX}*", count=1000):
+                gw.redis.delete(name)
+            gw.close()
+
+
+def run(args: argparse.Namespace, app, gw: Gateway, workdir: Path) -> None:
+    n = args.payments
+    phones = [f"+86139{i:08d}" for i in range(n + 50)]
+    key = seed_payers(gw, workdir, PACKAGE, phones, 10, "hot-paths")
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {key}"}
+    statements = Statements(gw)
+    for i in range(50):  # warm up: pools, caches, first imports
+        client.post("/api/v1/orders", headers=headers, json={
+            "device_id": f"warm-{i}", "phone": phones[n + i], "package_id": PACKAGE["id"]})
+        client.get("/healthz")
+
+    def healthz(_i: int) -> None:
+        assert client.get("/healthz").status_code == 200
+
+    order_ids: list[str] = []
+
+    def order(i: int) -> None:
+        response = client.post("/api/v1/orders", headers=headers, json={
+            "device_id": f"hot-{i}", "phone": phones[i], "package_id": PACKAGE["id"]})
+        assert response.status_code == 201, response.get_json()
+        order_ids.append(response.get_json()["id"])
+
+    base = measure("GET /healthz", n, healthz, statements, False)
+    posted = measure("POST /orders", n, order, statements, args.profile == "order")
+    with gw.db.read() as session:
+        bodies = dict(session.execute(select(OutboxMessage.order_id, OutboxMessage.body).where(
+            OutboxMessage.order_id.in_(order_ids), OutboxMessage.kind == "code")).all())
+    codes = [CODE.search(bodies[order_id]).group(1) for order_id in order_ids]
+
+    def reply(i: int) -> None:
+        inbound.receive_sms(gw, sender=phones[i], text=codes[i])
+
+    replied = measure("code reply", n, reply, statements, args.profile == "reply")
+    with gw.db.read() as session:
+        from gateway.db import Order
+
+        activated = session.scalar(select(Order.id).where(
+            Order.id.in_(order_ids), Order.status != "activated").limit(1))
+    assert activated is None, f"order {activated} was not activated"
+    print(f"{n} payments, {gw.db.dialect}; per call:")
+    print(f"{'':16} {'CPU ms':>8} {'wall ms':>8} {'SQL':>6} {'CPU × healthz':>14}")
+    for label, (cpu, wall, sql) in (("GET /healthz", base), ("POST /orders", posted),
+                                    ("code reply", replied)):
+        print(f"{label:16} {cpu:8.2f} {wall:8.2f} {sql:6.1f} {cpu / base[0]:14.1f}")
+
+
+if __name__ == "__main__":
+    main()
