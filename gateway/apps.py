@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import redis
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from gateway.db import ApiKey, Device, TvApp, insert_ignore
@@ -195,20 +195,22 @@ def may_use_device(session: Session, app_id: str, device_id: str) -> bool:
     return owner in (None, app_id)
 
 
+_OWNER = select(Device.app_id).where(Device.id == bindparam("device"))
+
+
 def claim_device(session: Session, app_id: str, device_id: str, now: datetime) -> None:
     """Make the device the app's if it is nobody's yet (one statement, for a device known or
     new, in the common case).
 
     :raise NotFound: ``device_not_found`` when another app uses it.
     """
-    owner_of = select(Device.app_id).where(Device.id == device_id)
-    owner = session.execute(owner_of).first()
+    owner = session.execute(_OWNER, {"device": device_id}).first()
     if owner is None and insert_ignore(session, Device, id=device_id, created_at=now,
                                        app_id=app_id):
         return
     if owner is None or owner.app_id is None:  # inserted meanwhile, or made before apps were
         session.execute(update(Device).where(Device.id == device_id, Device.app_id.is_(None))
                         .values(app_id=app_id))
-        owner = session.execute(owner_of).one()
+        owner = session.execute(_OWNER, {"device": device_id}).one()
     if owner.app_id != app_id:
         raise NotFound(f"no device {device_id}", code="device_not_found")

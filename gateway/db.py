@@ -10,6 +10,7 @@ shared hot row. Only ``gateway.ledger`` writes these tables.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.sql.dml import Insert
 
 T = TypeVar("T")
 
@@ -474,21 +476,30 @@ def insert_rows(session: Session, model: type[Base], *rows: dict[str, Any]) -> N
     of work costs more Python than the statement. Unlike ``session.add`` this writes at once and
     does not flush pending objects first: a row must not point at an object not yet flushed.
     """
-    session.connection().execute(insert(model.__table__), list(rows))  # type: ignore[attr-defined]
+    session.connection().execute(_plain_insert(model), list(rows))
+
+
+@functools.cache
+def _plain_insert(model: type[Base]) -> Insert:
+    return insert(model.__table__)  # type: ignore[attr-defined]
 
 
 def insert_ignore(session: Session, model: type[Base], **values: Any) -> bool:
     """Insert a row unless one with the same key exists (race-free on both databases); say
     whether it was inserted."""
-    dialect = session.get_bind().dialect.name
+    session.flush()  # as an ORM statement would: the row may refer to pending objects
+    statement = _insert_ignoring(session.get_bind().dialect.name, model)
+    return session.connection().execute(statement, values).first() is not None
+
+
+@functools.cache
+def _insert_ignoring(dialect: str, model: type[Base]) -> Insert:
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     elif dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
     else:  # pragma: no cover - only the two supported databases
         raise RuntimeError(f"unsupported database {dialect}")
-    key = model.__table__.primary_key.columns  # type: ignore[attr-defined]
-    inserted = session.execute(dialect_insert(model).values(**values).on_conflict_do_nothing()
-                               .returning(*key))
-    return inserted.first() is not None
+    table = model.__table__  # type: ignore[attr-defined]
+    return dialect_insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
 

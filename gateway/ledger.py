@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway.db import Account, Hold, JournalEntry, Posting, insert_ignore, insert_rows, padded
@@ -27,6 +27,22 @@ __all__ = [
 ]
 
 _ACCOUNTS, _ENTRIES = Account.__table__, JournalEntry.__table__
+# Hot statements are built once: building one costs more Python than running it.
+_MOVE = (update(_ACCOUNTS)
+         .where(_ACCOUNTS.c.id == bindparam("account"),
+                _ACCOUNTS.c.currency == bindparam("in_currency"),
+                _ACCOUNTS.c.balance + bindparam("delta") >= 0)
+         .values(balance=_ACCOUNTS.c.balance + bindparam("delta")))
+_NEW_ENTRY = insert(_ENTRIES).returning(_ENTRIES.c.id)
+_SETTLE = (update(Hold).where(Hold.order_id == bindparam("order"), Hold.status == "held")
+           .values(status=bindparam("to_status"), settled_at=bindparam("at"))
+           .returning(Hold).execution_options(populate_existing=True))
+_LOCK = (select(_ACCOUNTS.c.id)
+         .where(or_(_ACCOUNTS.c.id.in_(bindparam("accounts", expanding=True)),
+                    _ACCOUNTS.c.id.in_(select(Hold.account_id).where(
+                        Hold.order_id.in_(bindparam("orders", expanding=True)),
+                        Hold.status == "held"))))
+         .order_by(_ACCOUNTS.c.id).with_for_update(key_share=True))
 CUSTOMER_KINDS = frozenset({"wallet", "card", "device"})
 SYSTEM_KINDS = frozenset({"external", "holds", "merchant"})
 
@@ -91,19 +107,15 @@ def _post(session: Session, kind: str, legs: Sequence[tuple[str, int]], currency
         raise ValueError("an entry debits at most one customer account")
     sql = session.connection()  # plain SQL: nothing here is read back as an object
     for account_id, amount in debits + [leg for leg in customer if leg[1] > 0]:
-        moved = sql.execute(
-            update(_ACCOUNTS)
-            .where(_ACCOUNTS.c.id == account_id, _ACCOUNTS.c.currency == currency,
-                   _ACCOUNTS.c.balance + amount >= 0)
-            .values(balance=_ACCOUNTS.c.balance + amount)
-        )
+        moved = sql.execute(_MOVE, {"account": account_id, "in_currency": currency,
+                                    "delta": amount})
         if moved.rowcount != 1:
             account = session.get(Account, account_id)
             if amount > 0 or account is None or account.currency != currency:
                 raise UnusableAccount(f"{account_id} is missing or not in {currency}")
             raise InsufficientFunds(account_id)
-    entry_id = sql.execute(insert(_ENTRIES).values(kind=kind, order_id=order_id, created_at=now)
-                           .returning(_ENTRIES.c.id)).scalar_one()
+    entry_id = sql.execute(_NEW_ENTRY, {"kind": kind, "order_id": order_id,
+                                        "created_at": now}).scalar_one()
     insert_rows(session, Posting,
                 *({"entry_id": entry_id, "account_id": a, "amount": m} for a, m in legs))
 
@@ -140,13 +152,7 @@ def charge(session: Session, order_id: str, source: str, credit: str, amount: in
 
 def _settle(session: Session, order_id: str, status: str, now: datetime) -> Hold:
     """Move a hold out of ``held`` exactly once, or raise if it was already settled."""
-    hold = session.scalar(
-        update(Hold)
-        .where(Hold.order_id == order_id, Hold.status == "held")
-        .values(status=status, settled_at=now)
-        .returning(Hold)
-        .execution_options(populate_existing=True)
-    )
+    hold = session.scalar(_SETTLE, {"order": order_id, "to_status": status, "at": now})
     if hold is None:
         raise RuntimeError(f"hold of order {order_id} is not held")
     return hold
@@ -184,12 +190,8 @@ def lock_accounts(session: Session, account_ids: Iterable[str] = (), *,
     accounts = sorted(set(account_ids))
     if not accounts and not held_by:
         return
-    held = select(Hold.account_id).where(Hold.order_id.in_(padded(held_by)),
-                                         Hold.status == "held")
-    session.connection().execute(
-        select(_ACCOUNTS.c.id)
-        .where(or_(_ACCOUNTS.c.id.in_(padded(accounts)), _ACCOUNTS.c.id.in_(held)))
-        .order_by(_ACCOUNTS.c.id).with_for_update(key_share=True))
+    session.connection().execute(_LOCK, {"accounts": padded(accounts),
+                                         "orders": padded(held_by)})
 
 
 def balance(session: Session, account_id: str) -> int:

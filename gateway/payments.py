@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Row, or_, select
+from sqlalchemy import Row, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -341,13 +341,16 @@ def _code_matches(gw: Gateway, order: Order | Row[Any], code: str) -> bool:
         currency=order.currency, package_id=order.package_id or "")
 
 
+# the columns a code digest covers, not whole orders
+_OTHERS_WAITING = (
+    select(Order.id, Order.code_hash, Order.amount, Order.currency, Order.package_id)
+    .where(Order.phone == bindparam("phone"), Order.id != bindparam("order"),
+           Order.status == Status.AWAITING_CODE))
+
+
 def _unique_code(gw: Gateway, session: Session, order: Order) -> str:
     """A fresh code that no other pending order of the same phone would accept."""
-    others = session.execute(  # the columns a code digest covers, not whole orders
-        select(Order.id, Order.code_hash, Order.amount, Order.currency, Order.package_id)
-        .where(Order.phone == order.phone, Order.id != order.id,
-               Order.status == Status.AWAITING_CODE)
-    ).all()
+    others = session.execute(_OTHERS_WAITING, {"phone": order.phone, "order": order.id}).all()
     while True:
         code = otp.new_code()
         if not any(_code_matches(gw, other, code) for other in others):
@@ -455,6 +458,12 @@ class CodeResult:
     tries_left: int | None = None
 
 
+_CODE_CANDIDATES = (select(Order)
+                    .where(Order.phone == bindparam("phone"), Order.code_hash.is_not(None),
+                           Order.created_at >= bindparam("since"))
+                    .order_by(Order.id).with_for_update())
+
+
 def confirm_by_code(gw: Gateway, session: Session, phone: str, code: str,
                     now: datetime) -> CodeResult:
     """Apply a code the phone sent, inside the caller's transaction.
@@ -462,13 +471,8 @@ def confirm_by_code(gw: Gateway, session: Session, phone: str, code: str,
     A right code pays and activates its order; a wrong one counts against every order of the
     phone still waiting for a code, and fails those that run out of tries.
     """
-    candidates = session.scalars(
-        select(Order)
-        .where(Order.phone == phone, Order.code_hash.is_not(None),
-               Order.created_at >= now - _CODE_LOOKBACK)
-        .order_by(Order.id)
-        .with_for_update()
-    ).all()
+    candidates = session.scalars(_CODE_CANDIDATES,
+                                 {"phone": phone, "since": now - _CODE_LOOKBACK}).all()
     ledger.lock_accounts(session, held_by=[o.id for o in candidates])
     for order in candidates:
         if is_lapsed(order.status, order.expires_at, now):

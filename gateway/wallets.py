@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -30,13 +30,14 @@ class FundingSource:
     card: Card | None = None
 
 
+_BOUND = (select(Wallet).join(PhoneBinding, PhoneBinding.wallet_id == Wallet.id)
+          .where(PhoneBinding.phone == bindparam("phone")))
+_BOUND_LOCKED = _BOUND.with_for_update(of=PhoneBinding)
+
+
 def bound_wallet(session: Session, phone: str, *, lock: bool = False) -> Wallet | None:
     """The wallet bound to ``phone``; ``lock`` serialises concurrent orders of one phone."""
-    found = (select(Wallet).join(PhoneBinding, PhoneBinding.wallet_id == Wallet.id)
-             .where(PhoneBinding.phone == phone))
-    if lock:
-        found = found.with_for_update(of=PhoneBinding)
-    return session.scalar(found)
+    return session.scalar(_BOUND_LOCKED if lock else _BOUND, {"phone": phone})
 
 
 def funding_sources(session: Session, wallet: Wallet) -> list[str]:

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import NamedTuple, Protocol
 
-from sqlalchemy import case, insert, select, update
+from sqlalchemy import bindparam, case, insert, select, update
 from sqlalchemy.orm import Session, object_session
 
 from gateway import metrics
@@ -25,8 +25,6 @@ __all__ = ["LogProvider", "Queued", "SmsProvider", "SmsStatus", "close_code_mess
 
 log = logging.getLogger(__name__)
 
-_OUTBOX = OutboxMessage.__table__
-
 
 class SmsStatus(StrEnum):
     QUEUED = "queued"
@@ -36,6 +34,21 @@ class SmsStatus(StrEnum):
     DELIVERED = "delivered"
     UNDELIVERABLE = "undeliverable"
     FAILED = "failed"
+
+
+_OUTBOX = OutboxMessage.__table__
+_OPTED_OUT = select(SmsOptOut.phone).where(SmsOptOut.phone == bindparam("recipient")).exists()
+_QUEUE = (insert(_OUTBOX)
+          .values(to_phone=bindparam("recipient"),
+                  status=case((_OPTED_OUT, SmsStatus.FAILED.value), else_=bindparam("wanted")),
+                  error=case((_OPTED_OUT, "the recipient opted out"), else_=None))
+          .returning(_OUTBOX.c.id, _OUTBOX.c.status))
+_CODE_MESSAGES = (_OUTBOX.c.order_id == bindparam("order"), _OUTBOX.c.kind == "code")
+_REDACT_CODES = (update(_OUTBOX).where(*_CODE_MESSAGES)
+                 .values(body=_OUTBOX.c.redacted_body, updated_at=bindparam("at")))
+_CLOSE_CODES = (update(_OUTBOX).where(*_CODE_MESSAGES, _OUTBOX.c.status == "queued")
+                .values(status="failed", error="order closed before sending",
+                        updated_at=bindparam("at")))
 
 
 class SmsProvider(Protocol):
@@ -67,16 +80,12 @@ def queue(session: Session, *, to: str, kind: str, body: str, now: datetime,
 
     To a phone that opted out (STOP) nothing is sent: the row is written ``failed``.
     """
-    opted_out = select(SmsOptOut.phone).where(SmsOptOut.phone == to).exists()
-    status = SmsStatus.SENT if sent_by else SmsStatus.QUEUED
-    written = session.connection().execute(
-        insert(_OUTBOX).values(
-            to_phone=to, kind=kind, order_id=order_id, body=body,
-            redacted_body=body if redacted_body is None else redacted_body,
-            status=case((opted_out, SmsStatus.FAILED), else_=str(status)), provider=sent_by,
-            error=case((opted_out, "the recipient opted out"), else_=None),
-            created_at=now, updated_at=now, expires_at=expires_at)
-        .returning(_OUTBOX.c.id, _OUTBOX.c.status)).one()
+    written = session.connection().execute(_QUEUE, {
+        "recipient": to, "kind": kind, "order_id": order_id, "body": body,
+        "redacted_body": body if redacted_body is None else redacted_body,
+        "wanted": SmsStatus.SENT.value if sent_by else SmsStatus.QUEUED.value,
+        "provider": sent_by, "created_at": now, "updated_at": now, "expires_at": expires_at,
+    }).one()
     metrics.count_sms(session, sent_by, written.status)
     return Queued(written.id, written.status)
 
@@ -99,13 +108,9 @@ def opt_in(session: Session, phone: str) -> bool:
 
 def close_code_messages(session: Session, order_id: str, now: datetime) -> None:
     """Once an order stops waiting for its code, keep no readable code and send none late."""
-    sql, code_messages = session.connection(), (_OUTBOX.c.order_id == order_id,
-                                                  _OUTBOX.c.kind == "code")
-    sql.execute(update(_OUTBOX).where(*code_messages)
-                .values(body=_OUTBOX.c.redacted_body, updated_at=now))
-    closed = sql.execute(
-        update(_OUTBOX).where(*code_messages, _OUTBOX.c.status == SmsStatus.QUEUED)
-        .values(status=SmsStatus.FAILED, error="order closed before sending", updated_at=now))
+    sql = session.connection()
+    sql.execute(_REDACT_CODES, {"order": order_id, "at": now})
+    closed = sql.execute(_CLOSE_CODES, {"order": order_id, "at": now})
     metrics.count_sms(session, None, SmsStatus.FAILED, closed.rowcount)
 
 
