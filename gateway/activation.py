@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from gateway import boss, tv_events
@@ -18,11 +18,15 @@ def ensure_device(session: Session, device_id: str, now: datetime) -> None:
     insert_ignore(session, Device, id=device_id, created_at=now)
 
 
+_LOCK_DEVICE = (select(Device.id).where(Device.id == bindparam("device"))
+                .with_for_update(key_share=True))
+
+
 def activate(session: Session, device_id: str, package: Package, now: datetime) -> Entitlement:
     """Start the package on the device, or extend the running entitlement by its period."""
     # One activation per device at a time. FOR NO KEY UPDATE: it must not wait on the key-share
     # locks that inserting an order for the same device takes.
-    session.get(Device, device_id, with_for_update={"key_share": True})
+    session.connection().execute(_LOCK_DEVICE, {"device": device_id})
     entitlement = session.get(Entitlement, (device_id, package.id))
     period = timedelta(days=package.period_days)
     if entitlement is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
@@ -21,9 +22,9 @@ from sqlalchemy.orm import Session
 from gateway.db import Account, Hold, JournalEntry, Posting, insert_ignore, insert_rows, padded
 
 __all__ = [
-    "InsufficientFunds", "audit", "balance", "capture", "card_account", "charge",
-    "device_account", "fund", "lock_accounts", "merchant_account",
-    "open_account", "open_system_accounts", "place_hold", "release", "wallet_account",
+    "InsufficientFunds", "Settled", "audit", "balance", "capture", "card_account", "charge",
+    "device_account", "fund", "lock_accounts", "merchant_account", "open_account",
+    "open_system_accounts", "place_hold", "release", "wallet_account",
 ]
 
 _ACCOUNTS, _ENTRIES = Account.__table__, JournalEntry.__table__
@@ -34,9 +35,10 @@ _MOVE = (update(_ACCOUNTS)
                 _ACCOUNTS.c.balance + bindparam("delta") >= 0)
          .values(balance=_ACCOUNTS.c.balance + bindparam("delta")))
 _NEW_ENTRY = insert(_ENTRIES).returning(_ENTRIES.c.id)
-_SETTLE = (update(Hold).where(Hold.order_id == bindparam("order"), Hold.status == "held")
+_HOLDS = Hold.__table__
+_SETTLE = (update(_HOLDS).where(_HOLDS.c.order_id == bindparam("order"), _HOLDS.c.status == "held")
            .values(status=bindparam("to_status"), settled_at=bindparam("at"))
-           .returning(Hold).execution_options(populate_existing=True))
+           .returning(_HOLDS.c.account_id, _HOLDS.c.amount, _HOLDS.c.currency))
 _LOCK = (select(_ACCOUNTS.c.id)
          .where(or_(_ACCOUNTS.c.id.in_(bindparam("accounts", expanding=True)),
                     _ACCOUNTS.c.id.in_(select(Hold.account_id).where(
@@ -150,15 +152,24 @@ def charge(session: Session, order_id: str, source: str, credit: str, amount: in
     _post(session, "charge", [(source, -amount), (credit, amount)], currency, now, order_id)
 
 
-def _settle(session: Session, order_id: str, status: str, now: datetime) -> Hold:
+class Settled(NamedTuple):
+    """A hold just captured or released."""
+
+    account_id: str
+    amount: int
+    currency: str
+
+
+def _settle(session: Session, order_id: str, status: str, now: datetime) -> Settled:
     """Move a hold out of ``held`` exactly once, or raise if it was already settled."""
-    hold = session.scalar(_SETTLE, {"order": order_id, "to_status": status, "at": now})
-    if hold is None:
+    row = session.connection().execute(
+        _SETTLE, {"order": order_id, "to_status": status, "at": now}).first()
+    if row is None:
         raise RuntimeError(f"hold of order {order_id} is not held")
-    return hold
+    return Settled(*row)
 
 
-def capture(session: Session, order_id: str, now: datetime) -> Hold:
+def capture(session: Session, order_id: str, now: datetime) -> Settled:
     """Turn the order's hold into merchant revenue."""
     hold = _settle(session, order_id, "captured", now)
     holds = _system("holds", hold.currency)
@@ -168,7 +179,7 @@ def capture(session: Session, order_id: str, now: datetime) -> Hold:
     return hold
 
 
-def release(session: Session, order_id: str, now: datetime) -> Hold | None:
+def release(session: Session, order_id: str, now: datetime) -> Settled | None:
     """Give a held amount back to its source; no-op for an order that holds nothing."""
     if session.get(Hold, order_id) is None:
         return None
