@@ -516,6 +516,18 @@ def run(args: argparse.Namespace, gw: Gateway, database_url: str, workdir: Path)
         sampler.stop()
 
 
+def whole_table_reads(gw: Gateway) -> list[tuple[str, int, int]]:
+    """PostgreSQL tables of this run's schema that were scanned whole for many rows: a hot
+    statement that misses its index shows here long before it shows in the timings."""
+    if gw.db.dialect != "postgresql":
+        return []
+    with gw.db.read() as session:
+        return [tuple(row) for row in session.execute(text(
+            "SELECT relname, seq_scan, seq_tup_read FROM pg_stat_user_tables "
+            "WHERE schemaname = current_schema() AND seq_tup_read > 10000 "
+            "ORDER BY seq_tup_read DESC"))]
+
+
 def report(args: argparse.Namespace, gw: Gateway, results: list[Figures], bare_rps: float,
            bare_errors: int, bare_cpu: dict[tuple[str, int], float], sampler: Sampler,
            again: int) -> None:
@@ -583,6 +595,11 @@ def report(args: argparse.Namespace, gw: Gateway, results: list[Figures], bare_r
     lines += [f"| {name} | {value} | {goal(met)} |" for name, value, met in goals]
     lines.append(f"\nReplies the SMPP worker got again after acting on them (the SMSC "
                  f"redelivering what it had not acknowledged in time): {again}.")
+    scanned = whole_table_reads(gw)
+    if scanned:
+        lines.append("\nTables read whole (sequential scans) during the whole run, over 10,000 "
+                     "rows in all: " + ", ".join(f"{name} {scans} scans, {rows:,} rows"
+                                                for name, scans, rows in scanned) + ".")
     if sum(one.run.reconnects for one in results):
         lines.append(f"\n{sum(one.run.reconnects for one in results)} POSTs were sent again on "
                      f"a new connection after the server closed a kept-alive one.")
