@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from gateway.db import Package
@@ -20,10 +20,13 @@ def list_packages(session: Session) -> list[Package]:
 _PACKAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
+_PACKAGE = select(Package).where(Package.id == bindparam("package"))
+
+
 def get_package(session: Session, package_id: object) -> Package:
     """:raise InvalidInput: ``unknown_package``."""
     valid = isinstance(package_id, str) and _PACKAGE_ID.fullmatch(package_id)
-    package = session.get(Package, package_id) if valid else None
+    package = session.scalar(_PACKAGE, {"package": package_id}) if valid else None
     if package is None:
         raise InvalidInput("no such package", code="unknown_package")
     return package

@@ -476,7 +476,8 @@ def insert_rows(session: Session, model: type[Base], *rows: dict[str, Any]) -> N
     of work costs more Python than the statement. Unlike ``session.add`` this writes at once and
     does not flush pending objects first: a row must not point at an object not yet flushed.
     """
-    session.connection().execute(_plain_insert(model), list(rows))
+    # one row goes as one statement: a list, even of one, makes a (pipelined) executemany
+    session.connection().execute(_plain_insert(model), rows[0] if len(rows) == 1 else list(rows))
 
 
 @functools.cache

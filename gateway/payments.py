@@ -36,7 +36,7 @@ from gateway import (
     wallets,
 )
 from gateway.context import Gateway, iso
-from gateway.db import Order, Package, Wallet
+from gateway.db import Order, Wallet
 from gateway.errors import Conflict, InvalidInput, NotFound, RateLimited
 from gateway.money import Money
 from gateway.orders import FINAL, PENDING, Channel, Kind, Reason, Status, is_lapsed, next_status
@@ -412,8 +412,7 @@ def _complete(gw: Gateway, session: Session, order: Order, paid_from: str,
         log.info("order %s paid bill %s of device %s", order.id, order.bill_id, order.device_id)
         return
     with session.no_autoflush:  # the order's status is written once, as activated, at commit
-        package = session.get(Package, order.package_id)
-        assert package is not None
+        package = catalog.get_package(session, order.package_id)
         entitlement = activation.activate(session, order.device_id, package, now)
     _move(session, order, Status.ACTIVATED, now,
           data={"package_id": package.id, "active_until": iso(entitlement.active_until)})

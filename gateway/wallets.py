@@ -40,10 +40,13 @@ def bound_wallet(session: Session, phone: str, *, lock: bool = False) -> Wallet 
     return session.scalar(_BOUND_LOCKED if lock else _BOUND, {"phone": phone})
 
 
+_CARD = select(Card).where(Card.wallet_id == bindparam("wallet"))
+
+
 def funding_sources(session: Session, wallet: Wallet) -> list[str]:
     """Accounts to try in order: the wallet balance, then the linked bank card."""
     sources = [ledger.wallet_account(wallet.id)]
-    if session.get(Card, wallet.id) is not None:
+    if session.scalar(_CARD, {"wallet": wallet.id}) is not None:
         sources.append(ledger.card_account(wallet.id))
     return sources
 
