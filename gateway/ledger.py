@@ -38,6 +38,7 @@ _NEW_ENTRY = insert(_ENTRIES).returning(_ENTRIES.c.id)
 _SETTLE = (update(_HOLDS).where(_HOLDS.c.order_id == bindparam("order"), _HOLDS.c.status == "held")
            .values(status=bindparam("to_status"), settled_at=bindparam("at"))
            .returning(_HOLDS.c.account_id, _HOLDS.c.amount, _HOLDS.c.currency))
+_HOLD_OF = select(_HOLDS.c.order_id).where(_HOLDS.c.order_id == bindparam("order"))
 # Two statements, not one with OR: "id IN (list) OR id IN (subquery)" makes PostgreSQL scan
 # every account (and, planned while holds was small, every hold) to lock a few.
 _HELD_BY = select(_HOLDS.c.account_id).where(
@@ -180,7 +181,7 @@ def capture(session: Session, order_id: str, now: datetime) -> Settled:
 
 def release(session: Session, order_id: str, now: datetime) -> Settled | None:
     """Give a held amount back to its source; no-op for an order that holds nothing."""
-    if session.get(Hold, order_id) is None:
+    if session.connection().scalar(_HOLD_OF, {"order": order_id}) is None:
         return None
     hold = _settle(session, order_id, "released", now)
     holds = _system("holds", hold.currency)

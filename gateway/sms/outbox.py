@@ -46,8 +46,8 @@ _QUEUE = (insert(_OUTBOX)
 _CODE_MESSAGES = (_OUTBOX.c.order_id == bindparam("order"), _OUTBOX.c.kind == "code")
 _REDACT_CODES = (update(_OUTBOX).where(*_CODE_MESSAGES)
                  .values(body=_OUTBOX.c.redacted_body, updated_at=bindparam("at")))
-_CLOSE_CODES = (update(_OUTBOX).where(*_CODE_MESSAGES, _OUTBOX.c.status == "queued")
-                .values(status="failed", error="order closed before sending",
+_CLOSE_CODES = (update(_OUTBOX).where(*_CODE_MESSAGES, _OUTBOX.c.status == SmsStatus.QUEUED.value)
+                .values(status=SmsStatus.FAILED.value, error="order closed before sending",
                         updated_at=bindparam("at")))
 
 
