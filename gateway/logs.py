@@ -65,6 +65,11 @@ def _utc_time(record: logging.LogRecord) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# Written by logging itself, never from data: a logger's name may hold digits (smpplib's are
+# smpp.Client.<id>) that masking would garble.
+_OWN_FIELDS = frozenset({"time", "level", "logger"})
+
+
 class JsonFormatter(_JsonFormatter):
     """One JSON object a line: time, level, logger, message, then the record's extras."""
 
@@ -79,7 +84,8 @@ class JsonFormatter(_JsonFormatter):
         super().add_fields(log_data, record, message_dict)
 
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-        return _redacted(log_data)
+        return {key: value if key in _OWN_FIELDS else _redacted(value)
+                for key, value in log_data.items()}
 
 
 class TextFormatter(logging.Formatter):
@@ -93,7 +99,11 @@ class TextFormatter(logging.Formatter):
         return _utc_time(record)
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        line = super().format(record)
+        head = f"{self.formatTime(record)} {record.levelname} {record.name} "
+        if line.startswith(head):  # the logger's name stays as it is (see _OWN_FIELDS)
+            return head + redact(line[len(head):])
+        return redact(line)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

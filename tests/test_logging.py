@@ -107,6 +107,15 @@ def test_ids_with_long_digit_runs_are_not_taken_for_phone_numbers(written):
                                "to 手机138****8000")
 
 
+def test_a_logger_name_with_a_long_digit_run_is_left_as_it_is():
+    name = "smpp.Client.140234567890123"  # smpplib names its loggers by the client's id
+    record = logging.getLogger(name).makeRecord(
+        name, logging.INFO, __file__, 1, "bound for %s", ("+8613800138000",), None)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["logger"] == name and line["message"] == "bound for 138****8000"
+    assert f" INFO {name} [-] bound for 138****8000" in TextFormatter().format(record)
+
+
 def test_the_text_format_is_one_readable_line_with_the_request_id(client, caplog):
     caplog.set_level(logging.INFO)
     client.get("/api/v1/packages", headers={"X-Request-ID": "text-1"})
