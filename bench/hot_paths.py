@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import logging
 import os
 import pstats
 import re
@@ -29,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from flask import Flask  # noqa: E402
 from sqlalchemy import event, select  # noqa: E402
 
 from gateway import create_app, inbound, migrate  # noqa: E402
@@ -103,6 +105,8 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--profile", choices=["order", "reply"])
     args = parser.parse_args()
+    if args.payments < 1:
+        parser.error("--payments must be at least 1")
     workdir = Path(tempfile.mkdtemp(prefix="hot-paths-"))
     with migrate.private_schema(args.database_url, prefix="hot") as url:
         migrate.upgrade(url)
@@ -111,6 +115,11 @@ def main() -> None:
                           "SECRET_KEY": "bench-secret-key-0123456789", "SMS_PROVIDER": "smpp",
                           **LIMITS_OFF})
         gw: Gateway = app.extensions["gateway"]
+        log_file = (workdir / "app.log").open("w", encoding="utf-8")
+        for handler in logging.getLogger().handlers:  # logs cost what they cost, out of sight
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(log_file)
+        print(f"the app's logs: {log_file.name}", flush=True)
         try:
             run(args, app, gw, workdir)
         finally:
@@ -119,7 +128,7 @@ def main() -> None:
             gw.close()
 
 
-def run(args: argparse.Namespace, app, gw: Gateway, workdir: Path) -> None:
+def run(args: argparse.Namespace, app: Flask, gw: Gateway, workdir: Path) -> None:
     n = args.payments
     phones = [f"+86139{i:08d}" for i in range(n + 50)]
     key = seed_payers(gw, workdir, PACKAGE, phones, 10, "hot-paths")
