@@ -88,11 +88,14 @@ class JsonFormatter(_JsonFormatter):
                 for key, value in log_data.items()}
 
 
+_TEXT_HEAD = "%(asctime)s %(levelname)s %(name)s "
+
+
 class TextFormatter(logging.Formatter):
     """``2026-11-23T08:00:00.123Z INFO gateway.payments [request id] message``."""
 
     def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        super().__init__(_TEXT_HEAD + "[%(request_id)s] %(message)s",
                          defaults={"request_id": "-"})
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
@@ -100,10 +103,8 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        head = f"{self.formatTime(record)} {record.levelname} {record.name} "
-        if line.startswith(head):  # the logger's name stays as it is (see _OWN_FIELDS)
-            return head + redact(line[len(head):])
-        return redact(line)
+        head = _TEXT_HEAD % record.__dict__  # asctime is set by the format above
+        return head + redact(line.removeprefix(head))  # the logger's name stays (_OWN_FIELDS)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
