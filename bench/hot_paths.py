@@ -10,7 +10,8 @@
 Against a baseline in the same run: ``GET /healthz`` through the same test client (the fixed
 cost of a Flask request here), in blocks alternating with each path's. Prints, per call:
 Python CPU ms, wall ms, SQL statements and the ratio to the baseline; ``--profile`` prints the
-top of a cProfile of that path.
+top of a cProfile of that path, whose count of function calls does not wander with the VM's
+speed as CPU time does: compare that count between two commits to see a change of a few percent.
 e2e.py measures the whole stack; this one says where a change to a hot path lands.
 """
 

@@ -52,7 +52,7 @@ def test_a_code_sms_still_queued_when_its_order_ends_is_never_sent(client, seede
     clock.advance(seconds=301)
     Worker(seeded).run_once()
     [sms] = sms_to(seeded, RICH, "code")
-    assert (sms.status, sms.error) == ("failed", "order closed before sending")
+    assert (sms.status, sms.error) == ("failed", "order closed while the SMS waited to be sent")
     assert "******" in sms.body
 
 

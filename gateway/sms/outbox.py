@@ -43,12 +43,18 @@ _QUEUE = (insert(_OUTBOX)
                   status=case((_OPTED_OUT, SmsStatus.FAILED.value), else_=bindparam("wanted")),
                   error=case((_OPTED_OUT, "the recipient opted out"), else_=None))
           .returning(_OUTBOX.c.id, _OUTBOX.c.status))
-_CODE_MESSAGES = (_OUTBOX.c.order_id == bindparam("order"), _OUTBOX.c.kind == "code")
-_REDACT_CODES = (update(_OUTBOX).where(*_CODE_MESSAGES)
-                 .values(body=_OUTBOX.c.redacted_body, updated_at=bindparam("at")))
-_CLOSE_CODES = (update(_OUTBOX).where(*_CODE_MESSAGES, _OUTBOX.c.status == SmsStatus.QUEUED.value)
-                .values(status=SmsStatus.FAILED.value, error="order closed before sending",
-                        updated_at=bindparam("at")))
+# Said of a code SMS still queued when its order ended. Not "never sent": a message handed
+# back to the queue by a worker that died may have reached the SMSC before.
+CLOSED_WHILE_QUEUED = "order closed while the SMS waited to be sent"
+_WAITING = _OUTBOX.c.status == SmsStatus.QUEUED.value
+# one statement: the order's code messages lose their code, and those still queued are failed
+_CLOSE_CODES = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.order_id == bindparam("order"), _OUTBOX.c.kind == "code")
+    .values(body=_OUTBOX.c.redacted_body, updated_at=bindparam("at"),
+            status=case((_WAITING, SmsStatus.FAILED.value), else_=_OUTBOX.c.status),
+            error=case((_WAITING, CLOSED_WHILE_QUEUED), else_=_OUTBOX.c.error))
+    .returning(_OUTBOX.c.error))
 
 
 class SmsProvider(Protocol):
@@ -108,10 +114,10 @@ def opt_in(session: Session, phone: str) -> bool:
 
 def close_code_messages(session: Session, order_id: str, now: datetime) -> None:
     """Once an order stops waiting for its code, keep no readable code and send none late."""
-    sql = session.connection()
-    sql.execute(_REDACT_CODES, {"order": order_id, "at": now})
-    closed = sql.execute(_CLOSE_CODES, {"order": order_id, "at": now})
-    metrics.count_sms(session, None, SmsStatus.FAILED, closed.rowcount)
+    errors = session.connection().execute(_CLOSE_CODES, {"order": order_id, "at": now}).scalars()
+    # an order ends once: a message with this error was failed just now
+    metrics.count_sms(session, None, SmsStatus.FAILED,
+                      sum(error == CLOSED_WHILE_QUEUED for error in errors))
 
 
 def fail_if_expired(message: OutboxMessage, now: datetime) -> bool:
