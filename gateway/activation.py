@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from gateway import boss, tv_events
-from gateway.db import Device, Entitlement, Package, insert_ignore
+from gateway.db import Device, Entitlement, Package, insert_ignore, insert_rows
 from gateway.errors import NotFound
 
 __all__ = ["activate", "active_entitlements", "ensure_device", "entitlements", "revoke"]
@@ -22,21 +22,30 @@ _LOCK_DEVICE = (select(Device.id).where(Device.id == bindparam("device"))
                 .with_for_update(key_share=True))
 
 
-def activate(session: Session, device_id: str, package: Package, now: datetime) -> Entitlement:
-    """Start the package on the device, or extend the running entitlement by its period."""
+_ACTIVE_UNTIL = select(Entitlement.active_until).where(
+    Entitlement.device_id == bindparam("device"), Entitlement.package_id == bindparam("package"))
+_EXTEND = (update(Entitlement)
+           .where(Entitlement.device_id == bindparam("device"),
+                  Entitlement.package_id == bindparam("package"))
+           .values(active_until=bindparam("until"), updated_at=bindparam("at")))
+
+
+def activate(session: Session, device_id: str, package: Package, now: datetime) -> datetime:
+    """Start the package on the device, or extend the running entitlement by its period;
+    return the entitlement's new end. Plain SQL: it runs once a payment."""
+    sql = session.connection()
     # One activation per device at a time. FOR NO KEY UPDATE: it must not wait on the key-share
     # locks that inserting an order for the same device takes.
-    session.connection().execute(_LOCK_DEVICE, {"device": device_id})
-    entitlement = session.get(Entitlement, (device_id, package.id))
-    period = timedelta(days=package.period_days)
-    if entitlement is None:
-        entitlement = Entitlement(device_id=device_id, package_id=package.id,
-                                  active_until=now + period, updated_at=now)
-        session.add(entitlement)
+    sql.execute(_LOCK_DEVICE, {"device": device_id})
+    running = sql.execute(_ACTIVE_UNTIL, {"device": device_id, "package": package.id}).scalar()
+    until = max(running or now, now) + timedelta(days=package.period_days)
+    if running is None:
+        insert_rows(session, Entitlement, {"device_id": device_id, "package_id": package.id,
+                                           "active_until": until, "updated_at": now})
     else:
-        entitlement.active_until = max(entitlement.active_until, now) + period
-        entitlement.updated_at = now
-    return entitlement
+        sql.execute(_EXTEND, {"device": device_id, "package": package.id, "until": until,
+                              "at": now})
+    return until
 
 
 def revoke(session: Session, device_id: str, package_id: str, now: datetime) -> Entitlement:

@@ -12,6 +12,7 @@ import logging
 import math
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -287,18 +288,21 @@ def _new_order(gw: Gateway, session: Session, order_id: str, item: _Item, device
     return order
 
 
+# What changes on an order once written; ``_write_state`` writes it from an object in hand.
+_STATE = ("status", "reason", "code_hash", "code_attempts", "paid_from", "expires_at",
+          "updated_at")
 _WRITE_STATE = (update(Order).where(Order.id == bindparam("order"))
-                .values(status=bindparam("status"), reason=bindparam("reason"),
-                        code_hash=bindparam("code_hash"), expires_at=bindparam("expires_at"),
-                        updated_at=bindparam("updated_at")))
+                .values({name: bindparam(name) for name in _STATE}))
+
+
+def _state(order: Order) -> dict[str, Any]:
+    return {name: getattr(order, name) for name in _STATE}
 
 
 def _write_state(session: Session, order: Order) -> None:
-    """Write what a new order's creator changed on it (see ``_new_order``)."""
-    session.connection().execute(_WRITE_STATE, {
-        "order": order.id, "status": order.status, "reason": order.reason,
-        "code_hash": order.code_hash, "expires_at": order.expires_at,
-        "updated_at": order.updated_at})
+    """Write the state of an order object outside the session (``_new_order``,
+    ``confirm_by_code``): the hot paths change orders in hand and write each once."""
+    session.connection().execute(_WRITE_STATE, {"order": order.id, **_state(order)})
 
 
 def _request_code(gw: Gateway, session: Session, order: Order, item_name: str,
@@ -434,18 +438,18 @@ def _complete(gw: Gateway, session: Session, order: Order, paid_from: str,
         return
     with session.no_autoflush:  # the order's status is written once, as activated, at commit
         package = catalog.get_package(session, order.package_id)
-        entitlement = activation.activate(session, order.device_id, package, now)
+        active_until = activation.activate(session, order.device_id, package, now)
     _move(session, order, Status.ACTIVATED, now,
-          data={"package_id": package.id, "active_until": iso(entitlement.active_until)})
+          data={"package_id": package.id, "active_until": iso(active_until)})
     boss.record(session, boss.EventType.ENTITLEMENT_ACTIVATED,
                 {**paid, "package_id": package.id, "kind": order.kind,
-                 "active_until": entitlement.active_until}, now)
+                 "active_until": active_until}, now)
     if order.phone:
         outbox.queue(session, to=order.phone, kind="confirmed", order_id=order.id, now=now,
                      body=gw.texts.render("confirmed", package=package.name,
-                                          until=gw.texts.date(entitlement.active_until)))
+                                          until=gw.texts.date(active_until)))
     log.info("order %s activated %s on device %s until %s", order.id, package.id,
-             order.device_id, entitlement.active_until.isoformat())
+             order.device_id, active_until.isoformat())
 
 
 def _bill_still_due(session: Session, order: Order, now: datetime) -> bool:
@@ -493,6 +497,19 @@ def confirm_by_code(gw: Gateway, session: Session, phone: str, code: str,
     """
     candidates = session.scalars(_CODE_CANDIDATES,
                                  {"phone": phone, "since": now - _CODE_LOOKBACK}).all()
+    before = []
+    for order in candidates:  # locked; changed in hand and written once, as in _new_order
+        session.expunge(order)
+        before.append(_state(order))
+    result = _apply_code(gw, session, candidates, code, now)
+    for order, state in zip(candidates, before, strict=True):
+        if _state(order) != state:
+            _write_state(session, order)
+    return result
+
+
+def _apply_code(gw: Gateway, session: Session, candidates: Sequence[Order], code: str,
+                now: datetime) -> CodeResult:
     ledger.lock_accounts(session, held_by=[o.id for o in candidates])
     for order in candidates:
         if is_lapsed(order.status, order.expires_at, now):
