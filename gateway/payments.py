@@ -436,7 +436,7 @@ def _complete(gw: Gateway, session: Session, order: Order, paid_from: str,
                              Money(order.amount, order.currency))))
         log.info("order %s paid bill %s of device %s", order.id, order.bill_id, order.device_id)
         return
-    with session.no_autoflush:  # the order's status is written once, as activated, at commit
+    with session.no_autoflush:  # an order in the session is written once, as activated
         package = catalog.get_package(session, order.package_id)
         active_until = activation.activate(session, order.device_id, package, now)
     _move(session, order, Status.ACTIVATED, now,
@@ -493,7 +493,8 @@ def confirm_by_code(gw: Gateway, session: Session, phone: str, code: str,
     """Apply a code the phone sent, inside the caller's transaction.
 
     A right code pays and activates its order; a wrong one counts against every order of the
-    phone still waiting for a code, and fails those that run out of tries.
+    phone still waiting for a code, and fails those that run out of tries. The phone's orders
+    are taken out of the session: the caller must not hold changes to them in it.
     """
     candidates = session.scalars(_CODE_CANDIDATES,
                                  {"phone": phone, "since": now - _CODE_LOOKBACK}).all()
