@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,13 +31,16 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    bindparam,
     create_engine,
     event,
     insert,
+    text,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import TextClause
 
 T = TypeVar("T")
 
@@ -44,7 +48,8 @@ __all__ = [
     "Account", "Base", "Bill", "BossEvent", "Card", "Database", "Device", "Entitlement", "Hold",
     "JournalEntry", "Order", "OrderEvent", "OutboxMessage", "Package", "Pairing", "PairingCode",
     "PhoneBinding", "Posting", "SmsOptOut", "SmsPart",
-    "UTCDateTime", "Wallet", "insert_ignore", "insert_rows", "make_engine", "padded",
+    "UTCDateTime", "Wallet", "insert_at_commit", "insert_ignore", "insert_rows", "make_engine",
+    "padded",
 ]
 
 
@@ -427,6 +432,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        event.listen(self._sessions, "before_commit", _insert_queued_rows)
         self._reads = sessionmaker(self.engine.execution_options(read_only=True),
                                    expire_on_commit=False)
 
@@ -476,13 +482,60 @@ def insert_rows(session: Session, model: type[Base], *rows: dict[str, Any]) -> N
     of work costs more Python than the statement. Unlike ``session.add`` this writes at once and
     does not flush pending objects first: a row must not point at an object not yet flushed.
     """
-    # one row goes as one statement: a list, even of one, makes a (pipelined) executemany
-    session.connection().execute(_plain_insert(model), rows[0] if len(rows) == 1 else list(rows))
+    sql = session.connection()
+    if len(rows) == 1:
+        sql.execute(_plain_insert(model), rows[0])
+        return
+    # several rows as multi-row INSERTs (an executemany runs a statement per row), in chunks
+    # of a few sizes, so that a handful of statements is built and cached
+    columns = tuple(rows[0])
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start:start + _ROWS_PER_INSERT]
+        sql.execute(_multi_row_insert(model, len(chunk), columns), {
+            f"{column}_{i}": row[column] for i, row in enumerate(chunk) for column in columns})
+
+
+_ROWS_PER_INSERT = 8
 
 
 @functools.cache
 def _plain_insert(model: type[Base]) -> Insert:
     return insert(model.__table__)  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _multi_row_insert(model: type[Base], count: int, columns: tuple[str, ...]) -> TextClause:
+    """``INSERT ... VALUES (...), (...)`` as text: SQLAlchemy compiles a multi-row ``insert()``
+    anew at every execution, a text clause once."""
+    table = model.__table__  # type: ignore[attr-defined]
+    names = ", ".join(f'"{column}"' for column in columns)
+    rows = ", ".join("(" + ", ".join(f":{column}_{i}" for column in columns) + ")"
+                     for i in range(count))
+    return text(f'INSERT INTO "{table.name}" ({names}) VALUES {rows}').bindparams(*(
+        bindparam(f"{column}_{i}", type_=table.c[column].type)
+        for i in range(count) for column in columns))
+
+
+_QUEUED_ROWS = "db.queued_rows"
+
+
+def insert_at_commit(session: Session, model: type[Base], row: dict[str, Any]) -> None:
+    """Queue a row that nothing reads in this transaction, to be written at its commit.
+
+    A transaction's queued rows go just before it commits, each table's run of rows in one
+    statement: the two or three events of a payment's step cost one statement, not three.
+    (Not for use inside a SAVEPOINT that may roll back alone: the row would still be written.)
+    """
+    session.info.setdefault(_QUEUED_ROWS, []).append((model, row))
+
+
+def _insert_queued_rows(session: Session) -> None:
+    queued = session.info.pop(_QUEUED_ROWS, None)
+    if not queued:
+        return
+    session.flush()  # a queued row may refer to an object still pending
+    for model, run in itertools.groupby(queued, key=lambda item: item[0]):
+        insert_rows(session, model, *(row for _, row in run))
 
 
 def insert_ignore(session: Session, model: type[Base], **values: Any) -> bool:

@@ -1,6 +1,6 @@
 """What a TV is shown, as rows of ``order_events``: the source of the live event streams.
 
-Every row is written in the transaction of the change it tells of. After that transaction
+Every row is written in the transaction of the change it tells of, at its commit. After it
 commits, the devices it touched are named in ``session.info[TOUCHED]`` so that the web tier can
 wake the streams that follow them (``gateway.live``).
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from gateway.db import OrderEvent, insert_rows
+from gateway.db import OrderEvent, insert_at_commit
 
 __all__ = ["TOUCHED", "EventType", "record"]
 
@@ -31,7 +31,7 @@ class EventType:
 def record(session: Session, *, device_id: str, event_type: str, now: datetime,
            order_id: str | None = None, status: str | None = None, reason: str | None = None,
            data: dict[str, Any] | None = None) -> None:
-    insert_rows(session, OrderEvent, {
+    insert_at_commit(session, OrderEvent, {
         "device_id": device_id, "order_id": order_id, "type": event_type, "status": status,
         "reason": reason, "at": now,
         "data": json.dumps(data, ensure_ascii=False) if data else None})
