@@ -482,6 +482,8 @@ def insert_rows(session: Session, model: type[Base], *rows: dict[str, Any]) -> N
     of work costs more Python than the statement. Unlike ``session.add`` this writes at once and
     does not flush pending objects first: a row must not point at an object not yet flushed.
     """
+    if not rows:
+        return
     sql = session.connection()
     if len(rows) == 1:
         sql.execute(_plain_insert(model), rows[0])

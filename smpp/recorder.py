@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, distinct, func, insert, or_, select, update
+from sqlalchemy import bindparam, distinct, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway import inbound, metrics, payments, phones
 from gateway.context import Gateway
-from gateway.db import OutboxMessage, SmsPart, padded
+from gateway.db import OutboxMessage, SmsPart, insert_rows, padded
 from gateway.errors import InvalidInput
 from gateway.sms.outbox import SmsStatus
 from gateway.sms.stream import OutboundStream
@@ -165,12 +165,11 @@ class Recorder:
         released = {i for item in batch if isinstance(item, Release) for i in item.outbox_ids}
         now = self.gw.clock()
         with self.gw.db.transaction() as session:
-            if accepted:
-                session.execute(insert(_PARTS), [
-                    {"outbox_id": p.message.outbox_id, "part": p.number,
-                     "total": len(p.message.parts), "provider": PROVIDER,
-                     "message_id": p.message_id, "status": "submitted", "submitted_at": now,
-                     "queries": 0} for p in accepted])
+            insert_rows(session, SmsPart, *(
+                {"outbox_id": p.message.outbox_id, "part": p.number,
+                 "total": len(p.message.parts), "provider": PROVIDER,
+                 "message_id": p.message_id, "status": "submitted", "submitted_at": now,
+                 "queries": 0} for p in accepted))
             touched = _settle(session, settled, now)
             delivered, others, self._unmatched = _apply_receipts(session, receipts, now)
             if delivered:
