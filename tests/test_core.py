@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from gateway import ledger, otp, phones, seed
-from gateway.db import Account
+from gateway import ledger, otp, phones, seed, tv_events
+from gateway.db import Account, OrderEvent
 from gateway.errors import InvalidInput
 from gateway.money import Money
 from gateway.orders import IllegalTransition, Status, is_lapsed, next_status
@@ -120,6 +121,26 @@ def test_an_entry_never_mixes_currencies(gw, seeded, clock):
     with pytest.raises(ValueError), gw.db.transaction() as session:
         ledger._post(session, "fund", [("external:USD", -5), ("external:CNY", 5)], "CNY",
                      clock())
+
+
+def test_events_are_written_at_commit_in_order_and_not_at_all_on_rollback(gw, seeded, clock):
+    """Order events are queued and written at commit as multi-row INSERTs (chunks of 8)."""
+    def record(session, count, name):
+        for n in range(count):
+            tv_events.record(session, device_id="tv-1", event_type=name, now=clock(),
+                             data={"n": n})
+
+    with gw.db.transaction() as session:
+        record(session, 19, "test.kept")
+        assert session.scalar(select(func.count()).select_from(OrderEvent)) == 0  # not yet
+    with pytest.raises(RuntimeError), gw.db.transaction() as session:
+        record(session, 3, "test.rolled_back")
+        raise RuntimeError("the change failed")
+    with gw.db.read() as session:
+        rows = session.execute(select(OrderEvent.type, OrderEvent.data)
+                               .order_by(OrderEvent.id)).all()
+    assert [(kind, json.loads(data)["n"]) for kind, data in rows] == [
+        ("test.kept", n) for n in range(19)]
 
 
 def test_a_wallet_never_pays_a_price_in_another_currency(client, gw, tmp_path):

@@ -45,7 +45,7 @@ _QUEUE = (insert(_OUTBOX)
           .returning(_OUTBOX.c.id, _OUTBOX.c.status))
 # Said of a code SMS still queued when its order ended. Not "never sent": a message handed
 # back to the queue by a worker that died may have reached the SMSC before.
-CLOSED_WHILE_QUEUED = "order closed while the SMS waited to be sent"
+_CLOSED_WHILE_QUEUED = "order closed while the SMS waited to be sent"
 _WAITING = _OUTBOX.c.status == SmsStatus.QUEUED.value
 # one statement: the order's code messages lose their code, and those still queued are failed
 _CLOSE_CODES = (
@@ -53,7 +53,7 @@ _CLOSE_CODES = (
     .where(_OUTBOX.c.order_id == bindparam("order"), _OUTBOX.c.kind == "code")
     .values(body=_OUTBOX.c.redacted_body, updated_at=bindparam("at"),
             status=case((_WAITING, SmsStatus.FAILED.value), else_=_OUTBOX.c.status),
-            error=case((_WAITING, CLOSED_WHILE_QUEUED), else_=_OUTBOX.c.error))
+            error=case((_WAITING, _CLOSED_WHILE_QUEUED), else_=_OUTBOX.c.error))
     .returning(_OUTBOX.c.error))
 
 
@@ -117,7 +117,7 @@ def close_code_messages(session: Session, order_id: str, now: datetime) -> None:
     errors = session.connection().execute(_CLOSE_CODES, {"order": order_id, "at": now}).scalars()
     # an order ends once: a message with this error was failed just now
     metrics.count_sms(session, None, SmsStatus.FAILED,
-                      sum(error == CLOSED_WHILE_QUEUED for error in errors))
+                      sum(error == _CLOSED_WHILE_QUEUED for error in errors))
 
 
 def fail_if_expired(message: OutboxMessage, now: datetime) -> bool:
