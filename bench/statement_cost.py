@@ -2,8 +2,8 @@
 
     python bench/statement_cost.py [-n 3000] [--database-url URL] [--repeat 3]
 
-The hot paths of a payment are a chain of small statements (e2e.py counts them in its notes),
-so the cost of one statement sets a floor under the cost of a payment. On one connection to
+The hot paths of a payment are a chain of small statements (hot_paths.py counts them per
+call), so the cost of one statement sets a floor under the cost of a payment. On one connection to
 PostgreSQL, in blocks alternating between the two clients (the baseline is bare psycopg):
 
   - a primary-key SELECT of one row (the shape of most reads on the hot paths);
