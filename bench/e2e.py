@@ -57,7 +57,8 @@ from sqlalchemy import func, select, text  # noqa: E402
 from gateway import migrate  # noqa: E402
 from gateway.config import load_settings  # noqa: E402
 from gateway.context import Gateway  # noqa: E402
-from gateway.db import Order  # noqa: E402
+from gateway.store.models import Order
+from gateway.wiring import connect  # noqa: E402
 from tests.processes import (  # noqa: E402
     LIMITS_OFF,
     command,
@@ -433,7 +434,7 @@ def main() -> None:
         env = {**os.environ, "DATABASE_URL": scoped_url, "REDIS_URL": args.redis_url,
                "REDIS_PREFIX": f"bench{os.getpid()}:", "VAR_DIR": str(workdir),
                "SECRET_KEY": "bench-secret-key-0123456789", "SMS_PROVIDER": "smpp", **LIMITS_OFF}
-        gw = Gateway(load_settings(environ=env))
+        gw = connect(load_settings(environ=env))
         try:
             run(args, gw, scoped_url, workdir)
         finally:

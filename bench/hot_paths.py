@@ -34,9 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flask import Flask  # noqa: E402
 from sqlalchemy import event, select  # noqa: E402
 
-from gateway import create_app, inbound, migrate  # noqa: E402
-from gateway.context import Gateway  # noqa: E402
-from gateway.db import Order, OutboxMessage  # noqa: E402
+from gateway import create_app, migrate
+from gateway.context import Gateway, services  # noqa: E402
+from gateway.messaging import inbound
+from gateway.store.models import Order, OutboxMessage
 from tests.processes import LIMITS_OFF, seed_payers  # noqa: E402
 
 PACKAGE = {"id": "hot_month", "name": "Hot 月卡", "price": 3000, "currency": "CNY",
@@ -115,7 +116,7 @@ def main() -> None:
                           "REDIS_PREFIX": f"hot{os.getpid()}:", "VAR_DIR": str(workdir),
                           "SECRET_KEY": "bench-secret-key-0123456789", "SMS_PROVIDER": "smpp",
                           **LIMITS_OFF})
-        gw: Gateway = app.extensions["gateway"]
+        gw: Gateway = services(app)
         log_file = (workdir / "app.log").open("w", encoding="utf-8")
         for handler in logging.getLogger().handlers:  # logs cost what they cost, out of sight
             if isinstance(handler, logging.StreamHandler):

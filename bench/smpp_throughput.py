@@ -38,9 +38,9 @@ from sqlalchemy import func, insert, select  # noqa: E402
 
 from gateway import migrate  # noqa: E402
 from gateway.config import PROJECT_ROOT, load_settings  # noqa: E402
-from gateway.context import Gateway  # noqa: E402
-from gateway.db import OutboxMessage, SmsPart  # noqa: E402
-from gateway.sms.stream import OutboundStream, relay  # noqa: E402
+from gateway.messaging.stream import OutboundStream, relay
+from gateway.store.models import OutboxMessage, SmsPart
+from gateway.wiring import connect  # noqa: E402
 
 TEXT = "【TV Pay】您通过钱包购买VIP会员包年，金额200.00元，确认支付请回复 384921（5分钟内有效）。"
 
@@ -88,7 +88,7 @@ def bare_smpplib(port: int, count: int, window: int) -> float:
 
 def worker_run(env: dict[str, str], port: int, count: int, window: int) -> float:
     """Queue ``count`` messages, let ``python -m smpp`` send them; return messages per second."""
-    gw = Gateway(load_settings(environ=env))
+    gw = connect(load_settings(environ=env))
     with gw.db.transaction() as session:
         for table in (SmsPart, OutboxMessage):
             session.execute(table.__table__.delete())

@@ -6,20 +6,19 @@ import signal
 from pathlib import Path
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
-from gateway import apps, bills, boss, inbound, metrics, migrate, phones, seed
-from gateway.context import Gateway, iso
-from gateway.errors import Conflict, InvalidInput, NotFound
-from gateway.sms import outbox
-from gateway.worker import Worker
+from gateway import metrics, migrate, phones
+from gateway.backend import apps, bills, boss, seed
+from gateway.background import Worker
+from gateway.context import Gateway, services
+from gateway.domain.errors import Conflict, InvalidInput, NotFound
+from gateway.domain.times import iso
+from gateway.messaging import inbound
+from gateway.store import outbox
 
 __all__ = ["register"]
-
-
-def _gateway() -> Gateway:
-    return current_app.extensions["gateway"]
 
 
 @click.command("seed")
@@ -27,7 +26,7 @@ def _gateway() -> Gateway:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def seed_command(file: Path) -> None:
     """Load packages, wallets, cards and phone bindings from FILE (JSON); safe to repeat."""
-    gw = _gateway()
+    gw = services()
     try:
         with gw.db.transaction() as session:
             report = seed.load_seed(session, file, gw.settings.PHONE_COUNTRIES, gw.clock())
@@ -44,7 +43,7 @@ sms = AppGroup("sms", help="Look at outgoing SMS and simulate incoming ones.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
 def outbox_command(to: str | None, limit: int) -> None:
     """Print recent outgoing SMS with their full text (newest first)."""
-    gw = _gateway()
+    gw = services()
     number = _phone(gw, to) if to else None
     with gw.db.transaction() as session:
         messages = outbox.recent(session, number, limit)
@@ -61,7 +60,7 @@ def outbox_command(to: str | None, limit: int) -> None:
 @click.argument("text")
 def receive_command(sender: str, text: str) -> None:
     """Act on TEXT as an SMS from a viewer's phone (a local stand-in for an SMS gateway)."""
-    gw = _gateway()
+    gw = services()
     try:
         reply = inbound.receive_sms(gw, sender=sender, text=text)
     except InvalidInput as exc:
@@ -85,7 +84,7 @@ events = AppGroup("events", help="Look at and resend the events posted to the op
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
 def events_list_command(status: str | None, limit: int) -> None:
     """Print recent events (newest first): their status, attempts and last error."""
-    with _gateway().db.read() as session:
+    with services().db.read() as session:
         found = boss.recent(session, status, limit)
     for event in found:
         when = (f"delivered {iso(event.delivered_at)}" if event.status == "delivered" else
@@ -104,7 +103,7 @@ def events_redeliver_command(event_ids: tuple[str, ...], failed: bool) -> None:
     """Make EVENT_IDS (or, with --failed, every failed event) pending and due now."""
     if not event_ids and not failed:
         raise click.UsageError("give event ids, or --failed")
-    gw = _gateway()
+    gw = services()
     try:
         again = boss.redeliver(gw, event_ids, failed=failed)
     except boss.UnknownEvents as exc:
@@ -123,7 +122,7 @@ bills_group = AppGroup("bills", help="Operators' outstanding fees per device.")
 def bills_import_command(file: Path) -> None:
     """Load bills from FILE (CSV: bill_id,device_id,amount,currency,description; amount in
     minor units). All or nothing; a bill already loaded as it is stays as it is."""
-    gw = _gateway()
+    gw = services()
     try:
         parsed = bills.parse_csv(file.read_text(encoding="utf-8-sig"))
         with gw.db.transaction() as session:
@@ -148,7 +147,7 @@ def _show_key(key: str) -> None:
 @click.option("--admin", is_flag=True, help="A key for the admin API and the dashboard.")
 def apps_create_command(name: str, admin: bool) -> None:
     """Register the app NAME and print its first key (once)."""
-    gw = _gateway()
+    gw = services()
     try:
         with gw.db.transaction() as session:
             key = apps.create(session, name, apps.ADMIN if admin else apps.TV, gw.clock())
@@ -161,7 +160,7 @@ def apps_create_command(name: str, admin: bool) -> None:
 @click.argument("name")
 def apps_key_command(name: str) -> None:
     """Print a new key of the app NAME (to rotate: add, deploy, revoke the old one)."""
-    gw = _gateway()
+    gw = services()
     try:
         with gw.db.transaction() as session:
             key = apps.add_key(session, name, gw.clock())
@@ -173,7 +172,7 @@ def apps_key_command(name: str) -> None:
 @apps_group.command("list")
 def apps_list_command() -> None:
     """Every app and its keys (their ids, never the secrets)."""
-    with _gateway().db.read() as session:
+    with services().db.read() as session:
         rows = apps.list_keys(session)
     for app, key in rows:
         state = f"revoked {iso(key.revoked_at)}" if key.revoked_at else "live"
@@ -187,7 +186,7 @@ def apps_list_command() -> None:
 def apps_revoke_command(key_id: str) -> None:
     """End the key KEY_ID (as `apps list` shows it) now."""
     try:
-        apps.revoke(_gateway(), key_id)
+        apps.revoke(services(), key_id)
     except NotFound as exc:
         raise click.ClickException(exc.detail) from None
     click.echo(f"key {key_id} revoked")
@@ -199,7 +198,7 @@ db = AppGroup("db", help="Database schema.")
 @db.command("upgrade")
 def upgrade_command() -> None:
     """Create or migrate the schema to the latest revision."""
-    migrate.upgrade(_gateway().settings.DATABASE_URL)
+    migrate.upgrade(services().settings.DATABASE_URL)
     click.echo("database is at the latest revision")
 
 
@@ -207,7 +206,7 @@ def upgrade_command() -> None:
 @with_appcontext
 def worker_command() -> None:
     """Run the background worker (order expiry, SMS outbox, BOSS events) until SIGTERM."""
-    worker = Worker(_gateway())
+    worker = Worker(services())
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.stopping.set())
     metrics.serve(worker.gw.settings.METRICS_PORT)

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
-from gateway.money import MINOR_DIGITS
+from gateway.domain.money import MINOR_DIGITS
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 

@@ -1,45 +1,38 @@
-"""The per-application bundle of settings and ports that every use case receives."""
+"""The per-process bundle of settings and ports that every use case receives, and the one way
+a view or a command reaches it (``services``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import Any
 
 import redis
+from flask import Flask, current_app
 
 from gateway.config import Settings
+from gateway.domain.texts import Texts
+from gateway.domain.times import utc_now
+from gateway.store.db import Database
+from gateway.store.redis_store import IdempotencyCache, KeyCache, RateLimiter, connect
 
-if TYPE_CHECKING:
-    from gateway.apps import KeyCache
-from gateway.db import Database
-from gateway.sms.texts import Texts
-from gateway.store import IdempotencyCache, RateLimiter, connect
+__all__ = ["Gateway", "attach", "services"]
 
-__all__ = ["Gateway", "iso", "utc_now"]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime | None) -> str | None:
-    """A moment as the API shows it: ISO 8601 UTC to the second, ``2026-11-23T08:00:00Z``."""
-    return None if moment is None else moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+_EXTENSION = "gateway"
 
 
 class Gateway:
-    """Settings, the database, Redis (connected on first use), texts and the clock."""
+    """Settings, the database, Redis (connected on first use), texts and the clock.
+
+    Build it with ``gateway.connect``, which also wires what runs after each commit.
+    """
 
     def __init__(self, settings: Settings, clock: Callable[[], datetime] = utc_now) -> None:
         self.settings = settings
         self.clock = clock
         self.db = Database(settings.DATABASE_URL)
         self.texts = self.texts_in(settings.SMS_LANGUAGE)
-        from gateway import live  # imports this module; here so every process wakes streams
-
-        live.wake_streams_on_commit(self)
 
     def texts_in(self, language: str) -> Texts:
         """SMS texts in ``language`` (zh-CN or en), e.g. to answer in the language asked in."""
@@ -58,9 +51,7 @@ class Gateway:
         return IdempotencyCache(self.redis, self.settings.REDIS_PREFIX)
 
     @cached_property
-    def key_cache(self) -> KeyCache:
-        from gateway.apps import KeyCache  # imports this module's users; here to stay acyclic
-
+    def key_cache(self) -> KeyCache[Any]:
         return KeyCache(self.redis, self.settings.REDIS_PREFIX)
 
     @property
@@ -71,3 +62,13 @@ class Gateway:
         self.db.dispose()
         if "redis" in self.__dict__:
             self.redis.close()
+
+
+def attach(app: Flask, gw: Gateway) -> None:
+    app.extensions[_EXTENSION] = gw
+
+
+def services(app: Flask | None = None) -> Gateway:
+    """The app's ``Gateway``: the one way a view, a command or the local runner reaches it."""
+    found: Gateway = (app or current_app).extensions[_EXTENSION]
+    return found

@@ -36,7 +36,7 @@ _QUIET = {
     "werkzeug": logging.WARNING,
 }
 
-# A payment link's token (32 characters, gateway.tokens) or a pairing code in a page path.
+# A payment link's token (32 characters, gateway.domain.tokens) or a pairing code in a page path.
 _PAGE_SECRET = re.compile(r"/w/(?:(pair/)[A-Za-z0-9]{6}|[A-Za-z0-9_-]{32})(?![A-Za-z0-9_-])")
 
 
@@ -92,7 +92,7 @@ _TEXT_HEAD = "%(asctime)s %(levelname)s %(name)s "
 
 
 class TextFormatter(logging.Formatter):
-    """``2026-11-23T08:00:00.123Z INFO gateway.payments [request id] message``."""
+    """``2026-11-23T08:00:00.123Z INFO gateway.backend.payments [request id] message``."""
 
     def __init__(self) -> None:
         super().__init__(_TEXT_HEAD + "[%(request_id)s] %(message)s",

@@ -2,10 +2,10 @@
 
 Counters of what the database records (orders and SMS reaching a status) count committed
 changes only: the code that makes a change notes it on its SQL session (``count_order_status``,
-``count_sms``), and the notes reach the counters after that session commits; a rollback drops
-them. The listeners are on every SQLAlchemy session of the process, so every process (web,
-worker, SMPP worker, CLI) counts without being wired up. (No savepoints are used; rolling one
-back would drop the whole transaction's notes.)
+``count_sms``), and the notes reach the counters after that session commits
+(``gateway.effects``: ``count_committed`` receives them, wired into every process by
+``gateway.wiring.connect``); a rollback drops them. (No savepoints are used; rolling one back
+would drop the whole transaction's notes.)
 
 Label values come from closed lists (anything else is ``other``) or, for HTTP, from the app's
 URL rules, never from a path or a row's data, so their number stays small.
@@ -17,11 +17,9 @@ The worker and SMPP processes serve their own values on ``METRICS_PORT`` (``serv
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from prometheus_client import (
     REGISTRY,
@@ -35,16 +33,17 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
-from gateway.db import Database, Order, OutboxMessage
-from gateway.orders import Channel, Kind, Reason, Status
+from gateway.domain.orders import Channel, Kind, Reason, Status
+from gateway.domain.sms import WAITING, SmsStatus
+from gateway.effects import after_commit
 
 __all__ = [
     "CODE_REPLY_TO_ACTIVATION", "HTTP_REQUEST_DURATION", "ORDERS", "ORDER_FAILURES",
-    "SMPP_WINDOW_IN_USE", "SMS", "SmsQueueDepth", "count_order_status", "count_sms",
-    "observe_request", "registry", "serve", "waiting_sms",
+    "COUNTED", "SMPP_WINDOW_IN_USE", "SMS", "SmsQueueDepth", "count_committed",
+    "count_order_status", "count_sms",
+    "observe_request", "registry", "serve",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,11 +72,10 @@ _CHANNELS = frozenset(Channel)
 _KINDS = frozenset(Kind)
 _REASONS = frozenset(Reason)
 _UNPAID_ENDS = frozenset({Status.FAILED, Status.EXPIRED, Status.CANCELLED})
-_SMS_STATUSES = frozenset({"submitted", "sent", "delivered", "undeliverable", "failed"})
-_SMS_WAITING = ("queued", "sending")
+_SMS_COUNTED = frozenset(SmsStatus).difference(WAITING)  # statuses on the way are not counted
 _PROVIDERS = frozenset({"smpp", "twilio", "log"})
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_PENDING = "metrics.pending"  # session.info key: {(metric, label values): amount}
+COUNTED = "metrics.counted"  # what a transaction counts, once it commits
 
 
 def _known(value: object, allowed: Iterable[str]) -> str:
@@ -91,27 +89,22 @@ def _note(session: Session | None, metric: Counter, labels: tuple[str, ...],
           amount: int = 1) -> None:
     if session is None or amount <= 0:  # an object in no session commits nothing
         return
-    pending = session.info.setdefault(_PENDING, collections.Counter())
-    pending[(metric, labels)] += amount
+    after_commit(session, COUNTED, ((metric, labels), amount))
 
 
-@event.listens_for(Session, "after_commit")
-def _count_committed(session: Session) -> None:
-    for (metric, labels), amount in session.info.pop(_PENDING, {}).items():
+def count_committed(notes: list[tuple[tuple[Counter, tuple[str, ...]], int]]) -> None:
+    """Add a committed transaction's notes to the counters (``Database.on_commit``)."""
+    for (metric, labels), amount in notes:
         metric.labels(*labels).inc(amount)
 
 
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_rolled_back(session: Session, previous_transaction: Any) -> None:
-    session.info.pop(_PENDING, None)
-
-
-def count_order_status(session: Session, order: Order) -> None:
-    """Count ``order``'s new status once ``session`` commits."""
-    status = _known(order.status, _ORDER_STATUSES)
-    _note(session, ORDERS, (status, _known(order.channel, _CHANNELS), _known(order.kind, _KINDS)))
-    if status in _UNPAID_ENDS:
-        _note(session, ORDER_FAILURES, (_known(order.reason, _REASONS),))
+def count_order_status(session: Session, status: str, channel: str, kind: str,
+                       reason: str | None) -> None:
+    """Count an order's new status once ``session`` commits."""
+    known = _known(status, _ORDER_STATUSES)
+    _note(session, ORDERS, (known, _known(channel, _CHANNELS), _known(kind, _KINDS)))
+    if known in _UNPAID_ENDS:
+        _note(session, ORDER_FAILURES, (_known(reason, _REASONS),))
 
 
 def count_sms(session: Session | None, provider: str | None, status: str, count: int = 1) -> None:
@@ -119,7 +112,7 @@ def count_sms(session: Session | None, provider: str | None, status: str, count:
 
     Statuses on the way (queued, sending) are not counted; ``provider`` None: none took it.
     """
-    if status in _SMS_STATUSES:
+    if status in _SMS_COUNTED:
         label = "none" if provider is None else _known(provider, _PROVIDERS)
         _note(session, SMS, (label, str(status)), count)
 
@@ -132,18 +125,8 @@ def observe_request(method: str, route: str | None, status: int, seconds: float)
 # --- exposing them -----------------------------------------------------------------------------
 
 
-def waiting_sms(db: Database) -> dict[str, int]:
-    """Outbox rows not sent yet: ``queued`` (for a provider to take) and ``sending`` (taken,
-    not answered yet), from SQL."""
-    with db.read() as session:
-        rows = session.execute(select(OutboxMessage.status, func.count())
-                               .where(OutboxMessage.status.in_(_SMS_WAITING))
-                               .group_by(OutboxMessage.status)).all()
-    return {str(status): int(count) for status, count in rows}
-
-
 class SmsQueueDepth(Collector):
-    """``tvpay_sms_queue_depth{status}``, read at scrape time by ``read`` (``waiting_sms``);
+    """``tvpay_sms_queue_depth{status}``, read at scrape time by ``read`` (``outbox.waiting``);
     left out of the scrape when ``read`` gives None (the database did not answer)."""
 
     def __init__(self, read: Callable[[], dict[str, int] | None]) -> None:
@@ -156,7 +139,7 @@ class SmsQueueDepth(Collector):
         family = GaugeMetricFamily(SMS_QUEUE_DEPTH, "SMS in the outbox not sent yet, in the "
                                    "whole service (queued or being sent), read from SQL",
                                    labels=["status"])
-        for status in _SMS_WAITING:
+        for status in WAITING:
             family.add_metric([status], counts.get(status, 0))
         yield family
 

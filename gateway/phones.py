@@ -8,7 +8,7 @@ import re
 
 import phonenumbers
 
-from gateway.errors import InvalidInput
+from gateway.domain.errors import InvalidInput
 
 __all__ = ["install_log_masking", "mask", "mask_digits_in", "national", "parse"]
 

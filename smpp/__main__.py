@@ -7,8 +7,8 @@ import signal
 
 from gateway import metrics
 from gateway.config import load_settings
-from gateway.context import Gateway
 from gateway.logs import configure_logging
+from gateway.wiring import connect
 from smpp.simulator import SmscHttp, smsc_address
 from smpp.worker import SmppWorker
 
@@ -17,7 +17,7 @@ log = logging.getLogger("smpp")
 
 def main() -> None:
     configure_logging()
-    gw = Gateway(load_settings())
+    gw = connect(load_settings())
     host, port, smsc = smsc_address(gw.settings)
     if smsc is not None:
         phones = SmscHttp(smsc).start()

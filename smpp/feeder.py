@@ -23,9 +23,10 @@ from sqlalchemy import and_, or_, select, update
 
 from gateway import metrics
 from gateway.context import Gateway
-from gateway.db import OutboxMessage, SmsPart, padded
-from gateway.sms.outbox import SmsStatus
-from gateway.sms.stream import OutboundStream
+from gateway.domain.sms import SmsStatus
+from gateway.messaging.stream import OutboundStream
+from gateway.store.db import padded
+from gateway.store.models import OutboxMessage, SmsPart
 from smpp import codec
 
 __all__ = ["PROVIDER", "Feeder", "Message", "Part"]

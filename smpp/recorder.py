@@ -24,12 +24,15 @@ from typing import Any
 from sqlalchemy import bindparam, distinct, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from gateway import inbound, metrics, payments, phones
+from gateway import metrics, phones
+from gateway.backend import payments
 from gateway.context import Gateway
-from gateway.db import OutboxMessage, SmsPart, insert_rows, padded
-from gateway.errors import InvalidInput
-from gateway.sms.outbox import SmsStatus
-from gateway.sms.stream import OutboundStream
+from gateway.domain.errors import InvalidInput
+from gateway.domain.sms import SmsStatus
+from gateway.messaging import inbound
+from gateway.messaging.stream import OutboundStream
+from gateway.store.db import insert_rows, padded
+from gateway.store.models import OutboxMessage, SmsPart
 from smpp import codec
 from smpp.feeder import PROVIDER, Message, Part
 

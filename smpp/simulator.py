@@ -44,7 +44,7 @@ from smpp.pdu import (
     encode,
 )
 
-__all__ = ["PhoneMessage", "Smsc", "SmscHttp", "code_of", "inbox_json", "smsc_address"]
+__all__ = ["PhoneMessage", "Smsc", "SmscHttp", "code_of", "smsc_address"]
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +276,12 @@ class Smsc:
         with self._changed:
             if not self._changed.wait_for(lambda: predicate(self), timeout):
                 raise TimeoutError(f"condition not met within {timeout} s")
+
+    def inbox_json(self, phone: str) -> dict[str, Any]:
+        """A phone's inbox as the HTTP faces show it, oldest message first."""
+        return {"phone": phone_key(phone), "messages": [
+            {"from": m.sender, "text": m.text, "parts": m.parts,
+             "received_at": m.received_at.isoformat()} for m in self.messages(phone)]}
 
     def reply(self, phone: str, text: str, *, to: str = "10690000") -> None:
         """Send ``text`` from ``phone`` to the service number, split as a phone would."""
@@ -595,7 +601,7 @@ class SmscHttp:
                 if parts == []:
                     self._answer(200, _page(smsc).encode(), "text/html; charset=utf-8")
                 elif len(parts) == 3 and parts[0] == "phones" and parts[2] == "messages":
-                    self._json(200, inbox_json(smsc, parts[1]))
+                    self._json(200, smsc.inbox_json(parts[1]))
                 else:
                     self._json(404, {"error": "not found"})
 
@@ -625,13 +631,6 @@ class SmscHttp:
                     self.end_headers()
 
         return Handler
-
-
-def inbox_json(smsc: Smsc, phone: str) -> dict[str, Any]:
-    """A phone's inbox as the HTTP faces show it, oldest message first."""
-    return {"phone": phone_key(phone), "messages": [
-        {"from": m.sender, "text": m.text, "parts": m.parts,
-         "received_at": m.received_at.isoformat()} for m in smsc.messages(phone)]}
 
 
 def _page(smsc: Smsc) -> str:

@@ -18,7 +18,7 @@ backoff. SIGTERM stops taking work, finishes the messages it has started, hands 
 back (``queued``) for any worker, waits briefly for answers, records them, and unbinds.
 
 Failover (``SMS_PROVIDER=smpp,twilio``): every second while bound, and while its submits are
-not failing again and again, the worker stamps its bind in Redis (``gateway.sms.health``); the
+not failing again and again, the worker stamps its bind in Redis (``gateway.messaging.health``); the
 background worker sends by the next provider when no bind was stamped for
 ``SMS_FAILOVER_AFTER`` seconds. The feeder claims nothing while the bind is down, and after
 ``SMS_FAILOVER_AFTER`` seconds down the worker hands back the messages it has not started, so
@@ -46,8 +46,8 @@ from smpplib import smpp as smpplib_smpp
 
 from gateway import metrics, phones
 from gateway.context import Gateway
-from gateway.sms.health import ProviderHealth
-from gateway.sms.stream import OutboundStream
+from gateway.messaging.health import ProviderHealth
+from gateway.messaging.stream import OutboundStream
 from smpp import codec
 from smpp import pdu as strict_pdu
 from smpp.feeder import Feeder, Part

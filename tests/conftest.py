@@ -25,9 +25,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import delete, select
 from werkzeug.datastructures import Headers
 
-from gateway import apps, create_app, ledger, migrate, seed
-from gateway.context import Gateway
-from gateway.db import Account, Base, Order, OutboxMessage
+from gateway import create_app, migrate
+from gateway.backend import apps, seed
+from gateway.context import Gateway, services
+from gateway.payment import ledger
+from gateway.store.models import Account, Base, Order, OutboxMessage
 from smpp.simulator import Smsc
 
 INBOUND_SECRET = "test-inbound-secret"
@@ -80,7 +82,7 @@ def tv_auth(app: Flask) -> dict[str, str]:
 
 def new_tv_app(app: Flask, name: str) -> str:
     """Another TV app; returns its key."""
-    gw: Gateway = app.extensions["gateway"]
+    gw: Gateway = services(app)
     with gw.db.transaction() as session:
         return apps.create(session, name, apps.TV, gw.clock())
 
@@ -141,7 +143,7 @@ def fresh_app(database_url: str, var_dir: Path, clock: FakeClock, **settings: An
         **settings,
     }
     app = create_app(config, clock=clock)
-    gw: Gateway = app.extensions["gateway"]
+    gw: Gateway = services(app)
     with gw.db.transaction() as session:
         for table in reversed(Base.metadata.sorted_tables):
             session.execute(delete(table))
@@ -152,7 +154,7 @@ def fresh_app(database_url: str, var_dir: Path, clock: FakeClock, **settings: An
 
 def close_app(app: Flask) -> list[str]:
     """Forget the app's Redis keys and close it; return what the ledger audit found."""
-    gw: Gateway = app.extensions["gateway"]
+    gw: Gateway = services(app)
     with gw.db.transaction() as session:
         problems = ledger.audit(session)
     with contextlib.suppress(redis.ConnectionError):  # some tests point at a dead Redis
@@ -182,7 +184,7 @@ def smsc() -> Iterator[Smsc]:
 
 @pytest.fixture
 def gw(app: Flask) -> Gateway:
-    return app.extensions["gateway"]
+    return services(app)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from gateway import apps, seed
+from gateway.backend import apps, seed
 from gateway.config import PROJECT_ROOT
 from gateway.context import Gateway
 

@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from gateway.background import Worker
 from gateway.context import Gateway
-from gateway.worker import Worker
 from smpp.worker import SmppWorker
 
 

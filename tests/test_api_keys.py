@@ -10,9 +10,9 @@ import re
 import pytest
 from sqlalchemy import select, update
 
-from gateway import apps
-from gateway.context import Gateway
-from gateway.db import ApiKey, Order
+from gateway.backend import apps
+from gateway.store.models import ApiKey, Order
+from gateway.wiring import connect
 from tests.conftest import CARD_ONLY, RICH, new_tv_app, order, sms_to, tv_key
 
 KEY = re.compile(r"tvpay_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
@@ -115,7 +115,7 @@ def test_a_key_revoked_by_another_process_is_refused_from_the_next_request(app, 
     key = new_tv_app(app, "Cached TV")
     for _ in range(2):  # the second answer comes from this process's memory of the key
         assert client.get("/api/v1/packages", headers=bearer(key)).status_code == 200
-    elsewhere = Gateway(gw.settings, clock=gw.clock)  # e.g. `flask apps revoke` on a server
+    elsewhere = connect(gw.settings, clock=gw.clock)  # e.g. `flask apps revoke` on a server
     try:
         apps.revoke(elsewhere, key.split("_")[1])
     finally:

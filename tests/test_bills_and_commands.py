@@ -8,7 +8,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from gateway.db import BossEvent, Hold
+from gateway.store.models import BossEvent, Hold
 from tests.conftest import (
     CARD_ONLY,
     POOR,

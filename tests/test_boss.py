@@ -23,10 +23,10 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import select
 
-from gateway import boss
+from gateway.backend import boss
+from gateway.background import Worker
 from gateway.config import ConfigError, load_settings
-from gateway.db import BossEvent
-from gateway.worker import Worker
+from gateway.store.models import BossEvent
 from tests.conftest import CARD_ONLY, RICH, code_sent_to, order, reply, sms_to, stored_order
 from tests.test_wap import PayPage
 

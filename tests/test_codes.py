@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from gateway import otp
-from gateway.db import JournalEntry
+from gateway.domain import otp
+from gateway.store.models import JournalEntry
 from tests.conftest import (
     CARD_ONLY,
     INBOUND_SECRET,

@@ -19,7 +19,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from gateway.db import JournalEntry, Order
+from gateway.store.models import JournalEntry, Order
 from tests.browser import live_server
 from tests.conftest import (
     INBOUND_SECRET,

@@ -11,11 +11,14 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from gateway import ledger, otp, phones, seed, tv_events
-from gateway.db import Account, OrderEvent
-from gateway.errors import InvalidInput
-from gateway.money import Money
-from gateway.orders import IllegalTransition, Status, is_lapsed, next_status
+from gateway import phones
+from gateway.backend import seed, tv_events
+from gateway.domain import otp
+from gateway.domain.errors import InvalidInput
+from gateway.domain.money import Money
+from gateway.domain.orders import IllegalTransition, Status, is_lapsed, next_status
+from gateway.payment import ledger
+from gateway.store.models import Account, OrderEvent
 
 
 @pytest.mark.parametrize("amount, currency, text", [

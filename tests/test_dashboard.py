@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from flask.testing import FlaskClient
 
-from gateway.sms.outbox import LogProvider, dispatch_queued
+from gateway.store.outbox import LogProvider, dispatch_queued
 from tests.browser import live_server
 from tests.conftest import (
     CARD_ONLY,

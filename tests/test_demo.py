@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask
 
-from gateway import seed
-from gateway.context import Gateway
+from gateway.backend import seed
+from gateway.context import Gateway, services
 from gateway.web import demo
 from smpp.simulator import Smsc
 from tests.browser import live_server
@@ -47,7 +47,7 @@ def demo_app(app: Flask, demo_data: Gateway, smsc: Smsc) -> Flask:
 @pytest.fixture
 def demo_url(demo_app: Flask, smsc: Smsc) -> Iterator[str]:
     """The demo served on a free port, with the relay and an SMPP worker bound to the SMSC."""
-    gw: Gateway = demo_app.extensions["gateway"]
+    gw: Gateway = services(demo_app)
     with running(gw, smsc.port), live_server(demo_app) as base:
         yield f"{base}/demo"
 

@@ -194,10 +194,10 @@ def test_the_worker_and_smpp_processes_log_as_the_web_does(service_env, tmp_path
     text = log.read_text()
     if log_format == "json":
         [line] = [line for line in json_lines(text) if ready_line in line["message"]]
-        assert line["level"] == "INFO" and line["logger"] in ("gateway.worker", "smpp.worker")
+        assert line["level"] == "INFO" and line["logger"] in ("gateway.background", "smpp.worker")
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"])
     else:
-        assert re.search(r"^\d{4}-\d\d-\d\dT[\d:.]+Z INFO gateway\.worker \[-\] worker started",
+        assert re.search(r"^\d{4}-\d\d-\d\dT[\d:.]+Z INFO gateway\.background \[-\] worker started",
                          text, re.MULTILINE), text
         assert not text.lstrip().startswith("{")
 
@@ -212,7 +212,7 @@ def test_python_app_py_logs_json_lines_and_never_a_raw_path(service_env, tmp_pat
         with pytest.raises(urllib.error.HTTPError):  # no such link: 404
             urllib.request.urlopen(f"http://127.0.0.1:{port}/w/{token}?lang=en", timeout=10)
     lines = json_lines(log.read_text())  # werkzeug's request lines, with raw paths, are off
-    assert {"gateway.access", "gateway.worker"} <= {line["logger"] for line in lines}
+    assert {"gateway.access", "gateway.background"} <= {line["logger"] for line in lines}
     [page] = [line for line in lines if line.get("route") == "/w/<token>"]
     assert page["status"] == 404
     assert token not in log.read_text()

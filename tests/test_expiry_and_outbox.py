@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from gateway import payments
-from gateway.worker import Worker
+from gateway.backend import payments
+from gateway.background import Worker
 from tests.conftest import RICH, UNBOUND, balance, code_sent_to, order, sms_to, stored_order
 
 

@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
-from gateway.sms import outbox
-from gateway.sms.health import ProviderHealth
-from gateway.sms.stream import OutboundStream, relay
-from gateway.worker import Worker
+from gateway.background import Worker
+from gateway.messaging.health import ProviderHealth
+from gateway.messaging.stream import OutboundStream, relay
+from gateway.store import outbox
 from smpp.worker import SmppWorker
 from tests import twilio_fake
 from tests.conftest import RICH, UNBOUND, code_sent_to, order, sms_to, stored_order

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from gateway import commands
-from gateway.db import Order
+from gateway.messaging import commands
+from gateway.store.models import Order
 from smpp import codec
 from smpp.pdu import COMMAND_IDS, HEADER, Pdu, Status, encode
 from smpp.simulator import Smsc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from gateway.db import Order
+from gateway.store.models import Order
 from tests.conftest import RICH, UNBOUND, balance, order
 
 

@@ -15,9 +15,9 @@ import redis
 import requests
 from sqlalchemy import func, select
 
-from gateway import live, tv_events
-from gateway.db import Entitlement, OrderEvent
-from gateway.tv_events import EventType
+from gateway.backend import live, tv_events
+from gateway.backend.tv_events import EventType
+from gateway.store.models import Entitlement, OrderEvent
 from tests.conftest import (
     INBOUND_SECRET,
     POOR,

@@ -15,9 +15,9 @@ import phonenumbers
 import pytest
 import sqlalchemy.exc
 
-from gateway import payments
+from gateway.backend import payments
+from gateway.background import Worker
 from gateway.logs import JsonFormatter, TextFormatter
-from gateway.worker import Worker
 from smpp.simulator import Smsc
 from tests.conftest import INBOUND_SECRET, RICH, UNBOUND, code_sent_to, order, reply, stored_order
 from tests.smpp_helpers import running, wait_until
@@ -134,7 +134,7 @@ def test_a_sane_request_id_is_echoed_and_on_every_record_of_the_request(client, 
     response = order(client, RICH, **{"X-Request-ID": "tv-42.order_1"})
     assert response.status_code == 201
     assert response.headers["X-Request-ID"] == "tv-42.order_1"
-    assert {r.name for r in caplog.records} >= {"gateway.payments", "gateway.access"}
+    assert {r.name for r in caplog.records} >= {"gateway.backend.payments", "gateway.access"}
     assert {getattr(r, "request_id", None) for r in caplog.records} == {"tv-42.order_1"}
     assert {line["request_id"] for line in written.lines()} == {"tv-42.order_1"}
     logging.getLogger("gateway.test").info("after the request")
@@ -257,7 +257,7 @@ def test_a_whole_flow_at_debug_logs_no_phone_code_password_token_or_key(
     assert stored_order(gw, by_page["id"]).status == "activated"
 
     said = "\n".join(logging.Formatter().format(record) for record in caplog.records)
-    assert {"gateway.access", "gateway.payments", "gateway.inbound"} <= \
+    assert {"gateway.access", "gateway.backend.payments", "gateway.messaging.inbound"} <= \
         {record.name for record in caplog.records}
     forbidden = [*spellings(RICH), *spellings(UNBOUND), path.rsplit("/", 1)[1],
                  gw.settings.SECRET_KEY, INBOUND_SECRET, SMPP_PASSWORD,
@@ -269,6 +269,6 @@ def test_a_whole_flow_at_debug_logs_no_phone_code_password_token_or_key(
         alone = re.compile(rf"(?<!\d){number}(?!\d)")
         assert not alone.search(said) and not alone.search(written.text), number
     if provider == "log":
-        [code_sms] = [line for line in written.lines("gateway.sms.outbox")
+        [code_sms] = [line for line in written.lines("gateway.store.outbox")
                       if "(code)" in line["message"]]
         assert "138****8000" in code_sms["message"] and "******" in code_sms["message"]

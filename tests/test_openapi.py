@@ -22,9 +22,9 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 from sqlalchemy import func, select
 
-from gateway import apps
+from gateway.backend import apps
 from gateway.config import PROJECT_ROOT
-from gateway.db import Order, OrderEvent
+from gateway.store.models import Order, OrderEvent
 from gateway.web import api_docs
 from gateway.web.api_docs import follow, problem_codes, resolve
 from tests.browser import live_server

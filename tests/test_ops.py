@@ -19,9 +19,11 @@ from flask import Flask, Response, jsonify, request
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway import create_app, payments
-from gateway.payments import CodeOutcome
-from gateway.worker import Worker
+from gateway import create_app
+from gateway.backend import payments
+from gateway.backend.payments import CodeOutcome
+from gateway.background import Worker
+from gateway.context import services
 from tests import twilio_fake
 from tests.browser import live_server
 from tests.conftest import RICH, code_sent_to, order, reply, stored_order, tv_auth
@@ -128,7 +130,7 @@ def app_with(var_dir: Path, **settings: Any) -> Iterator[Flask]:
     try:
         yield app
     finally:
-        app.extensions["gateway"].close()
+        services(app).close()
 
 
 @pytest.mark.parametrize("where", ["postgresql", "sqlite"])

@@ -25,11 +25,12 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import func, select
 
-from gateway import ledger, payments, seed
-from gateway.context import Gateway
-from gateway.db import Account, Hold, JournalEntry, Order, OutboxMessage
-from gateway.orders import FINAL, Channel, Status
-from gateway.worker import Worker
+from gateway.backend import payments, seed
+from gateway.background import Worker
+from gateway.context import Gateway, services
+from gateway.domain.orders import FINAL, Channel, Status
+from gateway.payment import ledger
+from gateway.store.models import Account, Hold, JournalEntry, Order, OutboxMessage
 from tests.conftest import (
     CARD_ONLY,
     POOR,
@@ -62,7 +63,7 @@ class OrderLifeCycle(RuleBasedStateMachine):
         # Rate limits would refuse most orders of a run; they have tests of their own.
         self.app = fresh_app(database_url, var_dir, self.clock, LIMIT_PHONE_INTERVAL_SECONDS=0,
                              LIMIT_PHONE_CODES_PER_DAY=0, LIMIT_DEVICE_ORDERS_PER_HOUR=0)
-        self.gw: Gateway = self.app.extensions["gateway"]
+        self.gw: Gateway = services(self.app)
         with self.gw.db.transaction() as session:
             seed.load_seed(session, seed_file, self.gw.settings.PHONE_COUNTRIES, self.clock())
         self.client: FlaskClient = self.app.test_client()

@@ -7,8 +7,8 @@ import re
 import pytest
 from sqlalchemy import select
 
-from gateway import tokens
-from gateway.db import Hold, OrderEvent
+from gateway.domain import tokens
+from gateway.store.models import Hold, OrderEvent
 from tests.conftest import (
     CARD_ONLY,
     POOR,

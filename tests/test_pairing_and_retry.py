@@ -8,8 +8,8 @@ import re
 import pytest
 from sqlalchemy import select
 
-from gateway import pairing
-from gateway.db import Order
+from gateway.backend import pairing
+from gateway.store.models import Order
 from tests.conftest import (
     CARD_ONLY,
     POOR,

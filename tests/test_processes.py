@@ -17,7 +17,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from gateway.config import PROJECT_ROOT
-from gateway.db import Base, make_engine
+from gateway.store.db import make_engine
+from gateway.store.models import Base
 from tests.processes import command, free_port, gunicorn, logged, started, wait_for
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from gateway import seed, wallets
-from gateway.db import Base, Package
+from gateway.backend import seed
+from gateway.payment import wallets
+from gateway.store.models import Base, Package
 from tests.conftest import RICH, SEED, accounts, code_sent_to, order, stored_order
 
 

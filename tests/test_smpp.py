@@ -8,8 +8,8 @@ import re
 import pytest
 from sqlalchemy import func, select
 
-from gateway import seed
-from gateway.db import JournalEntry, OutboxMessage, SmsPart
+from gateway.backend import seed
+from gateway.store.models import JournalEntry, OutboxMessage, SmsPart
 from smpp import codec
 from smpp.simulator import Smsc, code_of
 from tests.conftest import RICH, SEED, UNBOUND, order, stored_order

@@ -11,10 +11,10 @@ from collections import Counter
 import pytest
 from sqlalchemy import select
 
+from gateway.background import Worker
 from gateway.config import PROJECT_ROOT
-from gateway.db import OutboxMessage, SmsPart
-from gateway.sms import outbox
-from gateway.worker import Worker
+from gateway.store import outbox
+from gateway.store.models import OutboxMessage, SmsPart
 from smpp.pdu import Pdu, encode
 from smpp.simulator import Smsc
 from tests.conftest import RICH, order

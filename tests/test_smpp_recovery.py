@@ -13,11 +13,11 @@ import redis
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
-from gateway import inbound
-from gateway.db import OutboxMessage, SmsPart
-from gateway.sms import outbox
-from gateway.sms.stream import OutboundStream
-from gateway.worker import Worker
+from gateway.background import Worker
+from gateway.messaging import inbound
+from gateway.messaging.stream import OutboundStream
+from gateway.store import outbox
+from gateway.store.models import OutboxMessage, SmsPart
 from smpp import codec
 from smpp.pdu import Pdu, Status
 from smpp.recorder import Inbound, Recorder

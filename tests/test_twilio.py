@@ -9,9 +9,9 @@ from xml.etree import ElementTree
 import pytest
 from sqlalchemy import select
 
+from gateway.background import Worker
 from gateway.config import ConfigError, load_settings
-from gateway.db import SmsOptOut
-from gateway.worker import Worker
+from gateway.store.models import SmsOptOut
 from tests import twilio_fake
 from tests.conftest import RICH, UNBOUND, balance, code_sent_to, order, sms_to, stored_order
 from tests.twilio_fake import PUBLIC, sign, webhook

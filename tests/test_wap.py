@@ -14,7 +14,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from gateway.db import Entitlement, JournalEntry, PhoneBinding, Wallet
+from gateway.store.models import Entitlement, JournalEntry, PhoneBinding, Wallet
 from tests.conftest import (
     POOR,
     RICH,

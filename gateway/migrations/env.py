@@ -3,7 +3,8 @@
 from alembic import context
 
 from gateway.config import load_settings
-from gateway.db import Base, make_engine
+from gateway.store.db import make_engine
+from gateway.store.models import Base
 
 url = context.config.get_main_option("sqlalchemy.url") or load_settings().DATABASE_URL
 

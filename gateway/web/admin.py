@@ -10,20 +10,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
-from gateway import activation, apps, bills, payments
-from gateway.context import Gateway
-from gateway.errors import InvalidInput
+from gateway.backend import activation, apps, bills, payments
+from gateway.context import services
+from gateway.domain.errors import InvalidInput
 from gateway.web.problems import json_body, problem
 
 __all__ = ["admin_holder", "admin_on", "bearer_key", "bp", "holder_still_valid"]
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
-
-
-def gateway() -> Gateway:
-    return current_app.extensions["gateway"]
 
 
 def bearer_key() -> str:
@@ -35,10 +31,10 @@ def bearer_key() -> str:
 def admin_holder(key: str) -> str | None:
     """Which admin key ``key`` is: ``env:<fingerprint>`` for ``ADMIN_API_KEY``, ``key:<id>`` for
     a live key of an admin app; None for anything else (compared in constant time)."""
-    configured = gateway().settings.ADMIN_API_KEY
+    configured = services().settings.ADMIN_API_KEY
     if configured and hmac.compare_digest(key.encode(), configured.encode()):
         return "env:" + hashlib.sha256(configured.encode()).hexdigest()[:16]
-    found = apps.authenticate(gateway(), f"Bearer {key}")
+    found = apps.authenticate(services(), f"Bearer {key}")
     return f"key:{found.key_id}" if found is not None and found.kind == apps.ADMIN else None
 
 
@@ -48,17 +44,17 @@ def holder_still_valid(holder: object) -> bool:
         return False
     kind, _, name = holder.partition(":")
     if kind == "key":
-        with gateway().db.read() as session:
+        with services().db.read() as session:
             return apps.key_is_live(session, name)
-    configured = gateway().settings.ADMIN_API_KEY
+    configured = services().settings.ADMIN_API_KEY
     return configured is not None and holder == admin_holder(configured)
 
 
 def admin_on() -> bool:
     """An admin key exists: ``ADMIN_API_KEY``, or an admin app's (``apps create --admin``)."""
-    if gateway().settings.ADMIN_API_KEY is not None:
+    if services().settings.ADMIN_API_KEY is not None:
         return True
-    with gateway().db.read() as session:
+    with services().db.read() as session:
         return apps.any_admin_app(session)
 
 
@@ -84,7 +80,7 @@ def add_bills() -> Response:
         raise InvalidInput("bills must be a list of 1 to 1000 bills", code="invalid_bill")
     parsed = [bills.validate(item if isinstance(item, dict) else {}, f"bills[{n}].")
               for n, item in enumerate(items)]
-    gw = gateway()
+    gw = services()
     with gw.db.transaction() as session:
         report = bills.add_bills(session, parsed, gw.clock())
     response = jsonify(added=report.added, unchanged=report.unchanged)
@@ -95,7 +91,7 @@ def add_bills() -> Response:
 @bp.get("/bills")
 def list_bills() -> Response:
     device_id = payments.validate_device_id(request.args.get("device_id"))
-    with gateway().db.read() as session:
+    with services().db.read() as session:
         found = bills.for_device(session, device_id)
     return jsonify(bills=[bills.bill_json(bill) for bill in found])
 
@@ -103,7 +99,7 @@ def list_bills() -> Response:
 @bp.delete("/devices/<device_id>/entitlements/<package_id>")
 def revoke(device_id: str, package_id: str) -> Response:
     """End an entitlement now (refund, fraud, operator's decision); the BOSS is told."""
-    gw = gateway()
+    gw = services()
     payments.validate_device_id(device_id)
     with gw.db.transaction() as session:
         activation.revoke(session, device_id, package_id, gw.clock())

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from flask import Flask, Response, current_app, jsonify, render_template
+from flask import Flask, Response, jsonify, render_template
 from markupsafe import Markup, escape
 
 from gateway.config import PROJECT_ROOT
+from gateway.context import services
 from gateway.web import page_headers
 
 __all__ = ["DOCUMENT_FILE", "METHODS", "document", "follow", "problem_codes", "register",
@@ -53,12 +54,12 @@ def document(public_base_url: str) -> dict[str, Any]:
 
 
 def _openapi_json() -> Response:
-    gw = current_app.extensions["gateway"]
+    gw = services()
     return jsonify(document(gw.settings.PUBLIC_BASE_URL))
 
 
 def _docs_page() -> Response:
-    gw = current_app.extensions["gateway"]
+    gw = services()
     html = render_template("api_docs.html", page=_page(), text=_text,
                            server=gw.settings.PUBLIC_BASE_URL)
     response = Response(html, mimetype="text/html")

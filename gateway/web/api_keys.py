@@ -8,21 +8,17 @@ becomes the app's when the app first writes for it (``claim``).
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 from sqlalchemy import select
 
-from gateway import apps, payments
-from gateway.apps import Caller
-from gateway.context import Gateway
-from gateway.db import Device, Order
-from gateway.errors import NotFound
+from gateway.backend import apps, payments
+from gateway.backend.apps import Caller
+from gateway.context import services
+from gateway.domain.errors import NotFound
+from gateway.store.models import Device, Order
 from gateway.web.problems import problem
 
 __all__ = ["caller", "claim", "protect"]
-
-
-def _gateway() -> Gateway:
-    return current_app.extensions["gateway"]
 
 
 def caller() -> Caller:
@@ -36,7 +32,7 @@ def claim(device_id: object) -> str:
     :raise InvalidInput: ``invalid_device_id``. :raise NotFound: ``device_not_found``.
     """
     device_id = payments.validate_device_id(device_id)
-    gw = _gateway()
+    gw = services()
     with gw.db.transaction() as session:
         apps.claim_device(session, caller().app_id, device_id, gw.clock())
     return device_id
@@ -52,20 +48,20 @@ def _require_tv_app() -> Response | None:
     header = request.headers.get("Authorization")
     if not header:
         return _unauthorized("send Authorization: Bearer <your TV app's key>")
-    found = apps.authenticate(_gateway(), header)
+    found = apps.authenticate(services(), header)
     if found is None or found.kind != apps.TV:
         return _unauthorized("the key is wrong, revoked, or not a TV app's key")
     g.tv_app = found
     args = request.view_args or {}
     if "order_id" in args and payments.looks_like_order_id(args["order_id"]):
-        with _gateway().db.read() as session:
+        with services().db.read() as session:
             owner = session.execute(select(Device.app_id).join(Order, Order.device_id == Device.id)
                                     .where(Order.id == args["order_id"])).first()
         if owner is not None and owner.app_id not in (None, found.app_id):
             raise NotFound("no such order", code="order_not_found")
     if "device_id" in args and request.method == "GET":
         device_id = payments.validate_device_id(args["device_id"])
-        with _gateway().db.read() as session:
+        with services().db.read() as session:
             mine = apps.may_use_device(session, found.app_id, device_id)
         if not mine:
             raise NotFound(f"no device {args['device_id']}", code="device_not_found")

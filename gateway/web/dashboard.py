@@ -17,18 +17,18 @@ from typing import Any
 
 import redis
 import sqlalchemy.exc
-from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request
+from flask import Blueprint, Flask, Response, redirect, render_template, request
 from flask_wtf import FlaskForm
 from itsdangerous import BadData, URLSafeSerializer
 from werkzeug.exceptions import HTTPException
 from wtforms import PasswordField
 
-from gateway import dashboard
+from gateway.backend import figures
+from gateway.backend.figures import OUTCOMES, Bucket, Figures, FunnelStep, ProviderDelivery
 from gateway.config import PROJECT_ROOT
-from gateway.context import Gateway
-from gateway.dashboard import OUTCOMES, Bucket, Figures, FunnelStep, ProviderDelivery
-from gateway.errors import InvalidInput
-from gateway.store import Limit
+from gateway.context import services
+from gateway.domain.errors import InvalidInput
+from gateway.store.redis_store import Limit
 from gateway.web import page_headers, request_log
 from gateway.web.admin import admin_holder, admin_on, bearer_key, holder_still_valid
 
@@ -58,16 +58,12 @@ class SignOutForm(FlaskForm):
     pass
 
 
-def gateway() -> Gateway:
-    return current_app.extensions["gateway"]
-
-
 # --- views -------------------------------------------------------------------------------------
 
 
 @bp.get("")
 def page() -> Response:
-    gw = gateway()
+    gw = services()
     if not admin_on():
         return _off()
     by_bearer = "Authorization" in request.headers
@@ -78,11 +74,11 @@ def page() -> Response:
     elif not _signed_in():
         return _small_page("Sign in", form=KeyForm(formdata=None))
     try:
-        minutes = dashboard.parse_minutes(request.args.get("minutes"))
+        minutes = figures.parse_minutes(request.args.get("minutes"))
     except InvalidInput as bad:
         return _small_page("No such window", 400, message=bad.detail, windows=_windows(None))
     with gw.db.read() as session:
-        found = dashboard.figures(session, gw.clock(), minutes)
+        found = figures.read(session, gw.clock(), minutes)
     return _render("dashboard.html", figures=found, windows=_windows(minutes),
                    window_name=_WINDOW_NAMES[minutes], charts=_charts(found),
                    sign_out_form=None if by_bearer else SignOutForm(), **_formats())
@@ -101,7 +97,7 @@ def sign_in() -> Response:
     if refused is not None:
         return refused
     response = redirect("/admin", 303)
-    session = {"until": gateway().clock().timestamp() + _SIGN_IN_SECONDS,
+    session = {"until": services().clock().timestamp() + _SIGN_IN_SECONDS,
                "key": holder}
     response.set_cookie(_COOKIE, _serializer().dumps(session), max_age=_SIGN_IN_SECONDS,
                         path="/admin", secure=_https(), httponly=True, samesite="Strict")
@@ -127,7 +123,7 @@ def _try_key(matches: bool) -> Response | None:
     wrong keys add up, and an address over the limit is refused whatever key it sends, so it
     learns nothing more.
     """
-    gw = gateway()
+    gw = services()
     limit = Limit("admin_key_limited", f"admin:wrong-keys:{request.remote_addr}",
                   _WRONG_KEYS, 900)
     attempt = secrets.token_hex(8)
@@ -154,16 +150,16 @@ def _signed_in() -> bool:
     except BadData:
         return False
     until = session.get("until") if isinstance(session, dict) else None
-    return (isinstance(until, float) and until > gateway().clock().timestamp()
+    return (isinstance(until, float) and until > services().clock().timestamp()
             and holder_still_valid(session.get("key")))
 
 
 def _serializer() -> URLSafeSerializer:
-    return URLSafeSerializer(gateway().settings.SECRET_KEY, salt="tvpay-admin-dashboard")
+    return URLSafeSerializer(services().settings.SECRET_KEY, salt="tvpay-admin-dashboard")
 
 
 def _https() -> bool:
-    return gateway().settings.PUBLIC_BASE_URL.startswith("https://")
+    return services().settings.PUBLIC_BASE_URL.startswith("https://")
 
 
 # --- pages -------------------------------------------------------------------------------------
@@ -191,7 +187,7 @@ def _windows(chosen: int | None) -> list[dict[str, Any]]:
 
 
 def _formats() -> dict[str, Any]:
-    gw = gateway()
+    gw = services()
     texts = gw.texts_in("en")
     return {"money": texts.amount, "zone": gw.settings.TIMEZONE,
             "local": lambda moment, pattern="%Y-%m-%d %H:%M:%S":
@@ -261,7 +257,7 @@ def _nice_ceiling(value: int) -> int:
 
 
 def _timeline_chart(buckets: list[Bucket]) -> dict[str, Any]:
-    gw = gateway()
+    gw = services()
     texts = gw.texts_in("en")
     top = _nice_ceiling(max((bucket.total for bucket in buckets), default=0) or 1)
     slot = _PLOT_WIDTH / len(buckets)
@@ -281,7 +277,7 @@ def _timeline_chart(buckets: list[Bucket]) -> dict[str, Any]:
                 bars.append({"x": round(x, 2), "y": round(base, 2), "width": round(width, 2),
                              "height": round(height, 2), "outcome": outcome,
                              "title": f"{start}: {count} {outcome}"})
-        if int(bucket.start.timestamp()) // dashboard.BUCKET_SECONDS % every == 0:
+        if int(bucket.start.timestamp()) // figures.BUCKET_SECONDS % every == 0:
             labels.append({"x": round(x + width / 2, 2), "text": start})
     total = sum(bucket.total for bucket in buckets)
     return {"bars": bars, "labels": labels, "top": top, "left": _PLOT_LEFT,

@@ -9,7 +9,7 @@ links opened inside the phone. The demo exists only where ``enable`` gave it an 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from flask import (
     Blueprint,
@@ -22,17 +22,28 @@ from flask import (
     request,
 )
 
-from gateway import apps, catalog, ledger, phones, seed
-from gateway.context import Gateway
-from gateway.db import Card
-from gateway.errors import Conflict, InvalidInput
-from gateway.money import Money
+from gateway import phones
+from gateway.backend import apps, catalog, seed
+from gateway.context import Gateway, services
+from gateway.domain.errors import Conflict, InvalidInput
+from gateway.domain.money import Money
+from gateway.payment import ledger
+from gateway.store.models import Card
 from gateway.web import page_headers
-from smpp.simulator import Smsc, inbox_json
 
 __all__ = ["bp", "enable", "enabled", "new_key", "register"]
 
 bp = Blueprint("demo", __name__)
+
+
+
+class Phones(Protocol):
+    """The simulated phones the demo shows: the built-in SMSC's, given by the local run."""
+
+    def inbox_json(self, phone: str) -> dict[str, Any]: ...
+
+    def reply(self, phone: str, text: str, *, to: str) -> None: ...
+
 
 _SMSC = "demo.smsc"
 _KEY = "demo.api_key"
@@ -46,7 +57,7 @@ _SECURITY_HEADERS = page_headers.policy(
     referrer="same-origin")
 
 
-def enable(app: Flask, smsc: Smsc, api_key: str) -> None:
+def enable(app: Flask, smsc: Phones, api_key: str) -> None:
     """Show the demo page, with the phones of this built-in SMSC, its TV calling with
     ``api_key``."""
     app.extensions[_SMSC] = smsc
@@ -55,7 +66,7 @@ def enable(app: Flask, smsc: Smsc, api_key: str) -> None:
 
 def new_key(app: Flask) -> str:
     """A new key of the TV app ``demo`` (made at its first start), for this run's demo page."""
-    gw: Gateway = app.extensions["gateway"]
+    gw: Gateway = services(app)
     with gw.db.transaction() as session:
         try:
             return apps.create(session, _DEMO_APP, apps.TV, gw.clock())
@@ -67,15 +78,11 @@ def enabled(app: Flask) -> bool:
     return _SMSC in app.extensions
 
 
-def _smsc() -> Smsc:
+def _smsc() -> Phones:
     smsc = current_app.extensions.get(_SMSC)
     if smsc is None:
         abort(404)
     return smsc
-
-
-def _gateway() -> Gateway:
-    return current_app.extensions["gateway"]
 
 
 @dataclass(frozen=True)
@@ -95,7 +102,7 @@ def _money(amount: int, currency: str) -> str:
 
 def _demo_wallets() -> list[DemoWallet]:
     """The demo file's wallets with what they hold now (the demo spends them)."""
-    gw = _gateway()
+    gw = services()
     found, e164 = seed.parse_seed(seed.DEMO_FILE.read_text(encoding="utf-8"),
                                   gw.settings.PHONE_COUNTRIES)
     rows = []
@@ -139,7 +146,7 @@ def tv_page() -> str:
 
 
 def _tv_config() -> dict[str, Any]:
-    settings = _gateway().settings
+    settings = services().settings
     language = request.args.get("lang", settings.SMS_LANGUAGE)
     return {"language": language if language in ("zh-CN", "en") else settings.SMS_LANGUAGE,
             "public_base_url": settings.PUBLIC_BASE_URL}
@@ -147,12 +154,12 @@ def _tv_config() -> dict[str, Any]:
 
 def _phone_key(raw: str) -> str:
     """The SMSC's key of a number the viewer typed: its E.164 digits."""
-    return phones.parse(raw, _gateway().settings.PHONE_COUNTRIES).lstrip("+")
+    return phones.parse(raw, services().settings.PHONE_COUNTRIES).lstrip("+")
 
 
 @bp.get("/demo/phones/<raw>/messages")
 def inbox(raw: str) -> Response:
-    return jsonify(inbox_json(_smsc(), _phone_key(raw)))
+    return jsonify(_smsc().inbox_json(_phone_key(raw)))
 
 
 @bp.post("/demo/phones/<raw>/reply")
@@ -163,7 +170,7 @@ def send_reply(raw: str) -> tuple[Response, int]:
     text = (request.get_json(silent=True) or {}).get("text") if request.is_json else None
     if not isinstance(text, str) or not text.strip() or len(text) > _MAX_REPLY:
         raise InvalidInput(f"text must be 1-{_MAX_REPLY} characters", code="invalid_text")
-    smsc.reply(phone, text.strip(), to=_gateway().settings.SMS_SERVICE_NUMBER)
+    smsc.reply(phone, text.strip(), to=services().settings.SMS_SERVICE_NUMBER)
     return jsonify(queued=True), 202
 
 

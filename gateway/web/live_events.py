@@ -1,26 +1,22 @@
 """Server-Sent Events for the TV: ``/api/v1/orders/{id}/events`` and
-``/api/v1/devices/{device_id}/events`` (the streams themselves are ``gateway.live``)."""
+``/api/v1/devices/{device_id}/events`` (the streams themselves are ``gateway.backend.live``)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
-from gateway import live, payments
-from gateway.context import Gateway
-from gateway.errors import InvalidInput
+from gateway.backend import live, payments
+from gateway.context import services
+from gateway.domain.errors import InvalidInput
 from gateway.web import api_keys
 
 __all__ = ["bp"]
 
 bp = Blueprint("live_events", __name__, url_prefix="/api/v1")
 api_keys.protect(bp)
-
-
-def _gateway() -> Gateway:
-    return current_app.extensions["gateway"]
 
 
 def _last_event_id() -> int | None:
@@ -44,7 +40,7 @@ def _event_stream(body: Iterator[str]) -> Response:
 @bp.get("/orders/<order_id>/events")
 def order_events(order_id: str) -> Response:
     """The order's changes from its start (or after ``Last-Event-ID``) until it is final."""
-    gw = _gateway()
+    gw = services()
     after = _last_event_id() or 0
     order = payments.get_order(gw, order_id)  # 404 before streaming; a lapsed order expires
     return _event_stream(live.stream(gw, device_id=order.device_id, order_id=order.id,
@@ -54,7 +50,7 @@ def order_events(order_id: str) -> Response:
 @bp.get("/devices/<device_id>/events")
 def device_events(device_id: str) -> Response:
     """Everything the TV shows from now on (or after ``Last-Event-ID``)."""
-    gw = _gateway()
+    gw = services()
     payments.validate_device_id(device_id)
     after = _last_event_id()
     if after is None:

@@ -32,8 +32,9 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from gateway import metrics
-from gateway.context import Gateway
-from gateway.sms.health import ProviderHealth
+from gateway.context import Gateway, services
+from gateway.messaging.health import ProviderHealth
+from gateway.store import outbox
 
 __all__ = ["CHECK_TIMEOUT", "TWILIO_CACHE_SECONDS", "register"]
 
@@ -47,9 +48,9 @@ _CREDENTIALS_IN_URL = re.compile(r"(?<=://)[^/@\s]+@")
 
 def register(app: Flask) -> None:
     """Add ``/healthz``, ``/readyz`` and ``/metrics`` to ``app``."""
-    gw: Gateway = app.extensions["gateway"]
+    gw: Gateway = services(app)
     readiness = _Readiness(gw)
-    queue_depth = _Probe(lambda: metrics.waiting_sms(gw.db))
+    queue_depth = _Probe(lambda: outbox.waiting(gw.db))
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -200,7 +201,7 @@ class _Readiness:
         left = self._twilio_ok_until - time.monotonic()
         if left > 0:
             return True, f"account active (checked {TWILIO_CACHE_SECONDS - left:.0f} s ago)"
-        # As gateway.sms.twilio_sms.TwilioSender builds it, with the probe's timeout.
+        # As gateway.messaging.twilio_sms.TwilioSender builds it, with the probe's timeout.
         client = Client(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN,
                         http_client=TwilioHttpClient(timeout=CHECK_TIMEOUT))
         client.api.base_url = settings.TWILIO_API_BASE

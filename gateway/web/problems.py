@@ -12,7 +12,7 @@ import sqlalchemy.exc
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from gateway.errors import Conflict, GatewayError, InvalidInput, NotFound, RateLimited
+from gateway.domain.errors import Conflict, GatewayError, InvalidInput, NotFound, RateLimited
 from gateway.web import request_log, wap
 
 __all__ = ["json_body", "problem", "register", "require", "response_for"]

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import hmac
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from gateway import inbound, phones
-from gateway.context import Gateway
-from gateway.sms import outbox, twilio_sms
+from gateway import phones
+from gateway.context import Gateway, services
+from gateway.messaging import inbound, twilio_sms
+from gateway.store import outbox
 from gateway.web.problems import json_body, problem, require
 
 __all__ = ["bp"]
@@ -22,7 +23,7 @@ bp = Blueprint("sms_webhooks", __name__, url_prefix="/sms")
 @bp.post("/inbound")
 def generic_inbound() -> Response:
     """A mobile-originated SMS from a generic HTTP SMS gateway (form or JSON: from, to, text)."""
-    gw = current_app.extensions["gateway"]
+    gw = services()
     secret = gw.settings.INBOUND_SMS_SECRET
     given = request.headers.get("X-Inbound-Secret", "")
     if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
@@ -64,7 +65,7 @@ def _twiml(reply: str | None) -> Response:
 @bp.post("/twilio/inbound")
 def twilio_inbound() -> Response:
     """A viewer's SMS to our Twilio number; answered with TwiML (the reply SMS, or empty)."""
-    gw = current_app.extensions["gateway"]
+    gw = services()
     if (refused := _twilio_request(gw)) is not None:
         return refused
     form = request.form
@@ -85,7 +86,7 @@ def twilio_inbound() -> Response:
 @bp.post("/twilio/status")
 def twilio_status() -> Response:
     """Twilio's status callback of a message we sent; a replayed one changes nothing."""
-    gw = current_app.extensions["gateway"]
+    gw = services()
     if (refused := _twilio_request(gw)) is not None:
         return refused
     data = request.form.to_dict()

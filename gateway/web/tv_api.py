@@ -7,13 +7,16 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
-from gateway import activation, bills, catalog, ledger, pairing, payments, phones
-from gateway.context import Gateway, iso
-from gateway.db import Order
-from gateway.errors import Conflict, GatewayError, InvalidInput, NotFound
-from gateway.orders import Status
+from gateway import phones
+from gateway.backend import activation, bills, catalog, pairing, payments
+from gateway.context import services
+from gateway.domain.errors import Conflict, GatewayError, InvalidInput, NotFound
+from gateway.domain.orders import Status
+from gateway.domain.times import iso
+from gateway.payment import ledger
+from gateway.store.models import Order
 from gateway.web import api_keys, qr
 from gateway.web.problems import json_body, require, response_for
 
@@ -23,10 +26,6 @@ bp = Blueprint("tv_api", __name__, url_prefix="/api/v1")
 api_keys.protect(bp)
 
 
-def gateway() -> Gateway:
-    return current_app.extensions["gateway"]
-
-
 def order_json(order: Order) -> dict[str, Any]:
     return {
         "id": order.id, "kind": order.kind, "status": order.status, "reason": order.reason,
@@ -34,7 +33,7 @@ def order_json(order: Order) -> dict[str, Any]:
         "amount": order.amount, "currency": order.currency, "phone": phones.mask(order.phone),
         "expires_at": iso(order.expires_at), "created_at": iso(order.created_at),
         "bill_id": order.bill_id, "retry_of": order.retry_of,
-        "payment_url": payments.payment_url(gateway(), order),
+        "payment_url": payments.payment_url(services(), order),
         "qr_url": f"/api/v1/orders/{order.id}/qr.png",
     }
 
@@ -66,7 +65,7 @@ def idempotent(view: Callable[..., Response]) -> Callable[..., Response]:
             canonical: str | bytes = json.dumps(json.loads(raw), sort_keys=True)
         except (ValueError, UnicodeDecodeError, RecursionError):
             canonical = raw
-        cache = gateway().idempotency
+        cache = services().idempotency
         fingerprint = cache.fingerprint(request.method, request.path, canonical)
         stored = cache.begin(key, fingerprint)
         if stored is not None:
@@ -99,7 +98,7 @@ def _json_response(body: Any, status: int) -> Response:
 
 @bp.get("/packages")
 def list_packages() -> Response:
-    with gateway().db.read() as session:
+    with services().db.read() as session:
         packages = [catalog.package_json(p) for p in catalog.list_packages(session)]
     return jsonify(packages=packages)
 
@@ -119,19 +118,19 @@ def create_order() -> Response:
         if "phone" in data:
             raise InvalidInput("give phone or use_paired_phone, not both", code="invalid_field")
         api_keys.claim(device_id)  # before another app could learn whether it is paired
-        phone = pairing.require_paired_phone(gateway(), device_id)
+        phone = pairing.require_paired_phone(services(), device_id)
     else:
         require(data, "phone")
         phone = data["phone"]
     return _created(payments.start_order(
-        gateway(), device_id=device_id, phone=phone, package_id=data.get("package_id"),
+        services(), device_id=device_id, phone=phone, package_id=data.get("package_id"),
         bill_id=data.get("bill_id"), amount=data.get("amount"),
         app_id=api_keys.caller().app_id))
 
 
 @bp.get("/orders/<order_id>")
 def get_order(order_id: str) -> Response:
-    return jsonify(order_json(payments.get_order(gateway(), order_id)))
+    return jsonify(order_json(payments.get_order(services(), order_id)))
 
 
 @bp.get("/orders/<order_id>/qr.<image_format>")
@@ -139,7 +138,7 @@ def order_qr(order_id: str, image_format: str) -> Response:
     """The order's payment page as a QR code for the TV to show, while it can be paid."""
     if image_format not in qr.FORMATS:
         raise NotFound("QR codes come as qr.png or qr.svg", code="not_found")
-    gw = gateway()
+    gw = services()
     order = payments.get_order(gw, order_id)
     if not Status(order.status).pending:
         raise Conflict(f"order is {order.status}: there is nothing to pay",
@@ -154,19 +153,19 @@ def order_qr(order_id: str, image_format: str) -> Response:
 @idempotent
 def retry_order(order_id: str) -> Response:
     """A fresh attempt at a failed, expired or cancelled order, linked to it by ``retry_of``."""
-    return _created(payments.retry_order(gateway(), order_id))
+    return _created(payments.retry_order(services(), order_id))
 
 
 @bp.post("/orders/<order_id>/cancel")
 def cancel_order(order_id: str) -> Response:
-    return jsonify(order_json(payments.cancel_order(gateway(), order_id)))
+    return jsonify(order_json(payments.cancel_order(services(), order_id)))
 
 
 @bp.get("/devices/<device_id>/bill")
 def bill(device_id: str) -> Response:
     """What the device can renew (its entitlements, live or lapsed), its stored value, and the
     operator's bills it has still to pay."""
-    gw = gateway()
+    gw = services()
     payments.validate_device_id(device_id)
     now = gw.clock()
     with gw.db.read() as session:
@@ -190,13 +189,13 @@ def payment_code(device_id: str) -> Response:
     data = json_body()
     require(data, "kind")
     return _created(payments.start_device_order(
-        gateway(), device_id=device_id, kind=data["kind"], package_id=data.get("package_id"),
+        services(), device_id=device_id, kind=data["kind"], package_id=data.get("package_id"),
         bill_id=data.get("bill_id"), amount=data.get("amount"), currency=data.get("currency")))
 
 
 @bp.get("/devices/<device_id>/entitlements")
 def entitlements(device_id: str) -> Response:
-    gw = gateway()
+    gw = services()
     payments.validate_device_id(device_id)
     with gw.db.read() as session:
         active = activation.active_entitlements(session, device_id, gw.clock())
@@ -215,7 +214,7 @@ def _pairing_json(device_id: str, phone: str | None) -> dict[str, Any]:
 @bp.post("/devices/<device_id>/pairing")
 def request_pairing(device_id: str) -> Response:
     """A short code (and a QR code of the pairing page) for the TV to show."""
-    gw = gateway()
+    gw = services()
     code = pairing.request_code(gw, payments.validate_device_id(device_id))
     response = jsonify(code=code.code, expires_at=iso(code.expires_at),
                        pairing_url=pairing.page_url(gw, code.code),
@@ -229,7 +228,7 @@ def request_pairing(device_id: str) -> Response:
 def pairing_qr(device_id: str, code: str, image_format: str) -> Response:
     if image_format not in qr.FORMATS:
         raise NotFound("QR codes come as qr.png or qr.svg", code="not_found")
-    gw = gateway()
+    gw = services()
     row = pairing.code_for_page(gw, code)
     if row.device_id != device_id:
         raise NotFound("this pairing code is unknown, used or expired",
@@ -240,7 +239,7 @@ def pairing_qr(device_id: str, code: str, image_format: str) -> Response:
 
 @bp.get("/devices/<device_id>/pairing")
 def get_pairing(device_id: str) -> Response:
-    with gateway().db.read() as session:
+    with services().db.read() as session:
         phone = pairing.paired_phone(session, payments.validate_device_id(device_id))
     return jsonify(_pairing_json(device_id, phone))
 
@@ -248,5 +247,5 @@ def get_pairing(device_id: str) -> Response:
 @bp.delete("/devices/<device_id>/pairing")
 def delete_pairing(device_id: str) -> Response:
     """Unpair the TV; answers 204 whether or not it was paired (the outcome is the same)."""
-    pairing.unpair_device(gateway(), payments.validate_device_id(device_id))
+    pairing.unpair_device(services(), payments.validate_device_id(device_id))
     return Response(status=204)

@@ -12,20 +12,22 @@ import math
 import secrets
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request
+from flask import Blueprint, Flask, Response, redirect, render_template, request
 from flask import session as cookie
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, StringField
 
-from gateway import pairing, payments, phones, wallets
+from gateway import phones
+from gateway.backend import pairing, payments
 from gateway.config import PROJECT_ROOT
-from gateway.context import Gateway
-from gateway.db import Bill, Card, Entitlement, Order, Package, PhoneBinding, Wallet
-from gateway.errors import Conflict, GatewayError, InvalidInput, RateLimited
-from gateway.money import Money
-from gateway.orders import Kind, Status
-from gateway.sms.texts import Texts
-from gateway.store import Limit
+from gateway.context import services
+from gateway.domain.errors import Conflict, GatewayError, InvalidInput, RateLimited
+from gateway.domain.money import Money
+from gateway.domain.orders import Kind, Status
+from gateway.domain.texts import Texts
+from gateway.payment import wallets
+from gateway.store.models import Bill, Card, Entitlement, Order, Package, PhoneBinding, Wallet
+from gateway.store.redis_store import Limit
 from gateway.web import page_headers
 from gateway.web.page_texts import DEFAULT_LANGUAGE, LANGUAGES, PageTexts
 
@@ -58,10 +60,6 @@ class PairForm(FlaskForm):
     code = StringField()
 
 
-def gateway() -> Gateway:
-    return current_app.extensions["gateway"]
-
-
 def _language() -> str:
     chosen = request.args.get("lang")
     if chosen in LANGUAGES:
@@ -79,7 +77,7 @@ def _page_url(page: str, action: str = "") -> str:
 
 def _render(template: str, status: int = 200, **values: Any) -> Response:
     language = _language()
-    gw = gateway()
+    gw = services()
     formats = Texts(language, gw.settings.MERCHANT_NAME, gw.settings.TIMEZONE)
     other = LANGUAGES[1 - LANGUAGES.index(language)]
     html = render_template(template, t=PageTexts(language), lang=language,
@@ -100,7 +98,7 @@ def error_page(status: int, code: str) -> Response:
 
 @bp.get("/<token>")
 def page(token: str) -> Response:
-    order = payments.order_by_token(gateway(), token)
+    order = payments.order_by_token(services(), token)
     status = Status(order.status)
     if status in (Status.PAID, Status.ACTIVATED):
         return _receipt(order)
@@ -112,7 +110,7 @@ def page(token: str) -> Response:
 
 @bp.post("/<token>/sign-in")
 def sign_in(token: str) -> Response:
-    gw = gateway()
+    gw = services()
     order = payments.order_by_token(gw, token)
     form = SignInForm()
     if not Status(order.status).pending:
@@ -146,7 +144,7 @@ def sign_out(token: str) -> Response:
 
 @bp.post("/<token>/pay")
 def pay(token: str) -> Response:
-    gw = gateway()
+    gw = services()
     order = payments.order_by_token(gw, token)
     form = PayForm()
     if not Status(order.status).pending:  # paid in another tab, or over: show which
@@ -182,7 +180,7 @@ def pair_phone(code: str) -> Response:
     if not form.validate():
         return _pair_page(code, form, error=("form_expired", {}), status=400)
     try:
-        pairing.send_page_code(gateway(), code, form.phone.data)
+        pairing.send_page_code(services(), code, form.phone.data)
     except (InvalidInput, RateLimited) as refused:
         return _pair_page(code, form, error=(refused.code, _error_values(refused)),
                           status=429 if isinstance(refused, RateLimited) else 400)
@@ -195,7 +193,7 @@ def pair_confirm(code: str) -> Response:
     if not form.validate():
         return _pair_page(code, form, error=("form_expired", {}), status=400)
     try:
-        device_id = pairing.confirm_on_page(gateway(), code, str(form.code.data or ""))
+        device_id = pairing.confirm_on_page(services(), code, str(form.code.data or ""))
     except Conflict as refused:
         return _pair_page(code, PairForm(formdata=None), status=400,
                           error=(refused.code, _error_values(refused)))
@@ -209,7 +207,7 @@ def _pair_url(code: str, action: str = "") -> str:
 
 def _pair_page(code: str, form: PairForm, *, error: tuple[str, dict[str, Any]] | None = None,
                status: int = 200) -> Response:
-    row = pairing.code_for_page(gateway(), code)
+    row = pairing.code_for_page(services(), code)
     t = PageTexts(_language())
     waiting = row.phone if row.confirm_hash else None
     return _render("pair.html", status=status, device=row.device_id, form=form,
@@ -224,7 +222,7 @@ def _signed_in_wallet(order: Order) -> str | None:
     entry = cookie.get("wap")
     if (isinstance(entry, dict) and entry.get("order") == order.id
             and isinstance(entry.get("until"), float)
-            and entry["until"] > gateway().clock().timestamp()):
+            and entry["until"] > services().clock().timestamp()):
         return str(entry.get("wallet"))
     return None
 
@@ -238,7 +236,7 @@ def _error_values(error: GatewayError) -> dict[str, Any]:
 
 def _item(order: Order, package: Package | None, t: PageTexts) -> str:
     if order.kind == Kind.BILL:
-        with gateway().db.read() as session:
+        with services().db.read() as session:
             bill = session.get(Bill, order.bill_id)
         return t("item_bill", description=bill.description if bill else order.bill_id)
     if order.kind == Kind.RECHARGE or package is None:
@@ -248,7 +246,7 @@ def _item(order: Order, package: Package | None, t: PageTexts) -> str:
 
 def _order_page(token: str, order: Order, sign_in_form: SignInForm, pay_form: PayForm, *,
                 error: tuple[str, dict[str, Any]] | None = None, status: int = 200) -> Response:
-    gw = gateway()
+    gw = services()
     t = PageTexts(_language())
     now = gw.clock()
     wallet_id = _signed_in_wallet(order)
@@ -273,7 +271,7 @@ def _order_page(token: str, order: Order, sign_in_form: SignInForm, pay_form: Pa
 
 
 def _receipt(order: Order) -> Response:
-    gw = gateway()
+    gw = services()
     t = PageTexts(_language())
     with gw.db.read() as session:
         package = session.get(Package, order.package_id) if order.package_id else None
@@ -296,7 +294,7 @@ def _receipt(order: Order) -> Response:
 
 def register(app: Flask) -> None:
     app.register_blueprint(bp)
-    secure = app.extensions["gateway"].settings.PUBLIC_BASE_URL.startswith("https://")
+    secure = services(app).settings.PUBLIC_BASE_URL.startswith("https://")
     app.config.update(SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SECURE=secure, WTF_CSRF_TIME_LIMIT=None)
 

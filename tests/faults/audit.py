@@ -12,8 +12,11 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway import ledger
-from gateway.db import (
+from gateway.backend.tv_events import EventType
+from gateway.domain.orders import FINAL, Status
+from gateway.domain.sms import SmsStatus
+from gateway.payment import ledger
+from gateway.store.models import (
     Entitlement,
     Hold,
     JournalEntry,
@@ -23,9 +26,6 @@ from gateway.db import (
     Package,
     Posting,
 )
-from gateway.orders import FINAL, Status
-from gateway.sms.outbox import SmsStatus
-from gateway.tv_events import EventType
 
 __all__ = ["PROPERTIES", "audit"]
 

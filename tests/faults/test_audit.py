@@ -6,8 +6,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.db import JournalEntry, OrderEvent, OutboxMessage, Posting
-from gateway.worker import Worker
+from gateway.background import Worker
+from gateway.store.models import JournalEntry, OrderEvent, OutboxMessage, Posting
 from tests.conftest import CARD_ONLY, RICH, code_sent_to, order, reply
 from tests.faults.audit import PROPERTIES, audit
 

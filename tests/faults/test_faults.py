@@ -39,10 +39,10 @@ from sqlalchemy.engine import make_url
 
 from gateway import migrate
 from gateway.config import PROJECT_ROOT, load_settings
-from gateway.context import Gateway
-from gateway.db import Order, OutboxMessage
-from gateway.orders import FINAL, Status
-from gateway.sms.outbox import SmsStatus
+from gateway.domain.orders import FINAL, Status
+from gateway.domain.sms import SmsStatus
+from gateway.store.models import Order, OutboxMessage
+from gateway.wiring import connect
 from tests.faults.audit import PROPERTIES, audit
 from tests.faults.proxy import Proxy
 from tests.processes import (
@@ -201,7 +201,7 @@ class Stack:
         exits.callback(self.redis.kill)
         scoped = exits.enter_context(migrate.private_schema(DATABASE_URL, prefix="faults"))
         migrate.upgrade(scoped)
-        self.gw = Gateway(load_settings(environ={
+        self.gw = connect(load_settings(environ={
             "DATABASE_URL": scoped, "REDIS_URL": self.redis.url, "VAR_DIR": str(workdir),
             "REDIS_PREFIX": "faults:", "SECRET_KEY": "fault-secret-key-0123456789",
             "PUBLIC_BASE_URL": "https://pay.example"}))

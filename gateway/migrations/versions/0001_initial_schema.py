@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import gateway.db
+import gateway.store.models
 
 
 revision: str = '0001'
@@ -30,7 +30,7 @@ def upgrade() -> None:
     )
     op.create_table('devices',
     sa.Column('id', sa.String(length=64), nullable=False),
-    sa.Column('created_at', gateway.db.UTCDateTime(), nullable=False),
+    sa.Column('created_at', gateway.store.models.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_devices'))
     )
     op.create_table('packages',
@@ -48,7 +48,7 @@ def upgrade() -> None:
     sa.Column('owner', sa.String(length=120), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('password_hash', sa.String(length=255), nullable=False),
-    sa.Column('created_at', gateway.db.UTCDateTime(), nullable=False),
+    sa.Column('created_at', gateway.store.models.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_wallets'))
     )
     op.create_table('cards',
@@ -61,8 +61,8 @@ def upgrade() -> None:
     op.create_table('entitlements',
     sa.Column('device_id', sa.String(length=64), nullable=False),
     sa.Column('package_id', sa.String(length=64), nullable=False),
-    sa.Column('active_until', gateway.db.UTCDateTime(), nullable=False),
-    sa.Column('updated_at', gateway.db.UTCDateTime(), nullable=False),
+    sa.Column('active_until', gateway.store.models.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', gateway.store.models.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_entitlements_device_id_devices')),
     sa.ForeignKeyConstraint(['package_id'], ['packages.id'], name=op.f('fk_entitlements_package_id_packages')),
     sa.PrimaryKeyConstraint('device_id', 'package_id', name=op.f('pk_entitlements'))
@@ -82,9 +82,9 @@ def upgrade() -> None:
     sa.Column('code_hash', sa.String(length=64), nullable=True),
     sa.Column('code_attempts', sa.Integer(), nullable=False),
     sa.Column('link_token_hash', sa.String(length=64), nullable=True),
-    sa.Column('created_at', gateway.db.UTCDateTime(), nullable=False),
-    sa.Column('updated_at', gateway.db.UTCDateTime(), nullable=False),
-    sa.Column('expires_at', gateway.db.UTCDateTime(), nullable=True),
+    sa.Column('created_at', gateway.store.models.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', gateway.store.models.UTCDateTime(), nullable=False),
+    sa.Column('expires_at', gateway.store.models.UTCDateTime(), nullable=True),
     sa.CheckConstraint('amount > 0', name=op.f('ck_orders_amount_positive')),
     sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_orders_device_id_devices')),
     sa.ForeignKeyConstraint(['package_id'], ['packages.id'], name=op.f('fk_orders_package_id_packages')),
@@ -100,7 +100,7 @@ def upgrade() -> None:
     op.create_table('phone_bindings',
     sa.Column('phone', sa.String(length=20), nullable=False),
     sa.Column('wallet_id', sa.String(length=64), nullable=False),
-    sa.Column('created_at', gateway.db.UTCDateTime(), nullable=False),
+    sa.Column('created_at', gateway.store.models.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['wallet_id'], ['wallets.id'], name=op.f('fk_phone_bindings_wallet_id_wallets')),
     sa.PrimaryKeyConstraint('phone', name=op.f('pk_phone_bindings'))
     )
@@ -113,8 +113,8 @@ def upgrade() -> None:
     sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('created_at', gateway.db.UTCDateTime(), nullable=False),
-    sa.Column('settled_at', gateway.db.UTCDateTime(), nullable=True),
+    sa.Column('created_at', gateway.store.models.UTCDateTime(), nullable=False),
+    sa.Column('settled_at', gateway.store.models.UTCDateTime(), nullable=True),
     sa.CheckConstraint("status IN ('held', 'captured', 'released')", name=op.f('ck_holds_status_known')),
     sa.CheckConstraint('amount > 0', name=op.f('ck_holds_amount_positive')),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_holds_account_id_accounts')),
@@ -125,7 +125,7 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('order_id', sa.String(length=32), nullable=True),
-    sa.Column('created_at', gateway.db.UTCDateTime(), nullable=False),
+    sa.Column('created_at', gateway.store.models.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['order_id'], ['orders.id'], name=op.f('fk_journal_entries_order_id_orders')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_journal_entries')),
     sa.UniqueConstraint('order_id', 'kind', name=op.f('uq_journal_entries_order_id'))
@@ -135,7 +135,7 @@ def upgrade() -> None:
     sa.Column('order_id', sa.String(length=32), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('reason', sa.String(length=32), nullable=True),
-    sa.Column('at', gateway.db.UTCDateTime(), nullable=False),
+    sa.Column('at', gateway.store.models.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['order_id'], ['orders.id'], name=op.f('fk_order_events_order_id_orders')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_order_events'))
     )
@@ -152,9 +152,9 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('provider', sa.String(length=16), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
-    sa.Column('created_at', gateway.db.UTCDateTime(), nullable=False),
-    sa.Column('updated_at', gateway.db.UTCDateTime(), nullable=False),
-    sa.Column('expires_at', gateway.db.UTCDateTime(), nullable=True),
+    sa.Column('created_at', gateway.store.models.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', gateway.store.models.UTCDateTime(), nullable=False),
+    sa.Column('expires_at', gateway.store.models.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['order_id'], ['orders.id'], name=op.f('fk_sms_outbox_order_id_orders')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_sms_outbox'))
     )

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import gateway.db
+import gateway.store.models
 
 
 revision: str = '0002'
@@ -28,9 +28,9 @@ def upgrade() -> None:
     sa.Column('message_id', sa.String(length=65), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('error', sa.String(length=64), nullable=True),
-    sa.Column('submitted_at', gateway.db.UTCDateTime(), nullable=False),
-    sa.Column('done_at', gateway.db.UTCDateTime(), nullable=True),
-    sa.Column('queried_at', gateway.db.UTCDateTime(), nullable=True),
+    sa.Column('submitted_at', gateway.store.models.UTCDateTime(), nullable=False),
+    sa.Column('done_at', gateway.store.models.UTCDateTime(), nullable=True),
+    sa.Column('queried_at', gateway.store.models.UTCDateTime(), nullable=True),
     sa.Column('queries', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['outbox_id'], ['sms_outbox.id'], name=op.f('fk_sms_parts_outbox_id_sms_outbox')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_sms_parts')),

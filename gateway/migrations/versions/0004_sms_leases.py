@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import gateway.db
+import gateway.store.models
 
 
 revision: str = '0004'
@@ -21,7 +21,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table('sms_outbox', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('lease_until', gateway.db.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('lease_until', gateway.store.models.UTCDateTime(), nullable=True))
 
     with op.batch_alter_table('sms_parts', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('uq_sms_parts_provider'), type_='unique')

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import gateway.db
+import gateway.store.models
 
 
 revision: str = '0005'
@@ -35,7 +35,7 @@ def upgrade() -> None:
 
     with op.batch_alter_table('wallets', schema=None) as batch_op:
         batch_op.add_column(sa.Column('web_failed_attempts', sa.Integer(), server_default='0', nullable=False))
-        batch_op.add_column(sa.Column('web_locked_until', gateway.db.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('web_locked_until', gateway.store.models.UTCDateTime(), nullable=True))
 
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import gateway.db
+import gateway.store.models
 
 
 revision: str = '0006'
@@ -26,13 +26,13 @@ def upgrade() -> None:
     op.create_table('sms_opt_outs',
     sa.Column('phone', sa.String(length=20), nullable=False),
     sa.Column('source', sa.String(length=32), nullable=False),
-    sa.Column('created_at', gateway.db.UTCDateTime(), nullable=False),
+    sa.Column('created_at', gateway.store.models.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('phone', name=op.f('pk_sms_opt_outs'))
     )
     with op.batch_alter_table('sms_outbox', schema=None) as batch_op:
         batch_op.add_column(sa.Column('provider_message_id', sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column('attempts', sa.Integer(), server_default='0', nullable=False))
-        batch_op.add_column(sa.Column('retry_at', gateway.db.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('retry_at', gateway.store.models.UTCDateTime(), nullable=True))
         batch_op.create_index(batch_op.f('ix_sms_outbox_provider_message_id'), ['provider_message_id'], unique=False)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import gateway.db
+import gateway.store.models
 
 
 revision: str = '0007'
@@ -30,11 +30,11 @@ def upgrade() -> None:
     sa.Column('body', sa.Text(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
-    sa.Column('next_attempt_at', gateway.db.UTCDateTime(), nullable=False),
-    sa.Column('lease_until', gateway.db.UTCDateTime(), nullable=True),
+    sa.Column('next_attempt_at', gateway.store.models.UTCDateTime(), nullable=False),
+    sa.Column('lease_until', gateway.store.models.UTCDateTime(), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
-    sa.Column('created_at', gateway.db.UTCDateTime(), nullable=False),
-    sa.Column('delivered_at', gateway.db.UTCDateTime(), nullable=True),
+    sa.Column('created_at', gateway.store.models.UTCDateTime(), nullable=False),
+    sa.Column('delivered_at', gateway.store.models.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_boss_events'))
     )
     with op.batch_alter_table('boss_events', schema=None) as batch_op:
@@ -48,8 +48,8 @@ def upgrade() -> None:
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('order_id', sa.String(length=32), nullable=True),
-    sa.Column('created_at', gateway.db.UTCDateTime(), nullable=False),
-    sa.Column('paid_at', gateway.db.UTCDateTime(), nullable=True),
+    sa.Column('created_at', gateway.store.models.UTCDateTime(), nullable=False),
+    sa.Column('paid_at', gateway.store.models.UTCDateTime(), nullable=True),
     sa.CheckConstraint("status IN ('outstanding', 'paid')", name=op.f('ck_bills_status_known')),
     sa.CheckConstraint('amount > 0', name=op.f('ck_bills_amount_positive')),
     sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_bills_device_id_devices')),
@@ -61,9 +61,9 @@ def upgrade() -> None:
     op.create_table('pairing_codes',
     sa.Column('code', sa.String(length=8), nullable=False),
     sa.Column('device_id', sa.String(length=64), nullable=False),
-    sa.Column('created_at', gateway.db.UTCDateTime(), nullable=False),
-    sa.Column('expires_at', gateway.db.UTCDateTime(), nullable=False),
-    sa.Column('used_at', gateway.db.UTCDateTime(), nullable=True),
+    sa.Column('created_at', gateway.store.models.UTCDateTime(), nullable=False),
+    sa.Column('expires_at', gateway.store.models.UTCDateTime(), nullable=False),
+    sa.Column('used_at', gateway.store.models.UTCDateTime(), nullable=True),
     sa.Column('phone', sa.String(length=20), nullable=True),
     sa.Column('confirm_hash', sa.String(length=64), nullable=True),
     sa.Column('confirm_attempts', sa.Integer(), server_default='0', nullable=False),
@@ -76,7 +76,7 @@ def upgrade() -> None:
     op.create_table('pairings',
     sa.Column('device_id', sa.String(length=64), nullable=False),
     sa.Column('phone', sa.String(length=20), nullable=False),
-    sa.Column('created_at', gateway.db.UTCDateTime(), nullable=False),
+    sa.Column('created_at', gateway.store.models.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_pairings_device_id_devices')),
     sa.PrimaryKeyConstraint('device_id', name=op.f('pk_pairings'))
     )

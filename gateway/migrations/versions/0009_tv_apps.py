@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import gateway.db
+import gateway.store.models
 
 revision: str = '0009'
 down_revision: str | None = '0008'
@@ -26,7 +26,7 @@ def upgrade() -> None:
     sa.Column('id', sa.String(length=32), nullable=False),
     sa.Column('name', sa.String(length=64), nullable=False),
     sa.Column('kind', sa.String(length=8), nullable=False),
-    sa.Column('created_at', gateway.db.UTCDateTime(), nullable=False),
+    sa.Column('created_at', gateway.store.models.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_apps')),
     sa.UniqueConstraint('name', name=op.f('uq_apps_name'))
     )
@@ -34,8 +34,8 @@ def upgrade() -> None:
     sa.Column('id', sa.String(length=32), nullable=False),
     sa.Column('app_id', sa.String(length=32), nullable=False),
     sa.Column('secret_hash', sa.String(length=64), nullable=False),
-    sa.Column('created_at', gateway.db.UTCDateTime(), nullable=False),
-    sa.Column('revoked_at', gateway.db.UTCDateTime(), nullable=True),
+    sa.Column('created_at', gateway.store.models.UTCDateTime(), nullable=False),
+    sa.Column('revoked_at', gateway.store.models.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['app_id'], ['apps.id'], name=op.f('fk_api_keys_app_id_apps')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys'))
     )

@@ -1,12 +1,11 @@
 """Live event streams (Server-Sent Events) of what a TV is shown, across processes.
 
-The truth is the ``order_events`` table (``gateway.tv_events``): a stream sends its rows above
-the client's last event id, so it resumes with ``Last-Event-ID`` and loses nothing when a
+The truth is the ``order_events`` table (``gateway.backend.tv_events``): a stream sends its rows
+above the client's last event id, so it resumes with ``Last-Event-ID`` and loses nothing when a
 process dies. Redis pub/sub only wakes streams up: after a transaction that recorded events
 commits, its process publishes one message per device it touched, and whichever gunicorn worker
 serves a stream of that device reads SQL again at once. Without Redis, streams read SQL every
-second.
-"""
+second."""
 
 from __future__ import annotations
 
@@ -24,16 +23,16 @@ from redis.client import PubSub
 from redis.retry import Retry
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
-from gateway import payments, tv_events
-from gateway.context import Gateway, iso
-from gateway.db import Order, OrderEvent
-from gateway.money import Money
-from gateway.orders import FINAL, PENDING, is_lapsed
-from gateway.tv_events import EventType
+from gateway.backend import payments
+from gateway.backend.tv_events import EventType
+from gateway.context import Gateway
+from gateway.domain.money import Money
+from gateway.domain.orders import FINAL, PENDING, is_lapsed
+from gateway.domain.times import iso
+from gateway.store.models import Order, OrderEvent
 
-__all__ = ["channel", "message", "newest_event_id", "stream", "wake_streams_on_commit"]
+__all__ = ["StreamWaker", "channel", "message", "newest_event_id", "stream"]
 
 log = logging.getLogger(__name__)
 
@@ -107,15 +106,13 @@ def channel(gw: Gateway, device_id: str) -> str:
 # --- waking streams after a commit -------------------------------------------------------------
 
 
-def wake_streams_on_commit(gw: Gateway) -> None:
-    """Publish a wake-up for each device whose events a transaction of ``gw.db`` recorded."""
-    gw.db.on_commit(_Waker(gw))
+class StreamWaker:
+    """After a commit, publish a wake-up for each device whose events it recorded
+    (``tv_events.TOUCHED``; wired by ``gateway.connect``).
 
-
-class _Waker:
-    """Called after each commit. The commit has happened: a Redis failure is logged, never
-    raised, and no commit tries Redis again for a few seconds, so an outage costs requests no
-    time; streams then catch up from SQL at their next heartbeat.
+    The commit has happened: a Redis failure is logged, never raised, and no commit tries
+    Redis again for a few seconds, so an outage costs requests no time; streams then catch up
+    from SQL at their next heartbeat.
     """
 
     def __init__(self, gw: Gateway) -> None:
@@ -124,13 +121,12 @@ class _Waker:
         self._paused_until = 0.0
         self._failing = False
 
-    def __call__(self, session: Session) -> None:
-        devices = session.info.pop(tv_events.TOUCHED, None)
-        if not devices or time.monotonic() < self._paused_until:
+    def __call__(self, devices: list[str]) -> None:
+        if time.monotonic() < self._paused_until:
             return
         try:
             with self._redis().pipeline(transaction=False) as pipe:
-                for device_id in sorted(devices):
+                for device_id in sorted(set(devices)):
                     pipe.publish(channel(self._gw, device_id), "1")
                 pipe.execute()
         except Exception as exc:  # the commit is done: nothing may undo its answer

@@ -1,8 +1,6 @@
 """The SQL outbox: SMS written with the change that needs them, then drained by a provider.
 
-Status of a row: ``queued`` → ``sent`` (log provider), or ``queued`` → ``sending`` (claimed by
-the SMPP worker) → ``submitted`` (the SMSC accepted every part) → ``delivered`` /
-``undeliverable`` (delivery receipts); or ``failed`` with an error.
+The statuses a row goes through are ``gateway.domain.sms.SmsStatus``.
 """
 
 from __future__ import annotations
@@ -10,30 +8,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from enum import StrEnum
 from typing import NamedTuple, Protocol
 
-from sqlalchemy import bindparam, case, insert, select, update
+from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.orm import Session, object_session
 
 from gateway import metrics
-from gateway.db import Database, OutboxMessage, SmsOptOut, insert_ignore
+from gateway.domain.sms import WAITING, SmsStatus
 from gateway.phones import mask
+from gateway.store.db import Database, insert_ignore
+from gateway.store.models import OutboxMessage, SmsOptOut
 
 __all__ = ["LogProvider", "Queued", "SmsProvider", "SmsStatus", "close_code_messages",
-           "dispatch_queued", "fail_if_expired", "opt_in", "opt_out", "queue", "recent"]
+           "dispatch_queued", "fail_if_expired", "opt_in", "opt_out", "queue", "recent", "waiting"]
 
 log = logging.getLogger(__name__)
-
-
-class SmsStatus(StrEnum):
-    QUEUED = "queued"
-    SENDING = "sending"
-    SENT = "sent"
-    SUBMITTED = "submitted"
-    DELIVERED = "delivered"
-    UNDELIVERABLE = "undeliverable"
-    FAILED = "failed"
 
 
 _OUTBOX = OutboxMessage.__table__
@@ -156,3 +145,13 @@ def recent(session: Session, to: str | None = None, limit: int = 20) -> list[Out
     if to is not None:
         query = query.where(OutboxMessage.to_phone == to)
     return list(session.scalars(query))
+
+
+def waiting(db: Database) -> dict[str, int]:
+    """Rows not sent yet, by status: ``queued`` (for a provider to take) and ``sending``
+    (taken, not answered yet)."""
+    with db.read() as session:
+        rows = session.execute(select(OutboxMessage.status, func.count())
+                               .where(OutboxMessage.status.in_(WAITING))
+                               .group_by(OutboxMessage.status)).all()
+    return {str(status): int(count) for status, count in rows}

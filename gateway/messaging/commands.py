@@ -12,14 +12,15 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from gateway import bills, ledger, pairing, payments, wallets
+from gateway.backend import bills, pairing, payments
 from gateway.context import Gateway
-from gateway.db import Bill
-from gateway.errors import Conflict, NotFound, RateLimited
-from gateway.money import Money
-from gateway.orders import Status
-from gateway.sms import outbox
-from gateway.sms.texts import Texts
+from gateway.domain.errors import Conflict, NotFound, RateLimited
+from gateway.domain.money import Money
+from gateway.domain.orders import Status
+from gateway.domain.texts import Texts
+from gateway.payment import ledger, wallets
+from gateway.store import outbox
+from gateway.store.models import Bill
 
 __all__ = ["Command", "answer", "parse", "pay"]
 

@@ -27,11 +27,12 @@ from pydantic import (
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from gateway import ledger, phones
+from gateway import phones
 from gateway.config import PROJECT_ROOT
-from gateway.db import Account, Card, Package, PhoneBinding, Wallet
-from gateway.errors import InvalidInput
-from gateway.money import MINOR_DIGITS
+from gateway.domain.errors import InvalidInput
+from gateway.domain.money import MINOR_DIGITS
+from gateway.payment import ledger
+from gateway.store.models import Account, Card, Package, PhoneBinding, Wallet
 
 __all__ = ["DEMO_FILE", "SeedFile", "SeedReport", "load_seed", "parse_seed"]
 

@@ -19,7 +19,8 @@ from typing import NamedTuple
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from gateway.db import Account, Hold, JournalEntry, Posting, insert_ignore, insert_rows, padded
+from gateway.store.db import insert_ignore, insert_rows, padded
+from gateway.store.models import Account, Hold, JournalEntry, Posting
 
 __all__ = [
     "InsufficientFunds", "Settled", "audit", "balance", "capture", "card_account", "charge",

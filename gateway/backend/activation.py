@@ -7,9 +7,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from gateway import boss, tv_events
-from gateway.db import Device, Entitlement, Package, insert_ignore, insert_rows
-from gateway.errors import NotFound
+from gateway.backend import boss, tv_events
+from gateway.domain.errors import NotFound
+from gateway.store.db import insert_ignore, insert_rows
+from gateway.store.models import Device, Entitlement, Package
 
 __all__ = ["activate", "active_entitlements", "ensure_device", "entitlements", "revoke"]
 

@@ -28,8 +28,10 @@ import requests
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from gateway.context import Gateway, iso
-from gateway.db import BossEvent, insert_rows
+from gateway.context import Gateway
+from gateway.domain.times import iso
+from gateway.store.db import insert_rows
+from gateway.store.models import BossEvent
 
 __all__ = ["EventStatus", "EventType", "UnknownEvents", "deliver_due", "record", "recent",
            "redeliver", "sign", "verify_signature"]

@@ -7,8 +7,8 @@ import re
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from gateway.db import Package
-from gateway.errors import InvalidInput
+from gateway.domain.errors import InvalidInput
+from gateway.store.models import Package
 
 __all__ = ["get_package", "list_packages", "package_json"]
 

@@ -29,14 +29,16 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from gateway import metrics, payments
+from gateway import metrics
+from gateway.backend import payments
 from gateway.config import Settings
 from gateway.context import Gateway
-from gateway.db import OutboxMessage
+from gateway.domain.sms import SmsStatus
+from gateway.messaging.health import ProviderHealth
 from gateway.phones import mask
-from gateway.sms import outbox
-from gateway.sms.health import ProviderHealth
-from gateway.sms.outbox import SmsStatus, fail_if_expired
+from gateway.store import outbox
+from gateway.store.models import OutboxMessage
+from gateway.store.outbox import fail_if_expired
 
 __all__ = ["MAX_ATTEMPTS", "PROVIDER", "TwilioSender", "dispatch", "record_status"]
 

@@ -1,8 +1,8 @@
 """What a TV is shown, as rows of ``order_events``: the source of the live event streams.
 
 Every row is written in the transaction of the change it tells of, at its commit. After it
-commits, the devices it touched are named in ``session.info[TOUCHED]`` so that the web tier can
-wake the streams that follow them (``gateway.live``).
+commits, the devices it touched reach the handlers of ``TOUCHED`` (``after_commit``), which wake
+the streams that follow them (``gateway.backend.live``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from gateway.db import OrderEvent, insert_at_commit
+from gateway.effects import after_commit
+from gateway.store.db import insert_at_commit
+from gateway.store.models import OrderEvent
 
 __all__ = ["TOUCHED", "EventType", "record"]
 
@@ -35,4 +37,4 @@ def record(session: Session, *, device_id: str, event_type: str, now: datetime,
         "device_id": device_id, "order_id": order_id, "type": event_type, "status": status,
         "reason": reason, "at": now,
         "data": json.dumps(data, ensure_ascii=False) if data else None})
-    session.info.setdefault(TOUCHED, set()).add(device_id)
+    after_commit(session, TOUCHED, device_id)

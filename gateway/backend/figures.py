@@ -28,14 +28,14 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from gateway import phones
-from gateway.db import Order, OutboxMessage
-from gateway.errors import InvalidInput
-from gateway.money import Money
-from gateway.orders import PENDING, Reason, Status, is_lapsed
-from gateway.sms.outbox import SmsStatus
+from gateway.domain.errors import InvalidInput
+from gateway.domain.money import Money
+from gateway.domain.orders import PENDING, Reason, Status, is_lapsed
+from gateway.domain.sms import SmsStatus
+from gateway.store.models import Order, OutboxMessage
 
 __all__ = ["BUCKET_SECONDS", "OUTCOMES", "PROVIDERS", "WINDOWS", "Bucket", "Failure", "Figures",
-           "FunnelStep", "ProviderDelivery", "RecentOrder", "figures", "parse_minutes"]
+           "FunnelStep", "ProviderDelivery", "RecentOrder", "parse_minutes", "read"]
 
 WINDOWS = (15, 60, 360, 1440)  # minutes the page offers
 BUCKET_SECONDS = 300
@@ -133,7 +133,7 @@ def parse_minutes(raw: str | None, default: int = 60) -> int:
                        code="invalid_field", field="minutes")
 
 
-def figures(session: Session, now: datetime, minutes: int) -> Figures:
+def read(session: Session, now: datetime, minutes: int) -> Figures:
     """Everything the dashboard shows for the ``minutes`` up to ``now``."""
     since = now - timedelta(minutes=minutes)
     funnel = _funnel(session, since, now)

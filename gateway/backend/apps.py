@@ -13,22 +13,18 @@ import hmac
 import logging
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
-import redis
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from gateway.db import ApiKey, Device, TvApp, insert_ignore
-from gateway.errors import Conflict, InvalidInput, NotFound
+from gateway.context import Gateway
+from gateway.domain.errors import Conflict, InvalidInput, NotFound
+from gateway.store.db import insert_ignore
+from gateway.store.models import ApiKey, Device, TvApp
 
-if TYPE_CHECKING:
-    from gateway.context import Gateway
-
-__all__ = ["ADMIN", "TV", "Caller", "KeyCache", "add_key", "any_admin_app", "authenticate",
+__all__ = ["ADMIN", "TV", "Caller", "add_key", "any_admin_app", "authenticate",
            "claim_device", "create", "key_is_live", "list_keys", "may_use_device", "revoke"]
 
 log = logging.getLogger(__name__)
@@ -121,63 +117,8 @@ def authenticate(gw: Gateway, header: str | None) -> Caller | None:
             row.secret_hash, secret_hash):
         return None
     caller = Caller(row.id, row.name, row.kind, key_id)
-    cache.put(caller, secret_hash, epoch)
+    cache.put(caller.key_id, caller, secret_hash, epoch)
     return caller
-
-
-_EPOCH = "apps:keys-epoch"
-
-
-class KeyCache:
-    """Live keys this process has checked lately, so that most requests read no database.
-
-    An entry holds for ``ttl`` seconds, and only while the epoch in Redis is the one it was
-    made under; ``revoke`` renews the epoch after its commit. So a revocation holds from the
-    next request wherever Redis answers, and within ``ttl`` seconds if Redis was down for it.
-    Without Redis, or without its epoch (Redis restarted empty), keys are checked in SQL.
-    """
-
-    def __init__(self, client: redis.Redis, prefix: str, ttl: float = 30.0) -> None:
-        self._client = client
-        self._epoch_key = prefix + _EPOCH
-        self._ttl = ttl
-        self._entries: dict[str, tuple[str, Caller, str, float]] = {}
-
-    def epoch(self) -> str | None:
-        try:
-            return self._client.get(self._epoch_key)
-        except Exception:  # whatever went wrong (see live.py), SQL decides
-            return None
-
-    def get(self, key_id: str, secret_hash: str, epoch: str | None) -> Caller | None:
-        entry = self._entries.get(key_id)
-        if entry is None or epoch is None:
-            return None
-        stored_hash, caller, made_under, until = entry
-        if made_under != epoch or time.monotonic() > until or not hmac.compare_digest(
-                stored_hash, secret_hash):
-            return None
-        return caller
-
-    def put(self, caller: Caller, secret_hash: str, epoch: str | None) -> None:
-        if epoch is None:  # start one, so that the next request may use this entry
-            epoch = secrets.token_hex(8)
-            try:
-                if not self._client.set(self._epoch_key, epoch, nx=True):
-                    return
-            except Exception:  # without an epoch, nothing is remembered
-                return
-        self._entries[caller.key_id] = (secret_hash, caller, epoch,
-                                        time.monotonic() + self._ttl)
-
-    def forget_all(self) -> None:
-        """After a revocation: this process, and (through the epoch) every other, forgets."""
-        self._entries.clear()
-        try:
-            self._client.set(self._epoch_key, secrets.token_hex(8))
-        except Exception:  # the revocation is committed: say what it means, do not fail it
-            log.warning("Redis is down: other processes may accept a revoked key for up to "
-                        "%.0f s", self._ttl)
 
 
 def key_is_live(session: Session, key_id: str) -> bool:

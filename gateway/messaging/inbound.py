@@ -8,11 +8,15 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from gateway import commands, metrics, otp, payments, phones
+from gateway import metrics, phones
+from gateway.backend import payments
+from gateway.backend.payments import CodeOutcome, CodeResult
 from gateway.context import Gateway
-from gateway.errors import InvalidInput
-from gateway.payments import CodeOutcome, CodeResult
-from gateway.sms import outbox
+from gateway.domain import otp
+from gateway.domain.errors import InvalidInput
+from gateway.domain.sms import SmsStatus
+from gateway.messaging import commands
+from gateway.store import outbox
 
 __all__ = ["MAX_TEXT_LENGTH", "receive_sms"]
 
@@ -26,7 +30,7 @@ def receive_sms(gw: Gateway, *, sender: object, text: object,
     """Act on an SMS from a viewer's phone and queue the answer; return the answer's text.
 
     A code pays its order (the confirmation SMS comes from the payment itself); a command
-    (``gateway.commands``) is carried out; anything else gets a short reply saying what
+    (``gateway.messaging.commands``) is carried out; anything else gets a short reply saying what
     happened or how to confirm. ``answered_by``: the carrier
     sends the returned answer itself (TwiML), so it is recorded as sent, not queued.
 
@@ -68,7 +72,7 @@ def _queue(session: Session, phone: str, reply: str | None, answered_by: str | N
         return None
     queued = outbox.queue(session, to=phone, kind="reply", body=reply, now=now,
                           order_id=order_id, sent_by=answered_by)
-    return None if queued.status == outbox.SmsStatus.FAILED else reply
+    return None if queued.status == SmsStatus.FAILED else reply
 
 
 def _reply(gw: Gateway, result: CodeResult) -> str | None:

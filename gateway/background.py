@@ -4,7 +4,7 @@ events to the operator's BOSS when ``BOSS_WEBHOOK_URL`` is set.
 With ``SMS_PROVIDER=log`` queued SMS are logged and marked sent here; with ``smpp`` they are
 relayed to the Redis Stream that the SMPP worker (``python -m smpp``) consumes; with
 ``twilio`` they are sent to Twilio from here. With a list (``smpp,twilio``) each round sends by
-the first healthy provider (``gateway.sms.health``).
+the first healthy provider (``gateway.messaging.health``).
 
 In ``run`` BOSS events are posted by a thread of their own, so a BOSS that is slow or down
 never holds up an SMS; a lone ``run_once`` (tests, one-off calls) posts them inline.
@@ -18,11 +18,12 @@ from functools import cached_property
 
 import redis
 
-from gateway import boss, payments
+from gateway.backend import boss, payments
 from gateway.context import Gateway
-from gateway.sms import outbox, twilio_sms
-from gateway.sms.health import ProviderHealth
-from gateway.sms.stream import OutboundStream, relay
+from gateway.messaging import twilio_sms
+from gateway.messaging.health import ProviderHealth
+from gateway.messaging.stream import OutboundStream, relay
+from gateway.store import outbox
 
 __all__ = ["Worker"]
 

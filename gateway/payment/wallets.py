@@ -10,10 +10,12 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from gateway import ledger, phones
+from gateway import phones
 from gateway.context import Gateway
-from gateway.db import Account, Card, PhoneBinding, Wallet, insert_ignore
-from gateway.errors import InvalidInput, RateLimited
+from gateway.domain.errors import InvalidInput, RateLimited
+from gateway.payment import ledger
+from gateway.store.db import insert_ignore
+from gateway.store.models import Account, Card, PhoneBinding, Wallet
 
 __all__ = ["FundingSource", "SourceBalance", "bind_phone", "bound_wallet", "describe_source",
            "funding_sources", "sign_in", "source_balances"]

@@ -18,11 +18,11 @@ from pydantic import Field, StrictInt, StrictStr, ValidationError, field_validat
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import activation
-from gateway.context import iso
-from gateway.db import Bill
-from gateway.errors import Conflict, InvalidInput, NotFound
-from gateway.seed import Priced
+from gateway.backend import activation
+from gateway.backend.seed import Priced
+from gateway.domain.errors import Conflict, InvalidInput, NotFound
+from gateway.domain.times import iso
+from gateway.store.models import Bill
 
 __all__ = ["BillIn", "ImportReport", "add_bills", "bill_json", "for_device", "get_bill",
            "outstanding", "parse_csv", "settle", "validate"]

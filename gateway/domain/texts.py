@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from gateway.money import Money
+from gateway.domain.money import Money
 
 __all__ = ["CODE_MASK", "Texts"]
 

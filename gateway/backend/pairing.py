@@ -17,13 +17,15 @@ from enum import StrEnum
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from gateway import activation, otp, phones, tv_events
+from gateway import phones
+from gateway.backend import activation, tv_events
 from gateway.context import Gateway
-from gateway.db import Pairing, PairingCode
-from gateway.errors import Conflict, NotFound, RateLimited
-from gateway.sms import outbox
-from gateway.sms.texts import CODE_MASK
-from gateway.store import Limit
+from gateway.domain import otp
+from gateway.domain.errors import Conflict, NotFound, RateLimited
+from gateway.domain.texts import CODE_MASK
+from gateway.store import outbox
+from gateway.store.models import Pairing, PairingCode
+from gateway.store.redis_store import Limit
 
 __all__ = ["ALPHABET", "CODE_LENGTH", "BindOutcome", "BindResult", "bind_by_sms", "code_for_page",
            "confirm_on_page", "normalize_code", "page_url", "paired_devices", "paired_phone",

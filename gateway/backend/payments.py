@@ -1,9 +1,9 @@
 """Use cases of an order: start it, confirm it by code, cancel it, expire it, read it.
 
 Each use case is one SQL transaction in which the order's status, any money that moves with it
-(``gateway.ledger``) and any SMS it causes (``gateway.sms.outbox``) change together. Every entry
-point (TV API, inbound SMS, CLI, worker) calls these functions and nothing below them.
-"""
+(``gateway.payment.ledger``) and any SMS it causes (``gateway.store.outbox``) change together.
+Every entry point (TV API, inbound SMS, CLI, worker) calls these functions and nothing below
+them."""
 
 from __future__ import annotations
 
@@ -22,28 +22,30 @@ from sqlalchemy import Row, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway import (
-    activation,
-    apps,
-    bills,
-    boss,
-    catalog,
-    ledger,
-    metrics,
-    otp,
-    phones,
-    tokens,
-    tv_events,
-    wallets,
+from gateway import metrics, phones
+from gateway.backend import activation, apps, bills, boss, catalog, tv_events
+from gateway.context import Gateway
+from gateway.domain import otp, tokens
+from gateway.domain.errors import Conflict, InvalidInput, NotFound, RateLimited
+from gateway.domain.money import Money
+from gateway.domain.orders import (
+    FINAL,
+    PENDING,
+    Channel,
+    Kind,
+    Reason,
+    Status,
+    is_lapsed,
+    next_status,
 )
-from gateway.context import Gateway, iso
-from gateway.db import Order, Wallet, insert_rows
-from gateway.errors import Conflict, InvalidInput, NotFound, RateLimited
-from gateway.money import Money
-from gateway.orders import FINAL, PENDING, Channel, Kind, Reason, Status, is_lapsed, next_status
-from gateway.sms import outbox
-from gateway.sms.texts import CODE_MASK
-from gateway.store import Limit
+from gateway.domain.sms import SmsStatus
+from gateway.domain.texts import CODE_MASK
+from gateway.domain.times import iso
+from gateway.payment import ledger, wallets
+from gateway.store import outbox
+from gateway.store.db import insert_rows
+from gateway.store.models import Order, Wallet
+from gateway.store.redis_store import Limit
 
 __all__ = [
     "CodeOutcome", "CodeResult", "cancel_order", "code_sms_undeliverable", "confirm_by_code",
@@ -330,7 +332,7 @@ def _request_code(gw: Gateway, session: Session, order: Order, item_name: str,
                           now=now, body=texts.render("code", code=code, **values),
                           redacted_body=texts.render("code", code=CODE_MASK, **values),
                           expires_at=order.expires_at)
-    if queued.status == outbox.SmsStatus.FAILED:  # the phone opted out of our SMS
+    if queued.status == SmsStatus.FAILED:  # the phone opted out of our SMS
         _end(session, order, Status.FAILED, Reason.SMS_UNDELIVERABLE, now)
 
 
@@ -390,7 +392,7 @@ def _record_event(session: Session, order: Order, now: datetime,
     tv_events.record(session, device_id=order.device_id, order_id=order.id, now=now,
                      event_type=tv_events.EventType.ORDER_STATUS, status=order.status,
                      reason=order.reason, data=data)
-    metrics.count_order_status(session, order)
+    metrics.count_order_status(session, order.status, order.channel, order.kind, order.reason)
 
 
 def _move(session: Session, order: Order, target: Status, now: datetime,

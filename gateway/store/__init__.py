@@ -1,0 +1,4 @@
+"""The store: SQL tables and their writes (``db``, ``outbox``), Redis (``redis_store``).
+
+Use cases hand their changes to this package; nothing above it writes SQL of its own.
+"""

@@ -1,0 +1,204 @@
+"""The engine for SQLite or PostgreSQL, the transaction, and how rows are written fast."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+from collections.abc import Collection, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    Engine,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import TextClause
+
+from gateway import effects
+from gateway.store.models import Base
+
+__all__ = ["Database", "insert_at_commit", "insert_ignore", "insert_rows",
+           "make_engine", "padded"]
+
+T = TypeVar("T")
+
+
+# --- engine and transactions -----------------------------------------------------------------
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy issue BEGIN itself (below) instead of pysqlite's deferred BEGIN.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # A writing transaction takes the write lock at BEGIN: a deferred one that reads and then
+    # writes can fail with "database is locked" under concurrency instead of waiting its turn.
+    readonly = connection.get_execution_options().get("read_only", False)
+    connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+def make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               hide_parameters=True)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    # hide_parameters: an error must never put a phone number or an SMS text in a log.
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True,
+                         hide_parameters=True)
+
+
+class Database:
+    """The engine and the one way to run a transaction against it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        event.listen(self._sessions, "before_commit", _insert_queued_rows)
+        self._handlers: dict[str, list[effects.Handler]] = {}
+        event.listen(self._sessions, "after_commit",
+                     lambda session: effects.run(session, self._handlers))
+        event.listen(self._sessions, "after_soft_rollback",
+                     lambda session, _previous: effects.drop(session))
+        self._reads = sessionmaker(self.engine.execution_options(read_only=True),
+                                   expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """Yield a session in one transaction: committed on success, rolled back on error."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """Like ``transaction`` for work that only reads: on SQLite it takes no write lock."""
+        with self._reads() as session, session.begin():
+            yield session
+
+    def on_commit(self, kind: str, handler: effects.Handler) -> None:
+        """After each commit, call ``handler`` with what the transaction noted of ``kind``
+        (``gateway.effects.after_commit``)."""
+        self._handlers.setdefault(kind, []).append(handler)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def padded(ids: Collection[T]) -> list[T]:
+    """``ids`` for an ``IN`` list, padded (by repeating one) to a power-of-two length.
+
+    An ``IN`` list of every length makes a new SQL text, which the driver parses and the
+    server plans again; a handful of lengths keeps the hot statements cached and prepared.
+    """
+    values = list(ids)
+    if not values:
+        return values
+    size = 8
+    while size < len(values):
+        size *= 2
+    return values + [values[-1]] * (size - len(values))
+
+
+def insert_rows(session: Session, model: type[Base], *rows: dict[str, Any]) -> None:
+    """Write rows that nothing reads back as objects in this transaction, as plain SQL.
+
+    The hot paths write several such rows per payment (events, postings, SMS), and the unit
+    of work costs more Python than the statement. Unlike ``session.add`` this writes at once and
+    does not flush pending objects first: a row must not point at an object not yet flushed.
+    """
+    if not rows:
+        return
+    sql = session.connection()
+    if len(rows) == 1:
+        sql.execute(_plain_insert(model), rows[0])
+        return
+    # several rows as multi-row INSERTs (an executemany runs a statement per row), in chunks
+    # of a few sizes, so that a handful of statements is built and cached
+    columns = tuple(rows[0])
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start:start + _ROWS_PER_INSERT]
+        sql.execute(_multi_row_insert(model, len(chunk), columns), {
+            f"{column}_{i}": row[column] for i, row in enumerate(chunk) for column in columns})
+
+
+_ROWS_PER_INSERT = 8
+
+
+@functools.cache
+def _plain_insert(model: type[Base]) -> Insert:
+    return insert(model.__table__)  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _multi_row_insert(model: type[Base], count: int, columns: tuple[str, ...]) -> TextClause:
+    """``INSERT ... VALUES (...), (...)`` as text: SQLAlchemy compiles a multi-row ``insert()``
+    anew at every execution, a text clause once."""
+    table = model.__table__  # type: ignore[attr-defined]
+    names = ", ".join(f'"{column}"' for column in columns)
+    rows = ", ".join("(" + ", ".join(f":{column}_{i}" for column in columns) + ")"
+                     for i in range(count))
+    return text(f'INSERT INTO "{table.name}" ({names}) VALUES {rows}').bindparams(*(
+        bindparam(f"{column}_{i}", type_=table.c[column].type)
+        for i in range(count) for column in columns))
+
+
+_QUEUED_ROWS = "db.queued_rows"
+
+
+def insert_at_commit(session: Session, model: type[Base], row: dict[str, Any]) -> None:
+    """Queue a row that nothing reads in this transaction, to be written at its commit.
+
+    A transaction's queued rows go just before it commits, each table's run of rows in one
+    statement: the two or three events of a payment's step cost one statement, not three.
+    (Not for use inside a SAVEPOINT that may roll back alone: the row would still be written.)
+    """
+    session.info.setdefault(_QUEUED_ROWS, []).append((model, row))
+
+
+def _insert_queued_rows(session: Session) -> None:
+    queued = session.info.pop(_QUEUED_ROWS, None)
+    if not queued:
+        return
+    session.flush()  # a queued row may refer to an object still pending
+    for model, run in itertools.groupby(queued, key=lambda item: item[0]):
+        insert_rows(session, model, *(row for _, row in run))
+
+
+def insert_ignore(session: Session, model: type[Base], **values: Any) -> bool:
+    """Insert a row unless one with the same key exists (race-free on both databases); say
+    whether it was inserted."""
+    session.flush()  # as an ORM statement would: the row may refer to pending objects
+    statement = _insert_ignoring(session.get_bind().dialect.name, model)
+    return session.connection().execute(statement, values).first() is not None
+
+
+@functools.cache
+def _insert_ignoring(dialect: str, model: type[Base]) -> Insert:
+    dialect_insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    table = model.__table__  # type: ignore[attr-defined]
+    return dialect_insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
+
