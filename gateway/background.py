@@ -18,7 +18,7 @@ from functools import cached_property
 
 import redis
 
-from gateway.backend import boss, payments
+from gateway.backend import boss, checkout
 from gateway.context import Gateway
 from gateway.messaging import twilio_sms
 from gateway.messaging.health import ProviderHealth
@@ -52,7 +52,7 @@ class Worker:
 
     def run_once(self) -> tuple[int, int]:
         """One round; return (orders expired, messages passed on)."""
-        expired = payments.expire_lapsed(self.gw)
+        expired = checkout.expire_lapsed(self.gw)
         carrier = self._carrier()
         if carrier != self.carrier and self.carrier is not None:
             log.warning("SMS go by %s now, not %s", carrier, self.carrier)

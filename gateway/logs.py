@@ -92,7 +92,7 @@ _TEXT_HEAD = "%(asctime)s %(levelname)s %(name)s "
 
 
 class TextFormatter(logging.Formatter):
-    """``2026-11-23T08:00:00.123Z INFO gateway.backend.payments [request id] message``."""
+    """``2026-11-23T08:00:00.123Z INFO gateway.backend.checkout.start [request id] message``."""
 
     def __init__(self) -> None:
         super().__init__(_TEXT_HEAD + "[%(request_id)s] %(message)s",

@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, distinct, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway import metrics, phones
-from gateway.backend import payments
+from gateway.backend import checkout
 from gateway.context import Gateway
 from gateway.domain.errors import InvalidInput
 from gateway.domain.sms import SmsStatus
@@ -283,7 +283,7 @@ def _settle(session: Session, settled: list[Message], now: datetime) -> set[int]
                     updated_at=now))
         metrics.count_sms(session, PROVIDER, SmsStatus.FAILED, failed.rowcount)
         if message.kind == "code" and message.order_id:  # the code can never reach the phone
-            payments.code_sms_undeliverable(session, message.order_id, now)
+            checkout.code_sms_undeliverable(session, message.order_id, now)
     for count, ids in accepted.items():
         submitted = session.execute(
             update(_OUTBOX)
@@ -371,7 +371,7 @@ def _conclude(session: Session, outbox_ids: set[int], now: datetime) -> None:
                         .values(status=SmsStatus.UNDELIVERABLE, updated_at=now,
                                 error="the SMSC could not deliver it"))
         if message.kind == "code" and message.order_id:
-            payments.code_sms_undeliverable(session, message.order_id, now)
+            checkout.code_sms_undeliverable(session, message.order_id, now)
     # distinct part numbers: a part sent again after a crash has a row of its own
     delivered_parts = (select(func.count(distinct(parts.part)))
                        .where(parts.outbox_id == outbox.id, parts.status == "delivered")

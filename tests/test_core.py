@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -64,13 +65,13 @@ def test_no_masked_number_gives_its_middle_away(number):
 def test_codes_are_six_digits_and_bound_to_their_order():
     code = otp.new_code()
     assert len(code) == 6 and code.isdigit()
-    binding = {"order_id": "ord_a", "amount": 20000, "currency": "CNY", "package_id": "vip"}
-    digest = otp.code_digest(b"k" * 16, code, **binding)
+    binding = otp.CodeBinding("ord_a", 20000, "CNY", "vip")
+    digest = otp.code_digest(b"k" * 16, code, binding)
     assert code not in digest
-    assert otp.code_matches(b"k" * 16, code, digest, **binding)
-    for changed in ({"amount": 20001}, {"package_id": "other"}, {"order_id": "ord_b"}):
-        assert not otp.code_matches(b"k" * 16, code, digest, **{**binding, **changed})
-    assert not otp.code_matches(b"x" * 16, code, digest, **binding)
+    assert otp.code_matches(b"k" * 16, code, digest, binding)
+    for changed in ({"amount": 20001}, {"package_id": "other"}, {"id": "ord_b"}):
+        assert not otp.code_matches(b"k" * 16, code, digest, replace(binding, **changed))
+    assert not otp.code_matches(b"x" * 16, code, digest, binding)
 
 
 @pytest.mark.parametrize("text, code", [
@@ -101,8 +102,8 @@ def test_only_pending_orders_lapse():
 
 def test_a_debit_beyond_the_balance_is_refused_and_writes_nothing(gw, seeded, clock):
     with gw.db.transaction() as session:
-        assert ledger.place_hold(session, None, ["wallet:w-poor", "card:w-poor"], 5000, "CNY",
-                                 clock()) is None
+        for source in ("wallet:w-poor", "card:w-poor"):
+            assert not ledger.place_hold(session, None, source, 5000, "CNY", clock())
         assert ledger.balance(session, "wallet:w-poor") == 500
         assert ledger.audit(session) == []
 

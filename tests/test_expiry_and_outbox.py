@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from gateway.backend import payments
+from gateway.backend import checkout
 from gateway.background import Worker
 from tests.conftest import RICH, UNBOUND, balance, code_sent_to, order, sms_to, stored_order
 
@@ -12,15 +12,15 @@ from tests.conftest import RICH, UNBOUND, balance, code_sent_to, order, sms_to, 
 def test_the_sweeper_expires_lapsed_orders_and_releases_holds(client, seeded, clock):
     code_order = order(client, RICH, device="tv-1").get_json()
     link_order = order(client, UNBOUND, device="tv-2").get_json()
-    assert payments.expire_lapsed(seeded) == 0
+    assert checkout.expire_lapsed(seeded) == 0
     clock.advance(seconds=301)
-    assert payments.expire_lapsed(seeded) == 1  # the code lapsed; the link lives 15 minutes
+    assert checkout.expire_lapsed(seeded) == 1  # the code lapsed; the link lives 15 minutes
     assert stored_order(seeded, code_order["id"]).status == "expired"
     assert balance(seeded, "wallet:w-rich") == 50000
     clock.advance(seconds=600)
-    assert payments.expire_lapsed(seeded) == 1
+    assert checkout.expire_lapsed(seeded) == 1
     assert (stored_order(seeded, link_order["id"]).reason) == "expired"
-    assert payments.expire_lapsed(seeded) == 0
+    assert checkout.expire_lapsed(seeded) == 0
 
 
 def test_reads_never_show_a_lapsed_order_as_pending(client, seeded, clock):

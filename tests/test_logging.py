@@ -15,7 +15,7 @@ import phonenumbers
 import pytest
 import sqlalchemy.exc
 
-from gateway.backend import payments
+from gateway.backend import checkout
 from gateway.background import Worker
 from gateway.logs import JsonFormatter, TextFormatter
 from smpp.simulator import Smsc
@@ -134,7 +134,7 @@ def test_a_sane_request_id_is_echoed_and_on_every_record_of_the_request(client, 
     response = order(client, RICH, **{"X-Request-ID": "tv-42.order_1"})
     assert response.status_code == 201
     assert response.headers["X-Request-ID"] == "tv-42.order_1"
-    assert {r.name for r in caplog.records} >= {"gateway.backend.payments", "gateway.access"}
+    assert {r.name for r in caplog.records} >= {"gateway.backend.checkout.start", "gateway.access"}
     assert {getattr(r, "request_id", None) for r in caplog.records} == {"tv-42.order_1"}
     assert {line["request_id"] for line in written.lines()} == {"tv-42.order_1"}
     logging.getLogger("gateway.test").info("after the request")
@@ -167,7 +167,7 @@ def test_the_error_handlers_logs_carry_the_request_id_and_no_token(client, seede
     def database_gone(*args: object) -> None:
         raise sqlalchemy.exc.OperationalError("SELECT", {}, Exception("server closed"))
 
-    monkeypatch.setattr(payments, "order_by_token", database_gone)
+    monkeypatch.setattr(checkout, "order_by_token", database_gone)
     token = secrets.token_urlsafe(24)
     response = client.get(f"/w/{token}", headers={"X-Request-ID": "page-503"})
     assert response.status_code == 503 and response.headers["X-Request-ID"] == "page-503"
@@ -257,7 +257,7 @@ def test_a_whole_flow_at_debug_logs_no_phone_code_password_token_or_key(
     assert stored_order(gw, by_page["id"]).status == "activated"
 
     said = "\n".join(logging.Formatter().format(record) for record in caplog.records)
-    assert {"gateway.access", "gateway.backend.payments", "gateway.messaging.inbound"} <= \
+    assert {"gateway.access", "gateway.backend.checkout.start", "gateway.messaging.inbound"} <= \
         {record.name for record in caplog.records}
     forbidden = [*spellings(RICH), *spellings(UNBOUND), path.rsplit("/", 1)[1],
                  gw.settings.SECRET_KEY, INBOUND_SECRET, SMPP_PASSWORD,

@@ -20,10 +20,10 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import create_app
-from gateway.backend import payments
-from gateway.backend.payments import CodeOutcome
+from gateway.backend import checkout
 from gateway.background import Worker
 from gateway.context import services
+from gateway.domain.replies import CodeOutcome
 from tests import twilio_fake
 from tests.browser import live_server
 from tests.conftest import RICH, code_sent_to, order, reply, stored_order, tv_auth
@@ -264,7 +264,7 @@ def test_a_rolled_back_transaction_counts_nothing(client, seeded, clock):
     code = code_sent_to(gw, RICH)
     before = scrape(client)
     with pytest.raises(RuntimeError), gw.db.transaction() as session:
-        result = payments.confirm_by_code(gw, session, RICH, code, clock())
+        result = checkout.confirm_by_code(gw, session, RICH, code, clock())
         assert result.outcome is CodeOutcome.CONFIRMED  # paid, activated, code SMS closed
         raise RuntimeError("something after the payment failed")
     assert stored_order(gw, created["id"]).status == "awaiting_code"

@@ -25,7 +25,7 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import func, select
 
-from gateway.backend import payments, seed
+from gateway.backend import checkout, seed
 from gateway.background import Worker
 from gateway.context import Gateway, services
 from gateway.domain.orders import FINAL, Channel, Status
@@ -176,7 +176,7 @@ class OrderLifeCycle(RuleBasedStateMachine):
         """The payment page's use case, as its pay button calls it once the viewer signed in."""
         before = self.shown(order_id)["status"]
         try:
-            paid = payments.pay_on_page(self.gw, order_id, wallet, source)
+            paid = checkout.pay_on_page(self.gw, order_id, wallet, source)
         except Exception as refused:  # too little in that source: nothing may have changed
             assert getattr(refused, "code", None) == "insufficient_funds", refused
             assert self.stored(order_id).status == before

@@ -24,7 +24,7 @@ from redis.retry import Retry
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.backend import payments
+from gateway.backend import checkout
 from gateway.backend.tv_events import EventType
 from gateway.context import Gateway
 from gateway.domain.money import Money
@@ -182,7 +182,7 @@ def stream(gw: Gateway, *, device_id: str, order_id: str | None, after: int) -> 
                 return
             if batch.due:
                 for lapsed in batch.due:
-                    payments.get_order(gw, lapsed)  # expires it; the next read sends that
+                    checkout.get_order(gw, lapsed)  # expires it; the next read sends that
                 continue
             if batch.more:
                 continue

@@ -195,8 +195,8 @@ def confirm_on_page(gw: Gateway, code: str, confirm: str) -> str:
 
 
 def _digest(gw: Gateway, row: PairingCode, confirm: str) -> str:
-    return otp.code_digest(gw.secret_key, confirm, order_id=f"pair:{row.code}", amount=0,
-                           currency="", package_id=row.device_id)
+    return otp.code_digest(gw.secret_key, confirm,
+                           otp.CodeBinding(f"pair:{row.code}", 0, "", row.device_id))
 
 
 def paired_phone(session: Session, device_id: str) -> str | None:

@@ -5,7 +5,7 @@
        └──► awaiting_wap ─(paid on page)─► paid ─► activated
        └──► failed (insufficient_funds)
 
-No I/O here: use cases in ``gateway.backend.payments`` load a row, ask this module whether the
+No I/O here: use cases in ``gateway.backend.checkout`` load a row, ask this module whether the
 move is legal, and write the result in the same transaction as any money that moves with it."""
 
 from __future__ import annotations

@@ -11,8 +11,10 @@ import hmac
 import re
 import secrets
 import unicodedata
+from dataclasses import astuple, dataclass, fields
 
-__all__ = ["CODE_LENGTH", "code_digest", "code_in_reply", "code_matches", "new_code"]
+__all__ = ["BOUND_TO", "CODE_LENGTH", "CodeBinding", "code_digest", "code_in_reply",
+           "code_matches", "new_code"]
 
 CODE_LENGTH = 6
 _CODE_REPLY = re.compile(rf"[0-9]{{{CODE_LENGTH}}}")
@@ -22,17 +24,27 @@ def new_code() -> str:
     return f"{secrets.randbelow(10**CODE_LENGTH):0{CODE_LENGTH}d}"
 
 
-def code_digest(key: bytes, code: str, *, order_id: str, amount: int, currency: str,
-                package_id: str) -> str:
-    message = "\x1f".join((order_id, str(amount), currency, package_id, code)).encode()
+@dataclass(frozen=True)
+class CodeBinding:
+    """What a code is bound to. Its fields are named as the order's columns that hold them."""
+
+    id: str  # the order's
+    amount: int
+    currency: str
+    package_id: str | None
+
+
+BOUND_TO = tuple(field.name for field in fields(CodeBinding))
+
+
+def code_digest(key: bytes, code: str, bound: CodeBinding) -> str:
+    order_id, amount, currency, package_id = astuple(bound)
+    message = "\x1f".join((order_id, str(amount), currency, package_id or "", code)).encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-def code_matches(key: bytes, code: str, digest: str, *, order_id: str, amount: int,
-                 currency: str, package_id: str) -> bool:
-    expected = code_digest(key, code, order_id=order_id, amount=amount, currency=currency,
-                           package_id=package_id)
-    return hmac.compare_digest(expected, digest)
+def code_matches(key: bytes, code: str, digest: str, bound: CodeBinding) -> bool:
+    return hmac.compare_digest(code_digest(key, code, bound), digest)
 
 
 def code_in_reply(text: str) -> str | None:

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from gateway.backend import bills, pairing, payments
+from gateway.backend import bills, checkout, pairing
 from gateway.context import Gateway
 from gateway.domain.errors import Conflict, NotFound, RateLimited
 from gateway.domain.money import Money
@@ -128,7 +128,7 @@ def pay(gw: Gateway, phone: str, command: Command) -> str | None:
         return texts.render("no_such_bill", number=shown)
     bill = due[number - 1]
     try:
-        order = payments.start_order(gw, device_id=bill.device_id, phone=phone, bill_id=bill.id)
+        order = checkout.start_order(gw, device_id=bill.device_id, phone=phone, bill_id=bill.id)
     except RateLimited:
         return texts.render("try_later")
     except (Conflict, NotFound):  # paid a moment ago by another channel

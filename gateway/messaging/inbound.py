@@ -9,11 +9,11 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from gateway import metrics, phones
-from gateway.backend import payments
-from gateway.backend.payments import CodeOutcome, CodeResult
+from gateway.backend import checkout
 from gateway.context import Gateway
 from gateway.domain import otp
 from gateway.domain.errors import InvalidInput
+from gateway.domain.replies import CodeOutcome, CodeResult
 from gateway.domain.sms import SmsStatus
 from gateway.messaging import commands
 from gateway.store import outbox
@@ -50,7 +50,7 @@ def receive_sms(gw: Gateway, *, sender: object, text: object,
     with gw.db.transaction() as session:
         now = gw.clock()
         if command is None:
-            result = (payments.confirm_by_code(gw, session, phone, code, now) if code
+            result = (checkout.confirm_by_code(gw, session, phone, code, now) if code
                       else CodeResult(CodeOutcome.NO_ORDER))
             reply, order_id = _reply(gw, result), result.order_id
         elif command.name != "pay":

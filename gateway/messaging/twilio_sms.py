@@ -30,7 +30,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from gateway import metrics
-from gateway.backend import payments
+from gateway.backend import checkout
 from gateway.config import Settings
 from gateway.context import Gateway
 from gateway.domain.sms import SmsStatus
@@ -187,7 +187,7 @@ def _finish(gw: Gateway, message: _Claimed, status: SmsStatus, error: str, *,
 
 def _after_failure(session: Session, message: OutboxMessage, now: datetime) -> None:
     if message.kind == "code" and message.order_id:
-        payments.code_sms_undeliverable(session, message.order_id, now)
+        checkout.code_sms_undeliverable(session, message.order_id, now)
 
 
 _FINAL = {"delivered": SmsStatus.DELIVERED, "undelivered": SmsStatus.UNDELIVERABLE,

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from gateway.store.db import insert_ignore, insert_rows, padded
@@ -28,7 +28,9 @@ __all__ = [
     "open_system_accounts", "place_hold", "release", "wallet_account",
 ]
 
-_ACCOUNTS, _ENTRIES, _HOLDS = Account.__table__, JournalEntry.__table__, Hold.__table__
+# (SQLAlchemy types a model's __table__ as any FromClause; these are Tables)
+_ACCOUNTS, _ENTRIES, _HOLDS = (cast(Table, model.__table__)
+                               for model in (Account, JournalEntry, Hold))
 # Hot statements are built once: building one costs more Python than running it.
 _MOVE = (update(_ACCOUNTS)
          .where(_ACCOUNTS.c.id == bindparam("account"),
@@ -129,19 +131,18 @@ def fund(session: Session, account_id: str, amount: int, currency: str, now: dat
           currency, now)
 
 
-def place_hold(session: Session, order_id: str, sources: Sequence[str], amount: int,
-               currency: str, now: datetime) -> str | None:
-    """Reserve ``amount`` on the first source in ``currency`` that covers it; return it or None."""
-    for source in sources:
-        try:
-            _post(session, "hold", [(source, -amount), (_system("holds", currency), amount)],
-                  currency, now, order_id)
-        except (InsufficientFunds, UnusableAccount):
-            continue
-        insert_rows(session, Hold, {"order_id": order_id, "account_id": source, "amount": amount,
-                                    "currency": currency, "status": "held", "created_at": now})
-        return source
-    return None
+def place_hold(session: Session, order_id: str, source: str, amount: int, currency: str,
+               now: datetime) -> bool:
+    """Reserve ``amount`` on ``source`` for the order; False, with nothing written, when the
+    source no longer covers it (another payment took the money since it was read)."""
+    try:
+        _post(session, "hold", [(source, -amount), (_system("holds", currency), amount)],
+              currency, now, order_id)
+    except (InsufficientFunds, UnusableAccount):
+        return False
+    insert_rows(session, Hold, {"order_id": order_id, "account_id": source, "amount": amount,
+                                "currency": currency, "status": "held", "created_at": now})
+    return True
 
 
 def charge(session: Session, order_id: str, source: str, credit: str, amount: int,

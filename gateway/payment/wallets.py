@@ -13,12 +13,13 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from gateway import phones
 from gateway.context import Gateway
 from gateway.domain.errors import InvalidInput, RateLimited
+from gateway.domain.funding import Funding, Source
 from gateway.payment import ledger
 from gateway.store.db import insert_ignore
 from gateway.store.models import Account, Card, PhoneBinding, Wallet
 
 __all__ = ["FundingSource", "SourceBalance", "bind_phone", "bound_wallet", "describe_source",
-           "funding_sources", "sign_in", "source_balances"]
+           "funding", "funding_sources", "sign_in", "source_balances"]
 
 _WALLET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Checked against when the account is unknown, so that a wrong account takes as long as a
@@ -43,6 +44,35 @@ def bound_wallet(session: Session, phone: str, *, lock: bool = False) -> Wallet 
 
 
 _CARD = select(Card).where(Card.wallet_id == bindparam("wallet"))
+_WALLET_ACCOUNT, _CARD_ACCOUNT = Account.__table__.alias("wallet_account"), \
+    Account.__table__.alias("card_account")
+# One read of phone -> wallet -> card and both balances; the binding's row lock serialises
+# concurrent orders of one phone.
+_FUNDING = (
+    select(PhoneBinding.wallet_id, _WALLET_ACCOUNT.c.balance, _WALLET_ACCOUNT.c.currency,
+           Card.bank, Card.last4, _CARD_ACCOUNT.c.balance, _CARD_ACCOUNT.c.currency)
+    .select_from(PhoneBinding)
+    .outerjoin(_WALLET_ACCOUNT, _WALLET_ACCOUNT.c.id == "wallet:" + PhoneBinding.wallet_id)
+    .outerjoin(Card, Card.wallet_id == PhoneBinding.wallet_id)
+    .outerjoin(_CARD_ACCOUNT, _CARD_ACCOUNT.c.id == "card:" + PhoneBinding.wallet_id)
+    .where(PhoneBinding.phone == bindparam("phone"))
+    .with_for_update(of=PhoneBinding))
+
+
+def funding(session: Session, phone: str) -> Funding | None:
+    """The wallet bound to ``phone`` and what it can pay from, its binding locked; None when
+    the phone is bound to no wallet."""
+    row = session.execute(_FUNDING, {"phone": phone}).first()
+    if row is None:
+        return None
+    wallet_id, balance, currency, bank, last4, card_balance, card_currency = row
+    sources = []
+    if balance is not None:
+        sources.append(Source(ledger.wallet_account(wallet_id), "wallet", balance, currency))
+    if bank is not None and card_balance is not None:
+        sources.append(Source(ledger.card_account(wallet_id), "card", card_balance,
+                              card_currency, bank, last4))
+    return Funding(wallet_id, tuple(sources))
 
 
 def funding_sources(session: Session, wallet: Wallet) -> list[str]:

@@ -12,7 +12,7 @@ import hmac
 
 from flask import Blueprint, Response, jsonify, request
 
-from gateway.backend import activation, apps, bills, payments
+from gateway.backend import activation, apps, bills, checkout
 from gateway.context import services
 from gateway.domain.errors import InvalidInput
 from gateway.web.problems import json_body, problem
@@ -90,7 +90,7 @@ def add_bills() -> Response:
 
 @bp.get("/bills")
 def list_bills() -> Response:
-    device_id = payments.validate_device_id(request.args.get("device_id"))
+    device_id = checkout.validate_device_id(request.args.get("device_id"))
     with services().db.read() as session:
         found = bills.for_device(session, device_id)
     return jsonify(bills=[bills.bill_json(bill) for bill in found])
@@ -100,7 +100,7 @@ def list_bills() -> Response:
 def revoke(device_id: str, package_id: str) -> Response:
     """End an entitlement now (refund, fraud, operator's decision); the BOSS is told."""
     gw = services()
-    payments.validate_device_id(device_id)
+    checkout.validate_device_id(device_id)
     with gw.db.transaction() as session:
         activation.revoke(session, device_id, package_id, gw.clock())
     return Response(status=204)

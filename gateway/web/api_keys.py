@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, g, request
 from sqlalchemy import select
 
-from gateway.backend import apps, payments
+from gateway.backend import apps, checkout
 from gateway.backend.apps import Caller
 from gateway.context import services
 from gateway.domain.errors import NotFound
@@ -31,7 +31,7 @@ def claim(device_id: object) -> str:
 
     :raise InvalidInput: ``invalid_device_id``. :raise NotFound: ``device_not_found``.
     """
-    device_id = payments.validate_device_id(device_id)
+    device_id = checkout.validate_device_id(device_id)
     gw = services()
     with gw.db.transaction() as session:
         apps.claim_device(session, caller().app_id, device_id, gw.clock())
@@ -53,14 +53,14 @@ def _require_tv_app() -> Response | None:
         return _unauthorized("the key is wrong, revoked, or not a TV app's key")
     g.tv_app = found
     args = request.view_args or {}
-    if "order_id" in args and payments.looks_like_order_id(args["order_id"]):
+    if "order_id" in args and checkout.looks_like_order_id(args["order_id"]):
         with services().db.read() as session:
             owner = session.execute(select(Device.app_id).join(Order, Order.device_id == Device.id)
                                     .where(Order.id == args["order_id"])).first()
         if owner is not None and owner.app_id not in (None, found.app_id):
             raise NotFound("no such order", code="order_not_found")
     if "device_id" in args and request.method == "GET":
-        device_id = payments.validate_device_id(args["device_id"])
+        device_id = checkout.validate_device_id(args["device_id"])
         with services().db.read() as session:
             mine = apps.may_use_device(session, found.app_id, device_id)
         if not mine:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from flask import Blueprint, Response, request
 
-from gateway.backend import live, payments
+from gateway.backend import checkout, live
 from gateway.context import services
 from gateway.domain.errors import InvalidInput
 from gateway.web import api_keys
@@ -42,7 +42,7 @@ def order_events(order_id: str) -> Response:
     """The order's changes from its start (or after ``Last-Event-ID``) until it is final."""
     gw = services()
     after = _last_event_id() or 0
-    order = payments.get_order(gw, order_id)  # 404 before streaming; a lapsed order expires
+    order = checkout.get_order(gw, order_id)  # 404 before streaming; a lapsed order expires
     return _event_stream(live.stream(gw, device_id=order.device_id, order_id=order.id,
                                      after=after))
 
@@ -51,7 +51,7 @@ def order_events(order_id: str) -> Response:
 def device_events(device_id: str) -> Response:
     """Everything the TV shows from now on (or after ``Last-Event-ID``)."""
     gw = services()
-    payments.validate_device_id(device_id)
+    checkout.validate_device_id(device_id)
     after = _last_event_id()
     if after is None:
         after = live.newest_event_id(gw, device_id)

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from gateway import phones
-from gateway.backend import activation, bills, catalog, pairing, payments
+from gateway.backend import activation, bills, catalog, checkout, pairing
 from gateway.context import services
 from gateway.domain.errors import Conflict, GatewayError, InvalidInput, NotFound
 from gateway.domain.orders import Status
@@ -33,7 +33,7 @@ def order_json(order: Order) -> dict[str, Any]:
         "amount": order.amount, "currency": order.currency, "phone": phones.mask(order.phone),
         "expires_at": iso(order.expires_at), "created_at": iso(order.created_at),
         "bill_id": order.bill_id, "retry_of": order.retry_of,
-        "payment_url": payments.payment_url(services(), order),
+        "payment_url": checkout.payment_url(services(), order),
         "qr_url": f"/api/v1/orders/{order.id}/qr.png",
     }
 
@@ -110,7 +110,7 @@ def create_order() -> Response:
     ``phone`` or, with ``"use_paired_phone": true``, from the phone paired with the TV."""
     data = json_body()
     require(data, "device_id", "bill_id" if "bill_id" in data else "package_id")
-    device_id = payments.validate_device_id(data["device_id"])
+    device_id = checkout.validate_device_id(data["device_id"])
     paired = data.get("use_paired_phone", False)
     if not isinstance(paired, bool):
         raise InvalidInput("use_paired_phone must be true or false", code="invalid_field")
@@ -122,7 +122,7 @@ def create_order() -> Response:
     else:
         require(data, "phone")
         phone = data["phone"]
-    return _created(payments.start_order(
+    return _created(checkout.start_order(
         services(), device_id=device_id, phone=phone, package_id=data.get("package_id"),
         bill_id=data.get("bill_id"), amount=data.get("amount"),
         app_id=api_keys.caller().app_id))
@@ -130,7 +130,7 @@ def create_order() -> Response:
 
 @bp.get("/orders/<order_id>")
 def get_order(order_id: str) -> Response:
-    return jsonify(order_json(payments.get_order(services(), order_id)))
+    return jsonify(order_json(checkout.get_order(services(), order_id)))
 
 
 @bp.get("/orders/<order_id>/qr.<image_format>")
@@ -139,11 +139,11 @@ def order_qr(order_id: str, image_format: str) -> Response:
     if image_format not in qr.FORMATS:
         raise NotFound("QR codes come as qr.png or qr.svg", code="not_found")
     gw = services()
-    order = payments.get_order(gw, order_id)
+    order = checkout.get_order(gw, order_id)
     if not Status(order.status).pending:
         raise Conflict(f"order is {order.status}: there is nothing to pay",
                        code="order_not_pending", order_status=order.status)
-    body, mimetype = qr.render(payments.payment_url(gw, order), image_format)
+    body, mimetype = qr.render(checkout.payment_url(gw, order), image_format)
     response = Response(body, mimetype=mimetype)
     response.headers["Cache-Control"] = "private, max-age=60"
     return response
@@ -153,12 +153,12 @@ def order_qr(order_id: str, image_format: str) -> Response:
 @idempotent
 def retry_order(order_id: str) -> Response:
     """A fresh attempt at a failed, expired or cancelled order, linked to it by ``retry_of``."""
-    return _created(payments.retry_order(services(), order_id))
+    return _created(checkout.retry_order(services(), order_id))
 
 
 @bp.post("/orders/<order_id>/cancel")
 def cancel_order(order_id: str) -> Response:
-    return jsonify(order_json(payments.cancel_order(services(), order_id)))
+    return jsonify(order_json(checkout.cancel_order(services(), order_id)))
 
 
 @bp.get("/devices/<device_id>/bill")
@@ -166,7 +166,7 @@ def bill(device_id: str) -> Response:
     """What the device can renew (its entitlements, live or lapsed), its stored value, and the
     operator's bills it has still to pay."""
     gw = services()
-    payments.validate_device_id(device_id)
+    checkout.validate_device_id(device_id)
     now = gw.clock()
     with gw.db.read() as session:
         items = [{
@@ -188,7 +188,7 @@ def payment_code(device_id: str) -> Response:
     """A renewal, recharge or bill order with no phone, whose page the TV shows as a QR code."""
     data = json_body()
     require(data, "kind")
-    return _created(payments.start_device_order(
+    return _created(checkout.start_device_order(
         services(), device_id=device_id, kind=data["kind"], package_id=data.get("package_id"),
         bill_id=data.get("bill_id"), amount=data.get("amount"), currency=data.get("currency")))
 
@@ -196,7 +196,7 @@ def payment_code(device_id: str) -> Response:
 @bp.get("/devices/<device_id>/entitlements")
 def entitlements(device_id: str) -> Response:
     gw = services()
-    payments.validate_device_id(device_id)
+    checkout.validate_device_id(device_id)
     with gw.db.read() as session:
         active = activation.active_entitlements(session, device_id, gw.clock())
         items = [{"package_id": e.package_id, "active_until": iso(e.active_until)}
@@ -215,7 +215,7 @@ def _pairing_json(device_id: str, phone: str | None) -> dict[str, Any]:
 def request_pairing(device_id: str) -> Response:
     """A short code (and a QR code of the pairing page) for the TV to show."""
     gw = services()
-    code = pairing.request_code(gw, payments.validate_device_id(device_id))
+    code = pairing.request_code(gw, checkout.validate_device_id(device_id))
     response = jsonify(code=code.code, expires_at=iso(code.expires_at),
                        pairing_url=pairing.page_url(gw, code.code),
                        qr_url=f"/api/v1/devices/{device_id}/pairing/{code.code}/qr.png",
@@ -240,12 +240,12 @@ def pairing_qr(device_id: str, code: str, image_format: str) -> Response:
 @bp.get("/devices/<device_id>/pairing")
 def get_pairing(device_id: str) -> Response:
     with services().db.read() as session:
-        phone = pairing.paired_phone(session, payments.validate_device_id(device_id))
+        phone = pairing.paired_phone(session, checkout.validate_device_id(device_id))
     return jsonify(_pairing_json(device_id, phone))
 
 
 @bp.delete("/devices/<device_id>/pairing")
 def delete_pairing(device_id: str) -> Response:
     """Unpair the TV; answers 204 whether or not it was paired (the outcome is the same)."""
-    pairing.unpair_device(services(), payments.validate_device_id(device_id))
+    pairing.unpair_device(services(), checkout.validate_device_id(device_id))
     return Response(status=204)

@@ -18,7 +18,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, StringField
 
 from gateway import phones
-from gateway.backend import pairing, payments
+from gateway.backend import checkout, pairing
 from gateway.config import PROJECT_ROOT
 from gateway.context import services
 from gateway.domain.errors import Conflict, GatewayError, InvalidInput, RateLimited
@@ -98,7 +98,7 @@ def error_page(status: int, code: str) -> Response:
 
 @bp.get("/<token>")
 def page(token: str) -> Response:
-    order = payments.order_by_token(services(), token)
+    order = checkout.order_by_token(services(), token)
     status = Status(order.status)
     if status in (Status.PAID, Status.ACTIVATED):
         return _receipt(order)
@@ -111,7 +111,7 @@ def page(token: str) -> Response:
 @bp.post("/<token>/sign-in")
 def sign_in(token: str) -> Response:
     gw = services()
-    order = payments.order_by_token(gw, token)
+    order = checkout.order_by_token(gw, token)
     form = SignInForm()
     if not Status(order.status).pending:
         return redirect(_page_url(token), 303)
@@ -145,7 +145,7 @@ def sign_out(token: str) -> Response:
 @bp.post("/<token>/pay")
 def pay(token: str) -> Response:
     gw = services()
-    order = payments.order_by_token(gw, token)
+    order = checkout.order_by_token(gw, token)
     form = PayForm()
     if not Status(order.status).pending:  # paid in another tab, or over: show which
         return redirect(_page_url(token), 303)
@@ -157,7 +157,7 @@ def pay(token: str) -> Response:
         return _order_page(token, order, SignInForm(), form, error=("session_expired", {}),
                            status=401)
     try:
-        payments.pay_on_page(gw, order.id, wallet_id, str(form.source.data or ""),
+        checkout.pay_on_page(gw, order.id, wallet_id, str(form.source.data or ""),
                              bind_phone=bool(form.bind.data))
     except GatewayError as refused:
         return _order_page(token, order, SignInForm(), form, status=409,

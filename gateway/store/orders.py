@@ -1,0 +1,80 @@
+"""The store seam of the order use cases: orders changed in hand, each written once.
+
+The hot paths do not let SQLAlchemy's unit of work track their orders (its bookkeeping cost
+more Python than the order's own statements). A use case inserts a new order or loads orders
+locked through an ``OrderBook``, changes the objects in hand (``gateway.backend.checkout``
+asks the domain what changes), and the book writes what changed when asked (``write``): for
+each order the columns whose values differ from what was read or inserted, found from the
+model's columns rather than a list kept by hand, and orders whose changes touch the same
+columns in one statement, so that a batch of decisions from many payments costs one statement
+per kind of change.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Executable, bindparam, update
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Update
+
+from gateway.store.db import insert_rows
+from gateway.store.models import Order
+
+__all__ = ["OrderBook"]
+
+_COLUMNS = tuple(column.key for column in Order.__table__.columns)
+
+
+def _values(order: Order) -> tuple[Any, ...]:
+    return tuple(getattr(order, column) for column in _COLUMNS)
+
+
+class OrderBook:
+    """The orders one transaction changes in hand, and what they were when it got them."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._kept: dict[str, tuple[Order, tuple[Any, ...]]] = {}
+
+    def insert(self, row: Mapping[str, Any]) -> Order:
+        """Write a new order as plain SQL and keep it, outside the session, for changes."""
+        insert_rows(self._session, Order, dict(row))
+        return self._keep(Order(**row))
+
+    def load_locked(self, statement: Executable, params: Mapping[str, Any]) -> list[Order]:
+        """The orders ``statement`` selects (``FOR UPDATE``), kept outside the session: the
+        caller must not hold changes to them in it."""
+        orders = list(self._session.scalars(statement, params).all())
+        for order in orders:
+            self._session.expunge(order)
+            self._keep(order)
+        return orders
+
+    def write(self) -> None:
+        """Write every kept order's changed columns, one statement per set of columns."""
+        changes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for order_id, (order, before) in self._kept.items():
+            after = _values(order)
+            changed = tuple(column for column, old, new in zip(_COLUMNS, before, after,
+                                                               strict=True) if old != new)
+            if changed:
+                changes.setdefault(changed, []).append(
+                    {"order": order_id, **{column: getattr(order, column) for column in changed}})
+                self._kept[order_id] = (order, after)
+        sql = self._session.connection()
+        for columns, rows in changes.items():
+            sql.execute(_update(columns), rows)
+
+    def _keep(self, order: Order) -> Order:
+        self._kept[order.id] = (order, _values(order))
+        return order
+
+
+@functools.cache
+def _update(columns: tuple[str, ...]) -> Update:
+    """Built once per set of columns: building a statement costs more Python than running it."""
+    return (update(Order).where(Order.id == bindparam("order"))
+            .values({column: bindparam(column) for column in columns}))
