@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from string import Formatter
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 from gateway.domain.funding import Source, choose
 from gateway.domain.orders import Status
 from gateway.domain.replies import CodeOrder, CodeOutcome, CodeResult, decide
+from gateway.domain.texts import CATALOGUE
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)
@@ -98,3 +100,19 @@ def test_the_wallet_pays_when_it_can_else_the_linked_card():
 
 def test_a_source_in_another_currency_never_pays():
     assert choose([WALLET, CARD], 100, "USD") is None
+
+
+# --- the text catalogue -------------------------------------------------------------------------
+
+
+def test_every_language_has_every_text_with_the_same_fields():
+    zh, en = CATALOGUE["zh-CN"], CATALOGUE["en"]
+    for part in ("SMS", "PAGES", "TV"):
+        assert getattr(zh, part).keys() == getattr(en, part).keys(), part
+        for key, text in getattr(zh, part).items():
+            if key != "date":
+                assert _fields(text) == _fields(getattr(en, part)[key]), (part, key)
+
+
+def _fields(text: str) -> set[str]:
+    return {name for _, name, _, _ in Formatter().parse(text) if name}

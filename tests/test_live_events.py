@@ -16,7 +16,7 @@ import requests
 from sqlalchemy import func, select
 
 from gateway.backend import live, tv_events
-from gateway.backend.tv_events import EventType
+from gateway.backend.tv_events import TvEvent
 from gateway.store.models import Entitlement, OrderEvent
 from tests.conftest import (
     INBOUND_SECRET,
@@ -233,7 +233,7 @@ def test_a_device_stream_still_sends_an_event_committed_late_below_one_it_sent(c
 
     def commit_event(event_id: int) -> None:
         with seeded.db.transaction() as session:
-            session.add(OrderEvent(id=event_id, device_id="tv-5", type=EventType.UNPAIRED,
+            session.add(OrderEvent(id=event_id, device_id="tv-5", type=TvEvent.UNPAIRED,
                                    at=seeded.clock()))
             session.info.setdefault(tv_events.TOUCHED, set()).add("tv-5")
 

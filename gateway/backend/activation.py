@@ -62,7 +62,7 @@ def revoke(session: Session, device_id: str, package_id: str, now: datetime) -> 
     was_until = entitlement.active_until
     entitlement.active_until, entitlement.updated_at = now, now
     tv_events.record(session, device_id=device_id, now=now,
-                     event_type=tv_events.EventType.ENTITLEMENT_REVOKED,
+                     event_type=tv_events.TvEvent.ENTITLEMENT_REVOKED,
                      data={"package_id": package_id})
     boss.record(session, boss.EventType.ENTITLEMENT_REVOKED,
                 {"device_id": device_id, "package_id": package_id, "active_until": now,

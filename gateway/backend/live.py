@@ -25,10 +25,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.backend import checkout
-from gateway.backend.tv_events import EventType
+from gateway.backend.tv_events import TvEvent
 from gateway.context import Gateway
 from gateway.domain.money import Money
 from gateway.domain.orders import FINAL, PENDING, is_lapsed
+from gateway.domain.texts import Texts
 from gateway.domain.times import iso
 from gateway.store.models import Order, OrderEvent
 
@@ -44,59 +45,6 @@ RETRY_MS = 2000  # how long a client waits before it reconnects
 SETTLE_SECONDS = 5.0
 PUBLISH_PAUSE_SECONDS = 5.0  # after Redis failed a publish, commits skip it this long
 _BATCH = 100
-
-# What the TV shows for each event, in the service's SMS_LANGUAGE. Keys: the event type, or
-# for order.status the status, refined by reason or channel where that says more.
-_TEXTS: dict[str, dict[str, str]] = {
-    "zh-CN": {
-        "created": "订单已创建",
-        "awaiting_code": "验证码已发送至{phone}",
-        "awaiting_wap": "支付链接已发送至{phone}",
-        "awaiting_wap_qr": "请用手机扫码支付",
-        "paid": "支付成功",
-        "activated": "支付成功，服务已开通，有效期至{until}",
-        "activated_balance": "充值成功，余额{balance}",
-        "activated_bill": "缴费成功",
-        "failed": "支付失败",
-        "failed_insufficient_funds": "支付失败：余额不足",
-        "failed_too_many_attempts": "支付失败：验证码错误次数过多",
-        "failed_sms_undeliverable": "支付失败：短信无法送达，请扫码支付",
-        "failed_bill_already_paid": "账单已支付，本订单未扣款",
-        "expired": "订单已过期",
-        "expired_sms_code": "验证码已过期",
-        "expired_wap": "链接已过期",
-        "cancelled": "订单已取消",
-        EventType.WRONG_CODE: "验证码错误，还可尝试{tries_left}次",
-        EventType.PAIRED: "已与手机{phone}配对",
-        EventType.UNPAIRED: "已解除与手机的配对",
-        EventType.ENTITLEMENT_REVOKED: "服务已停用",
-    },
-    "en": {
-        "created": "Order created",
-        "awaiting_code": "Code sent to {phone}",
-        "awaiting_wap": "Payment link sent to {phone}",
-        "awaiting_wap_qr": "Scan the QR code with your phone to pay",
-        "paid": "Payment received",
-        "activated": "Payment confirmed. Service active until {until}",
-        "activated_balance": "Recharged. Balance {balance}",
-        "activated_bill": "Bill paid",
-        "failed": "Payment failed",
-        "failed_insufficient_funds": "Payment failed: insufficient funds",
-        "failed_too_many_attempts": "Payment failed: too many wrong codes",
-        "failed_sms_undeliverable": "Payment failed: the SMS could not be delivered; "
-                                    "scan the QR code instead",
-        "failed_bill_already_paid": "The bill was already paid; nothing was charged",
-        "expired": "Order expired",
-        "expired_sms_code": "Code expired",
-        "expired_wap": "Link expired",
-        "cancelled": "Order cancelled",
-        EventType.WRONG_CODE: "Wrong code, {tries_left} tries left",
-        EventType.PAIRED: "Paired with {phone}",
-        EventType.UNPAIRED: "Phone unpaired",
-        EventType.ENTITLEMENT_REVOKED: "Service stopped",
-    },
-}
-
 
 def channel(gw: Gateway, device_id: str) -> str:
     """The Redis channel that wakes the streams of one device."""
@@ -305,8 +253,7 @@ class _Values(dict[str, Any]):
 def message(gw: Gateway, row: OrderEvent, order_channel: str | None,
             data: dict[str, Any]) -> str | None:
     """The short text the TV shows for an event, or None for a kind this version does not know."""
-    table = _TEXTS[gw.texts.language]
-    text = table.get(_text_key(row, order_channel, data, table))
+    text = gw.texts.tv(_text_key(row, order_channel, data, gw.texts))
     if text is None:
         return None
     values = _Values(data)
@@ -318,8 +265,8 @@ def message(gw: Gateway, row: OrderEvent, order_channel: str | None,
 
 
 def _text_key(row: OrderEvent, order_channel: str | None, data: dict[str, Any],
-              table: dict[str, str]) -> str:
-    if row.type != EventType.ORDER_STATUS:
+              texts: Texts) -> str:
+    if row.type != TvEvent.ORDER_STATUS:
         return row.type
     status = row.status or ""
     if status == "activated":
@@ -329,4 +276,4 @@ def _text_key(row: OrderEvent, order_channel: str | None, data: dict[str, Any],
     if status == "awaiting_wap" and not data.get("phone"):
         return "awaiting_wap_qr"
     refined = (f"{status}_{row.reason}", f"{status}_{order_channel}")
-    return next((key for key in refined if key in table), status)
+    return next((key for key in refined if texts.tv(key) is not None), status)

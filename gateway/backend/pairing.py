@@ -95,7 +95,7 @@ def _pair(session: Session, row: PairingCode, phone: str, now: datetime) -> None
         session.add(Pairing(device_id=row.device_id, phone=phone, created_at=now))
     else:
         pairing.phone, pairing.created_at = phone, now
-    tv_events.record(session, device_id=row.device_id, event_type=tv_events.EventType.PAIRED,
+    tv_events.record(session, device_id=row.device_id, event_type=tv_events.TvEvent.PAIRED,
                      now=now, data={"phone": phones.mask(phone)})
     log.info("device %s paired with %s", row.device_id, phones.mask(phone))
 
@@ -226,7 +226,7 @@ def _unpair(session: Session, device_ids: list[str], now: datetime) -> int:
         if pairing is None:
             continue
         session.delete(pairing)
-        tv_events.record(session, device_id=device_id, event_type=tv_events.EventType.UNPAIRED,
+        tv_events.record(session, device_id=device_id, event_type=tv_events.TvEvent.UNPAIRED,
                          now=now)
         log.info("device %s unpaired from %s", device_id, phones.mask(pairing.phone))
         count += 1

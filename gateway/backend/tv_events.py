@@ -17,12 +17,12 @@ from gateway.effects import after_commit
 from gateway.store.db import insert_at_commit
 from gateway.store.models import OrderEvent
 
-__all__ = ["TOUCHED", "EventType", "record"]
+__all__ = ["TOUCHED", "TvEvent", "record"]
 
 TOUCHED = "tv_events.devices"
 
 
-class EventType:
+class TvEvent:
     ORDER_STATUS = "order.status"  # status, reason; data by status (masked phone, active_until)
     WRONG_CODE = "order.wrong_code"  # data: tries_left
     PAIRED = "pairing.paired"  # data: phone (masked)

@@ -84,4 +84,4 @@ def next_status(current: str, target: Status) -> Status:
 
 def is_lapsed(status: str, expires_at: datetime | None, now: datetime) -> bool:
     """A pending order whose code or link has run out; it must be shown and treated as expired."""
-    return Status(status).pending and expires_at is not None and now >= expires_at
+    return status in PENDING and expires_at is not None and now >= expires_at

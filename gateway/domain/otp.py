@@ -11,7 +11,7 @@ import hmac
 import re
 import secrets
 import unicodedata
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 
 __all__ = ["BOUND_TO", "CODE_LENGTH", "CodeBinding", "code_digest", "code_in_reply",
            "code_matches", "new_code"]
@@ -38,8 +38,8 @@ BOUND_TO = tuple(field.name for field in fields(CodeBinding))
 
 
 def code_digest(key: bytes, code: str, bound: CodeBinding) -> str:
-    order_id, amount, currency, package_id = astuple(bound)
-    message = "\x1f".join((order_id, str(amount), currency, package_id or "", code)).encode()
+    message = "\x1f".join((bound.id, str(bound.amount), bound.currency, bound.package_id or "",
+                           code)).encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 

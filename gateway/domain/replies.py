@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 from gateway.domain.orders import Status, is_lapsed
 
@@ -38,8 +39,7 @@ class CodeResult:
     tries_left: int | None = None
 
 
-@dataclass(frozen=True)
-class CodeOrder:
+class CodeOrder(NamedTuple):  # tuples: a reply builds a few, and a dataclass costs more
     """What the rule needs to know of one of the phone's orders that had a code."""
 
     id: str
@@ -49,8 +49,7 @@ class CodeOrder:
     matches: bool  # the code is this order's (its keyed digest matched)
 
 
-@dataclass(frozen=True)
-class WrongTry:
+class WrongTry(NamedTuple):
     """A wrong code counted against a waiting order: its attempts now, and whether it fails."""
 
     order_id: str
@@ -62,8 +61,7 @@ class WrongTry:
         return self.tries_left <= 0
 
 
-@dataclass(frozen=True)
-class ReplyDecision:
+class ReplyDecision(NamedTuple):
     """The changes a reply makes, and what the viewer is told.
 
     ``confirm``: the order the code pays (the caller settles its bill, captures its hold and
@@ -83,7 +81,7 @@ _TOLD_OF_MATCH = {Status.EXPIRED: CodeOutcome.EXPIRED, Status.PAID: CodeOutcome.
 def decide(orders: Sequence[CodeOrder], now: datetime, max_attempts: int) -> ReplyDecision:
     """Decide what a code reply does to the phone's ``orders`` (in their order of id)."""
     expire = tuple(o.id for o in orders if is_lapsed(o.status, o.expires_at, now))
-    status = {o.id: Status.EXPIRED if o.id in expire else Status(o.status) for o in orders}
+    status = {o.id: Status.EXPIRED if o.id in expire else o.status for o in orders}
     matches = sorted((o for o in orders if o.matches),
                      key=lambda o: status[o.id] != Status.AWAITING_CODE)
     if matches:

@@ -110,17 +110,17 @@ def relay(db: Database, stream: OutboundStream, clock: Callable[[], datetime],
     """Add to the stream the rows that need a worker's attention; return how many were seen."""
     epoch = stream.epoch()
     now = clock()
-    rows = OutboxMessage
+    sms = OutboxMessage
     with db.transaction() as session:
         messages = session.scalars(
-            select(rows)
+            select(sms)
             .where(or_(
-                and_(rows.status == SmsStatus.QUEUED,
-                     or_(rows.relay_ref.is_(None), rows.relay_ref.not_like(f"{epoch}/%"),
-                         rows.updated_at < now - stale_after)),
-                and_(rows.status == SmsStatus.SENDING,
-                     or_(rows.lease_until.is_(None), rows.lease_until < now))))
-            .order_by(rows.id)
+                and_(sms.status == SmsStatus.QUEUED,
+                     or_(sms.relay_ref.is_(None), sms.relay_ref.not_like(f"{epoch}/%"),
+                         sms.updated_at < now - stale_after)),
+                and_(sms.status == SmsStatus.SENDING,
+                     or_(sms.lease_until.is_(None), sms.lease_until < now))))
+            .order_by(sms.id)
             .limit(batch)
             .with_for_update(skip_locked=True)
         ).all()

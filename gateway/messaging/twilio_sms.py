@@ -40,7 +40,8 @@ from gateway.store import outbox
 from gateway.store.models import OutboxMessage
 from gateway.store.outbox import fail_if_expired
 
-__all__ = ["MAX_ATTEMPTS", "PROVIDER", "TwilioSender", "dispatch", "record_status"]
+__all__ = ["MAX_ATTEMPTS", "PROVIDER", "TwilioSender", "account_status", "client", "dispatch",
+           "record_status"]
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +52,27 @@ _BACKOFF = (5, 15, 60, 180, 600)  # seconds before attempts 2, 3, ...
 _LEASE = timedelta(seconds=120)
 
 
+def client(settings: Settings, timeout: float = 15) -> Client:
+    """The official client, pointed at ``TWILIO_API_BASE``: the one place it is built."""
+    built = Client(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN,
+                   http_client=TwilioHttpClient(timeout=timeout))
+    built.api.base_url = settings.TWILIO_API_BASE
+    return built
+
+
+def account_status(settings: Settings, timeout: float) -> str:
+    """The Twilio account's status (``active`` when it can send), for readiness.
+
+    :raise TwilioException: Twilio did not answer, or refused the credentials.
+    """
+    return str(client(settings, timeout).api.account.fetch().status)
+
+
 class TwilioSender:
-    """The official client, pointed at ``TWILIO_API_BASE``."""
+    """Sends through the official client; statuses come back to ``/sms/twilio/status``."""
 
     def __init__(self, settings: Settings) -> None:
-        self.client = Client(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN,
-                             http_client=TwilioHttpClient(timeout=15))
-        self.client.api.base_url = settings.TWILIO_API_BASE
+        self.client = client(settings)
         self._origin = ({"from_": settings.TWILIO_FROM} if settings.TWILIO_FROM else
                         {"messaging_service_sid": settings.TWILIO_MESSAGING_SERVICE_SID})
         self._status_callback = f"{settings.PUBLIC_BASE_URL}/sms/twilio/status"
@@ -128,16 +143,16 @@ def _note(health: ProviderHealth | None, *, ok: bool) -> None:
 
 def _claim(gw: Gateway, batch: int) -> list[_Claimed]:
     now = gw.clock()
-    rows = OutboxMessage
+    sms = OutboxMessage
     with gw.db.transaction() as session:
         found = session.scalars(
-            select(rows)
+            select(sms)
             .where(or_(
-                and_(rows.status == SmsStatus.QUEUED,
-                     or_(rows.retry_at.is_(None), rows.retry_at <= now)),
-                and_(rows.status == SmsStatus.SENDING, rows.provider == PROVIDER,
-                     rows.lease_until < now)))
-            .order_by(rows.id)
+                and_(sms.status == SmsStatus.QUEUED,
+                     or_(sms.retry_at.is_(None), sms.retry_at <= now)),
+                and_(sms.status == SmsStatus.SENDING, sms.provider == PROVIDER,
+                     sms.lease_until < now)))
+            .order_by(sms.id)
             .limit(batch)
             .with_for_update(skip_locked=True)
         ).all()

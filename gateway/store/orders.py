@@ -13,6 +13,7 @@ per kind of change.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,10 +27,14 @@ from gateway.store.models import Order
 __all__ = ["OrderBook"]
 
 _COLUMNS = tuple(column.key for column in Order.__table__.columns)
+_column_values = operator.itemgetter(*_COLUMNS)
 
 
 def _values(order: Order) -> tuple[Any, ...]:
-    return tuple(getattr(order, column) for column in _COLUMNS)
+    """Every column's value, from the object's own dictionary: the book's orders are loaded
+    whole and live outside the session, and this costs one call, not one per column."""
+    values: tuple[Any, ...] = _column_values(vars(order))
+    return values
 
 
 class OrderBook:
@@ -58,12 +63,12 @@ class OrderBook:
         changes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for order_id, (order, before) in self._kept.items():
             after = _values(order)
-            changed = tuple(column for column, old, new in zip(_COLUMNS, before, after,
-                                                               strict=True) if old != new)
-            if changed:
-                changes.setdefault(changed, []).append(
-                    {"order": order_id, **{column: getattr(order, column) for column in changed}})
-                self._kept[order_id] = (order, after)
+            if after == before:
+                continue
+            changed = {column: new for column, old, new in zip(_COLUMNS, before, after,
+                                                               strict=True) if old != new}
+            changes.setdefault(tuple(changed), []).append({"order": order_id, **changed})
+            self._kept[order_id] = (order, after)
         sql = self._session.connection()
         for columns, rows in changes.items():
             sql.execute(_update(columns), rows)

@@ -28,11 +28,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.http.http_client import TwilioHttpClient
-from twilio.rest import Client
 
 from gateway import metrics
 from gateway.context import Gateway, services
+from gateway.messaging import twilio_sms
 from gateway.messaging.health import ProviderHealth
 from gateway.store import outbox
 
@@ -201,13 +200,9 @@ class _Readiness:
         left = self._twilio_ok_until - time.monotonic()
         if left > 0:
             return True, f"account active (checked {TWILIO_CACHE_SECONDS - left:.0f} s ago)"
-        # As gateway.messaging.twilio_sms.TwilioSender builds it, with the probe's timeout.
-        client = Client(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN,
-                        http_client=TwilioHttpClient(timeout=CHECK_TIMEOUT))
-        client.api.base_url = settings.TWILIO_API_BASE
-        account = client.api.account.fetch()
-        if account.status != "active":
-            return False, f"the Twilio account is {account.status}"
+        status = twilio_sms.account_status(settings, CHECK_TIMEOUT)
+        if status != "active":
+            return False, f"the Twilio account is {status}"
         self._twilio_ok_until = time.monotonic() + TWILIO_CACHE_SECONDS
         return True, "account active"
 

@@ -24,12 +24,11 @@ from gateway.context import services
 from gateway.domain.errors import Conflict, GatewayError, InvalidInput, RateLimited
 from gateway.domain.money import Money
 from gateway.domain.orders import Kind, Status
-from gateway.domain.texts import Texts
+from gateway.domain.texts import DEFAULT_LANGUAGE, LANGUAGES, PageTexts, Texts
 from gateway.payment import wallets
 from gateway.store.models import Bill, Card, Entitlement, Order, Package, PhoneBinding, Wallet
 from gateway.store.redis_store import Limit
 from gateway.web import page_headers
-from gateway.web.page_texts import DEFAULT_LANGUAGE, LANGUAGES, PageTexts
 
 __all__ = ["bp", "error_page", "register"]
 

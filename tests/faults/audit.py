@@ -12,7 +12,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway.backend.tv_events import EventType
+from gateway.backend.tv_events import TvEvent
 from gateway.domain.orders import FINAL, Status
 from gateway.domain.sms import SmsStatus
 from gateway.payment import ledger
@@ -112,7 +112,7 @@ def codes_accepted_once(session: Session) -> list[str]:
     statuses = dict(session.execute(select(Order.id, Order.status)).all())
     moves = Counter(tuple(row) for row in session.execute(
         select(OrderEvent.order_id, OrderEvent.status)
-        .where(OrderEvent.type == EventType.ORDER_STATUS,
+        .where(OrderEvent.type == TvEvent.ORDER_STATUS,
                OrderEvent.status.in_([Status.PAID, Status.ACTIVATED]))))
     problems = [f"order {order_id} became {status} {count} times"
                 for (order_id, status), count in moves.items() if count > 1]

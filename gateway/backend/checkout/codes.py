@@ -4,6 +4,7 @@ that no other waiting order of the same phone would accept.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from sqlalchemy import Row, bindparam, select
@@ -17,8 +18,11 @@ from gateway.store.models import Order
 __all__ = ["code_matches", "digest", "unique_code"]
 
 
+_bound_to = operator.attrgetter(*otp.BOUND_TO)
+
+
 def _binding(order: Order | Row[Any]) -> otp.CodeBinding:
-    return otp.CodeBinding(*(getattr(order, column) for column in otp.BOUND_TO))
+    return otp.CodeBinding(*_bound_to(order))
 
 
 def digest(gw: Gateway, order: Order, code: str) -> str:

@@ -75,7 +75,7 @@ def _apply_code(gw: Gateway, session: Session, candidates: Sequence[Order], code
             end(session, order, Status.FAILED, Reason.TOO_MANY_ATTEMPTS, now)
         else:
             tv_events.record(session, device_id=order.device_id, order_id=order.id, now=now,
-                             event_type=tv_events.EventType.WRONG_CODE,
+                             event_type=tv_events.TvEvent.WRONG_CODE,
                              data={"tries_left": wrong.tries_left})
     return decision.result
 

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 def record_event(session: Session, order: Order, now: datetime,
                  data: dict[str, Any] | None = None) -> None:
     tv_events.record(session, device_id=order.device_id, order_id=order.id, now=now,
-                     event_type=tv_events.EventType.ORDER_STATUS, status=order.status,
+                     event_type=tv_events.TvEvent.ORDER_STATUS, status=order.status,
                      reason=order.reason, data=data)
     metrics.count_order_status(session, order.status, order.channel, order.kind, order.reason)
 
