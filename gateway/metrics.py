@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 
 from prometheus_client import (
     REGISTRY,
@@ -78,7 +78,7 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 COUNTED = "metrics.counted"  # what a transaction counts, once it commits
 
 
-def _known(value: object, allowed: Iterable[str]) -> str:
+def _known(value: object, allowed: Container[str]) -> str:
     return str(value) if value in allowed else "other"
 
 
@@ -162,7 +162,8 @@ def registry(*extra: Collector) -> CollectorRegistry:
     ``PROMETHEUS_MULTIPROC_DIR`` is set, else this process's; then ``extra``."""
     found = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        MultiProcessCollector(found)
+        # prometheus_client leaves MultiProcessCollector unannotated
+        MultiProcessCollector(found)  # type: ignore[no-untyped-call]
     else:
         found.register(_ThisProcess())
     for collector in extra:

@@ -193,7 +193,7 @@ def parse_receipt(text: str, receipted_message_id: str | None = None,
     if receipted_message_id and message_state == DELIVERED:
         return Receipt(receipted_message_id, DELIVERED)  # the common case needs no text
     header = re.split(r"\btext:", text, maxsplit=1, flags=re.IGNORECASE)[0]  # not the quote
-    fields = {}
+    fields: dict[str, str] = {}
     for key, value in _RECEIPT_FIELD.findall(header):
         fields.setdefault(key.lower(), value)
     message_id = receipted_message_id or fields.get("id")

@@ -16,10 +16,12 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Row, and_, or_, select, update
 
 from gateway import metrics
 from gateway.context import Gateway
@@ -137,7 +139,7 @@ class Feeder:
         wanted = {outbox_id for _, outbox_id in entries} - mine
         rows = _OUTBOX.c
         now = self.gw.clock()
-        claimed_rows = []
+        claimed_rows: Sequence[Row[*tuple[Any, ...]]] = []
         if wanted:
             with self.gw.db.transaction() as session:
                 claimed_rows = session.execute(

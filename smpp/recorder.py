@@ -31,7 +31,7 @@ from gateway.domain.errors import InvalidInput
 from gateway.domain.sms import SmsStatus
 from gateway.messaging import inbound
 from gateway.messaging.stream import OutboundStream
-from gateway.store.db import insert_rows, padded
+from gateway.store.db import insert_rows, padded, rowcount
 from gateway.store.models import OutboxMessage, SmsPart
 from smpp import codec
 from smpp.feeder import PROVIDER, Message, Part
@@ -180,7 +180,7 @@ class Recorder:
                     update(_OUTBOX).where(_OUTBOX.c.id.in_(padded(delivered)),
                                           _OUTBOX.c.status == SmsStatus.SUBMITTED)
                     .values(status=SmsStatus.DELIVERED, updated_at=now))
-                metrics.count_sms(session, PROVIDER, SmsStatus.DELIVERED, done.rowcount)
+                metrics.count_sms(session, PROVIDER, SmsStatus.DELIVERED, rowcount(done))
             _conclude(session, touched | others, now)
             if released:
                 session.execute(
@@ -281,7 +281,7 @@ def _settle(session: Session, settled: list[Message], now: datetime) -> set[int]
             .where(_OUTBOX.c.id == message.outbox_id, _OUTBOX.c.status == SmsStatus.SENDING)
             .values(status=SmsStatus.FAILED, error=message.error, parts=len(message.parts),
                     updated_at=now))
-        metrics.count_sms(session, PROVIDER, SmsStatus.FAILED, failed.rowcount)
+        metrics.count_sms(session, PROVIDER, SmsStatus.FAILED, rowcount(failed))
         if message.kind == "code" and message.order_id:  # the code can never reach the phone
             checkout.code_sms_undeliverable(session, message.order_id, now)
     for count, ids in accepted.items():
@@ -289,7 +289,7 @@ def _settle(session: Session, settled: list[Message], now: datetime) -> set[int]
             update(_OUTBOX)
             .where(_OUTBOX.c.id.in_(padded(ids)), _OUTBOX.c.status == SmsStatus.SENDING)
             .values(status=SmsStatus.SUBMITTED, parts=count, error=None, updated_at=now))
-        metrics.count_sms(session, PROVIDER, SmsStatus.SUBMITTED, submitted.rowcount)
+        metrics.count_sms(session, PROVIDER, SmsStatus.SUBMITTED, rowcount(submitted))
     # Receipts can only have come first for a part of a message of several parts.
     ids = [outbox_id for count, group in accepted.items() if count > 1 for outbox_id in group]
     if not ids:
@@ -322,7 +322,7 @@ def _apply_receipts(session: Session, receipts: list[codec.Receipt],
     if missing:  # this SMSC writes ids differently in receipts: try hex and decimal
         parts.update(find({v for r in missing for v in codec.message_id_variants(r.message_id)}))
     delivered: dict[int, int] = {}  # part id -> outbox id
-    failed: dict[int, dict] = {}
+    failed: dict[int, dict[str, Any]] = {}  # part id -> the parameters of its update
     unmatched: set[str] = set()
     for receipt in receipts:
         part = parts.get(receipt.message_id) or next(
@@ -380,4 +380,4 @@ def _conclude(session: Session, outbox_ids: set[int], now: datetime) -> None:
                            .where(outbox.id.in_(ids), outbox.status == SmsStatus.SUBMITTED,
                                   outbox.parts == delivered_parts)
                            .values(status=SmsStatus.DELIVERED, updated_at=now))
-    metrics.count_sms(session, PROVIDER, SmsStatus.DELIVERED, done.rowcount)
+    metrics.count_sms(session, PROVIDER, SmsStatus.DELIVERED, rowcount(done))

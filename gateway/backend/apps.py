@@ -23,6 +23,7 @@ from gateway.context import Gateway
 from gateway.domain.errors import Conflict, InvalidInput, NotFound
 from gateway.store.db import insert_ignore
 from gateway.store.models import ApiKey, Device, TvApp
+from gateway.store.redis_store import KeyCache
 
 __all__ = ["ADMIN", "TV", "Caller", "add_key", "any_admin_app", "authenticate",
            "claim_device", "create", "key_is_live", "list_keys", "may_use_device", "revoke"]
@@ -105,7 +106,7 @@ def authenticate(gw: Gateway, header: str | None) -> Caller | None:
     if found is None:
         return None
     key_id, secret_hash = found.group(1), _hash(found.group(2))
-    cache = gw.key_cache
+    cache: KeyCache[Caller] = gw.key_cache
     epoch = cache.epoch()
     if (caller := cache.get(key_id, secret_hash, epoch)) is not None:
         return caller

@@ -205,7 +205,7 @@ def _failures(session: Session, since: datetime, now: datetime,
                 _lapsed(now))
     ended_orders = select(reason.label("reason")).where(
         _created_between(since, now), ended).subquery()
-    counted = dict(session.execute(
+    counted: dict[str, int] = dict(session.execute(
         select(ended_orders.c.reason, func.count()).group_by(ended_orders.c.reason)
     ).all())
     return [Failure(reason.value, status.value, counted.get(reason.value, 0),

@@ -195,7 +195,8 @@ def _read(gw: Gateway, device_id: str, order_id: str | None, cursor: _Cursor) ->
         watched = session.execute(orders).all()
         found = session.execute(
             events.where(OrderEvent.id > cursor.floor).order_by(OrderEvent.id).limit(limit)).all()
-    rows = [(row, ch) for row, ch in found if row.id not in cursor.recent]
+    rows: list[tuple[OrderEvent, str | None]] = [
+        (row, ch) for row, ch in found if row.id not in cursor.recent]
     for row, _ch in rows:
         cursor.sent(row.id)
     more = len(found) == limit
@@ -207,9 +208,10 @@ def _read(gw: Gateway, device_id: str, order_id: str | None, cursor: _Cursor) ->
 
 
 def _subscribe(gw: Gateway, device_id: str) -> PubSub | None:
-    pubsub = None
+    pubsub: PubSub | None = None
     try:
-        pubsub = gw.redis.pubsub(ignore_subscribe_messages=True)
+        # redis-py leaves pubsub() unannotated
+        pubsub = gw.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         pubsub.subscribe(channel(gw, device_id))
         return pubsub
     except (redis.RedisError, OSError) as exc:

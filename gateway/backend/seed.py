@@ -158,8 +158,8 @@ def load_seed(session: Session, path: Path, allowed_regions: tuple[str, ...],
         _create_or_sync(session, report, "packages", Package, {"id": item.id},
                         {"name": item.name, "price": item.price, "currency": item.currency,
                          "period_days": item.period_days})
-    for item in seed.wallets:
-        _load_wallet(session, report, item, [e164[p] for p in item.phones], now)
+    for wallet in seed.wallets:
+        _load_wallet(session, report, wallet, [e164[p] for p in wallet.phones], now)
     session.flush()
     return report
 

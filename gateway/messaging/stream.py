@@ -15,8 +15,10 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import cast
 
 import redis
+from redis.typing import StreamIdT
 from sqlalchemy import and_, or_, select
 
 from gateway.domain.sms import SmsStatus
@@ -63,7 +65,10 @@ class OutboundStream:
                 raise
             self.ensure_group()  # Redis lost the stream: start a new one
             return []
-        return [_entry(entry_id, fields) for _, entries in reply or []
+        # redis-py types the reply of either protocol; in RESP2, this client's, with decoded
+        # responses it is [[stream, [(entry id, fields), ...]], ...]
+        streams = cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], reply or [])
+        return [_entry(entry_id, fields) for _, entries in streams
                 for entry_id, fields in entries if fields]
 
     def reclaim(self, consumer: str, min_idle_ms: int, count: int = 200) -> list[tuple[str, int]]:
@@ -81,8 +86,8 @@ class OutboundStream:
     def touch(self, consumer: str, entry_ids: list[str]) -> None:
         """Reset the idle time of entries in hand, so that no one takes them over."""
         for start in range(0, len(entry_ids), 1000):
-            self._client.xclaim(self.key, GROUP, consumer, 0, entry_ids[start:start + 1000],
-                                justid=True)
+            chunk: list[StreamIdT] = list(entry_ids[start:start + 1000])
+            self._client.xclaim(self.key, GROUP, consumer, 0, chunk, justid=True)
 
     def present(self, entry_ids: list[str]) -> set[str]:
         """The entries that are still in the stream."""
@@ -101,7 +106,7 @@ class OutboundStream:
             pipe.execute()
 
 
-def _entry(entry_id: object, fields: dict) -> tuple[str, int]:
+def _entry(entry_id: object, fields: dict[str, str]) -> tuple[str, int]:
     return str(entry_id), int(fields["id"])
 
 
@@ -126,8 +131,9 @@ def relay(db: Database, stream: OutboundStream, clock: Callable[[], datetime],
         ).all()
         # Queued rows of this epoch are here because they waited long: is their entry still in
         # the stream (the workers are just behind), or was it lost?
-        stale = {m.relay_ref.split("/", 1)[1]: m for m in messages
-                 if m.status == SmsStatus.QUEUED and (m.relay_ref or "").startswith(f"{epoch}/")}
+        stale = {ref.split("/", 1)[1]: m for m in messages
+                 if m.status == SmsStatus.QUEUED
+                 and (ref := m.relay_ref or "").startswith(f"{epoch}/")}
         behind = {stale[entry].id for entry in stream.present(list(stale))}
         for message in stale.values():
             message.updated_at = now  # looked at: not again before stale_after

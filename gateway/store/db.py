@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     Engine,
+    Table,
     bindparam,
     create_engine,
     event,
@@ -18,7 +19,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import CursorResult, Result, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import TextClause
@@ -27,7 +28,7 @@ from gateway import effects
 from gateway.store.models import Base
 
 __all__ = ["Database", "insert_at_commit", "insert_ignore", "insert_rows",
-           "make_engine", "padded"]
+           "make_engine", "padded", "rowcount"]
 
 T = TypeVar("T")
 
@@ -108,7 +109,15 @@ class Database:
         self.engine.dispose()
 
 
-def padded(ids: Collection[T]) -> list[T]:
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE run by ``Session.execute`` matched.
+
+    Its result is then a ``CursorResult``, which the method's annotation does not say.
+    """
+    return cast(CursorResult[Any], result).rowcount
+
+
+def padded(ids: Iterable[T]) -> list[T]:
     """``ids`` for an ``IN`` list, padded (by repeating one) to a power-of-two length.
 
     An ``IN`` list of every length makes a new SQL text, which the driver parses and the
@@ -150,14 +159,14 @@ _ROWS_PER_INSERT = 8
 
 @functools.cache
 def _plain_insert(model: type[Base]) -> Insert:
-    return insert(model.__table__)  # type: ignore[attr-defined]
+    return insert(model.__table__)
 
 
 @functools.cache
 def _multi_row_insert(model: type[Base], count: int, columns: tuple[str, ...]) -> TextClause:
     """``INSERT ... VALUES (...), (...)`` as text: SQLAlchemy compiles a multi-row ``insert()``
     anew at every execution, a text clause once."""
-    table = model.__table__  # type: ignore[attr-defined]
+    table = model.__table__
     names = ", ".join(f'"{column}"' for column in columns)
     rows = ", ".join("(" + ", ".join(f":{column}_{i}" for column in columns) + ")"
                      for i in range(count))
@@ -198,7 +207,9 @@ def insert_ignore(session: Session, model: type[Base], **values: Any) -> bool:
 
 @functools.cache
 def _insert_ignoring(dialect: str, model: type[Base]) -> Insert:
-    dialect_insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
-    table = model.__table__  # type: ignore[attr-defined]
+    inserts: dict[str, Callable[[Table], postgresql.Insert | sqlite.Insert]] = {
+        "postgresql": postgresql.insert, "sqlite": sqlite.insert}
+    dialect_insert = inserts[dialect]
+    table = model.__table__
     return dialect_insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
 

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
@@ -50,7 +50,8 @@ def _shutdown(server: Any, *args: object, **kwargs: object) -> None:
     # A client that does not retry: the server hangs up as it stops, by design.
     client = redis.Redis(unix_socket_path=server.socket_file, retry=Retry(NoBackoff(), 0))
     with contextlib.suppress(redis.ConnectionError):
-        client.execute_command("SHUTDOWN", "SAVE")
+        # redis-py leaves execute_command unannotated
+        client.execute_command("SHUTDOWN", "SAVE")  # type: ignore[no-untyped-call]
     client.close()
 
 
@@ -156,7 +157,8 @@ class RateLimiter:
         return Refusal(active[index - 1], max(1, -(-int(wait_ms) // 1000)))
 
     def members(self, limit: Limit) -> list[str]:
-        return list(self._client.zrange(self._key(limit), 0, -1))
+        # redis-py types the reply of any client; this one decodes replies to str
+        return list(cast(list[str], self._client.zrange(self._key(limit), 0, -1)))
 
     def forget(self, limit: Limit, member: str) -> None:
         """Give back the slot ``member`` took in one window."""
@@ -250,7 +252,8 @@ class KeyCache(Generic[T]):
 
     def epoch(self) -> str | None:
         try:
-            return self._client.get(self._epoch_key)
+            # redis-py types the reply of any client; this one decodes replies to str
+            return cast(str | None, self._client.get(self._epoch_key))
         except Exception:  # whatever went wrong (see gateway.backend.live), SQL decides
             return None
 
