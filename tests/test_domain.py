@@ -107,7 +107,7 @@ def test_a_source_in_another_currency_never_pays():
 
 def test_every_language_has_every_text_with_the_same_fields():
     zh, en = CATALOGUE["zh-CN"], CATALOGUE["en"]
-    for part in ("SMS", "PAGES", "TV"):
+    for part in ("sms", "pages", "tv"):
         assert getattr(zh, part).keys() == getattr(en, part).keys(), part
         for key, text in getattr(zh, part).items():
             if key != "date":

@@ -74,14 +74,16 @@ class ReplyDecision(NamedTuple):
     wrong: tuple[WrongTry, ...] = ()
 
 
-_TOLD_OF_MATCH = {Status.EXPIRED: CodeOutcome.EXPIRED, Status.PAID: CodeOutcome.ALREADY_USED,
-                  Status.ACTIVATED: CodeOutcome.ALREADY_USED}
+_TOLD_OF_MATCH: dict[str, CodeOutcome] = {
+    Status.EXPIRED: CodeOutcome.EXPIRED, Status.PAID: CodeOutcome.ALREADY_USED,
+    Status.ACTIVATED: CodeOutcome.ALREADY_USED}
 
 
 def decide(orders: Sequence[CodeOrder], now: datetime, max_attempts: int) -> ReplyDecision:
     """Decide what a code reply does to the phone's ``orders`` (in their order of id)."""
     expire = tuple(o.id for o in orders if is_lapsed(o.status, o.expires_at, now))
-    status = {o.id: Status.EXPIRED if o.id in expire else o.status for o in orders}
+    status: dict[str, str] = {o.id: Status.EXPIRED if o.id in expire else o.status
+                              for o in orders}
     matches = sorted((o for o in orders if o.matches),
                      key=lambda o: status[o.id] != Status.AWAITING_CODE)
     if matches:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import NamedTuple, cast
+from typing import NamedTuple
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from gateway.store.db import insert_ignore, insert_rows, padded
@@ -28,9 +28,7 @@ __all__ = [
     "open_system_accounts", "place_hold", "release", "wallet_account",
 ]
 
-# (SQLAlchemy types a model's __table__ as any FromClause; these are Tables)
-_ACCOUNTS, _ENTRIES, _HOLDS = (cast(Table, model.__table__)
-                               for model in (Account, JournalEntry, Hold))
+_ACCOUNTS, _ENTRIES, _HOLDS = Account.__table__, JournalEntry.__table__, Hold.__table__
 # Hot statements are built once: building one costs more Python than running it.
 _MOVE = (update(_ACCOUNTS)
          .where(_ACCOUNTS.c.id == bindparam("account"),

@@ -4,17 +4,30 @@ the TV shows), in zh-CN and en, one module a language; and how texts are rendere
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from gateway.domain.money import Money
 from gateway.domain.texts import en, zh_cn
 
-__all__ = ["CATALOGUE", "CODE_MASK", "DEFAULT_LANGUAGE", "LANGUAGES", "PageTexts",
+__all__ = ["CATALOGUE", "Catalogue", "CODE_MASK", "DEFAULT_LANGUAGE", "LANGUAGES", "PageTexts",
            "Texts"]
 
 CODE_MASK = "******"
 
-CATALOGUE = {"zh-CN": zh_cn, "en": en}  # one module a language, with the same keys
+
+
+class Catalogue(NamedTuple):
+    """One language's texts, by where they are read."""
+
+    sms: dict[str, str]
+    pages: dict[str, str]
+    tv: dict[str, str]
+
+
+# one module a language, with the same keys
+CATALOGUE = {language: Catalogue(module.SMS, module.PAGES, module.TV)
+             for language, module in (("zh-CN", zh_cn), ("en", en))}
 LANGUAGES = tuple(CATALOGUE)
 DEFAULT_LANGUAGE = "zh-CN"
 
@@ -24,8 +37,8 @@ class Texts:
     time zone."""
 
     def __init__(self, language: str, merchant: str, timezone: str) -> None:
-        self._texts = CATALOGUE[language].SMS
-        self._tv = CATALOGUE[language].TV
+        self._texts = CATALOGUE[language].sms
+        self._tv = CATALOGUE[language].tv
         self.language = language
         self.merchant = merchant
         self._zone = ZoneInfo(timezone)
@@ -58,7 +71,7 @@ class PageTexts:
 
     def __init__(self, language: str) -> None:
         self.language = language
-        self._texts = CATALOGUE[language].PAGES
+        self._texts = CATALOGUE[language].pages
 
     def __call__(self, key: str, **values: object) -> str:
         return self._texts[key].format(**values)

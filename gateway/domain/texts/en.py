@@ -2,7 +2,7 @@
 (a test checks it)."""
 
 # SMS the service sends; ``{merchant}`` is MERCHANT_NAME, ``date`` a strftime format.
-SMS = {
+SMS: dict[str, str] = {
     "code": "[{merchant}] Pay {amount} for {package} from {source}: reply {code} "
             "within {minutes} min.",
     "link": "[{merchant}] Pay {amount} for {package} within {minutes} min at {url}",
@@ -47,7 +47,7 @@ SMS = {
 }
 
 # The payment and pairing pages.
-PAGES = {
+PAGES: dict[str, str] = {
     "title": "Pay for your order",
     "merchant": "Merchant",
     "item": "Item",
@@ -128,7 +128,7 @@ PAGES = {
 
 # What the TV shows for each live event. Keys: the event type (``gateway.backend.tv_events``),
 # or for ``order.status`` the status, refined by reason or channel where that says more.
-TV = {
+TV: dict[str, str] = {
     "created": "Order created",
     "awaiting_code": "Code sent to {phone}",
     "awaiting_wap": "Payment link sent to {phone}",

@@ -2,7 +2,7 @@
 the same keys (a test checks it)."""
 
 # SMS the service sends; ``{merchant}`` is MERCHANT_NAME, ``date`` a strftime format.
-SMS = {
+SMS: dict[str, str] = {
     "code": "【{merchant}】您通过{source}支付{package}，金额{amount}，"
             "确认支付请回复 {code}（{minutes}分钟内有效）。",
     "link": "【{merchant}】请在{minutes}分钟内打开链接支付{package}（{amount}）：{url}",
@@ -41,7 +41,7 @@ SMS = {
 }
 
 # The payment and pairing pages.
-PAGES = {
+PAGES: dict[str, str] = {
     "title": "订单支付",
     "merchant": "商户",
     "item": "商品",
@@ -120,7 +120,7 @@ PAGES = {
 
 # What the TV shows for each live event. Keys: the event type (``gateway.backend.tv_events``),
 # or for ``order.status`` the status, refined by reason or channel where that says more.
-TV = {
+TV: dict[str, str] = {
     "created": "订单已创建",
     "awaiting_code": "验证码已发送至{phone}",
     "awaiting_wap": "支付链接已发送至{phone}",
