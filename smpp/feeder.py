@@ -23,9 +23,9 @@ from typing import Any
 
 from sqlalchemy import Row, and_, or_, select, update
 
-from gateway import metrics
 from gateway.context import Gateway
 from gateway.domain.sms import SmsStatus
+from gateway.messaging import delivery
 from gateway.messaging.stream import OutboundStream
 from gateway.store.db import padded
 from gateway.store.models import OutboxMessage, SmsPart
@@ -193,6 +193,7 @@ class Feeder:
                     session.execute(update(_OUTBOX).where(_OUTBOX.c.id == message.outbox_id)
                                     .values(status=SmsStatus.SUBMITTED, lease_until=None,
                                             parts=len(message.parts), updated_at=now))
-                metrics.count_sms(session, PROVIDER, SmsStatus.SUBMITTED, len(complete))
+                delivery.reached(session, PROVIDER, SmsStatus.SUBMITTED, now,
+                                 count=len(complete))
             done += [message.entry_id for message in complete]
         self.stream.ack(done)

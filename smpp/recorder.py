@@ -24,12 +24,11 @@ from typing import Any
 from sqlalchemy import bindparam, distinct, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from gateway import metrics, phones
-from gateway.backend import checkout
+from gateway import phones
 from gateway.context import Gateway
 from gateway.domain.errors import InvalidInput
 from gateway.domain.sms import SmsStatus
-from gateway.messaging import inbound
+from gateway.messaging import delivery, inbound
 from gateway.messaging.stream import OutboundStream
 from gateway.store.db import insert_rows, padded, rowcount
 from gateway.store.models import OutboxMessage, SmsPart
@@ -180,7 +179,8 @@ class Recorder:
                     update(_OUTBOX).where(_OUTBOX.c.id.in_(padded(delivered)),
                                           _OUTBOX.c.status == SmsStatus.SUBMITTED)
                     .values(status=SmsStatus.DELIVERED, updated_at=now))
-                metrics.count_sms(session, PROVIDER, SmsStatus.DELIVERED, rowcount(done))
+                delivery.reached(session, PROVIDER, SmsStatus.DELIVERED, now,
+                                 count=rowcount(done))
             _conclude(session, touched | others, now)
             if released:
                 session.execute(
@@ -281,15 +281,14 @@ def _settle(session: Session, settled: list[Message], now: datetime) -> set[int]
             .where(_OUTBOX.c.id == message.outbox_id, _OUTBOX.c.status == SmsStatus.SENDING)
             .values(status=SmsStatus.FAILED, error=message.error, parts=len(message.parts),
                     updated_at=now))
-        metrics.count_sms(session, PROVIDER, SmsStatus.FAILED, rowcount(failed))
-        if message.kind == "code" and message.order_id:  # the code can never reach the phone
-            checkout.code_sms_undeliverable(session, message.order_id, now)
+        delivery.reached(session, PROVIDER, SmsStatus.FAILED, now, count=rowcount(failed),
+                         messages=[message])
     for count, ids in accepted.items():
         submitted = session.execute(
             update(_OUTBOX)
             .where(_OUTBOX.c.id.in_(padded(ids)), _OUTBOX.c.status == SmsStatus.SENDING)
             .values(status=SmsStatus.SUBMITTED, parts=count, error=None, updated_at=now))
-        metrics.count_sms(session, PROVIDER, SmsStatus.SUBMITTED, rowcount(submitted))
+        delivery.reached(session, PROVIDER, SmsStatus.SUBMITTED, now, count=rowcount(submitted))
     # Receipts can only have come first for a part of a message of several parts.
     ids = [outbox_id for count, group in accepted.items() if count > 1 for outbox_id in group]
     if not ids:
@@ -365,13 +364,11 @@ def _conclude(session: Session, outbox_ids: set[int], now: datetime) -> None:
                outbox.status.in_([SmsStatus.SENDING, SmsStatus.SUBMITTED]),
                outbox.id.in_(select(parts.outbox_id).where(parts.status == "undeliverable")))
     ).all()
-    metrics.count_sms(session, PROVIDER, SmsStatus.UNDELIVERABLE, len(failed))
     for message in failed:
         session.execute(update(_OUTBOX).where(outbox.id == message.id)
                         .values(status=SmsStatus.UNDELIVERABLE, updated_at=now,
                                 error="the SMSC could not deliver it"))
-        if message.kind == "code" and message.order_id:
-            checkout.code_sms_undeliverable(session, message.order_id, now)
+    delivery.reached(session, PROVIDER, SmsStatus.UNDELIVERABLE, now, messages=failed)
     # distinct part numbers: a part sent again after a crash has a row of its own
     delivered_parts = (select(func.count(distinct(parts.part)))
                        .where(parts.outbox_id == outbox.id, parts.status == "delivered")
@@ -380,4 +377,4 @@ def _conclude(session: Session, outbox_ids: set[int], now: datetime) -> None:
                            .where(outbox.id.in_(ids), outbox.status == SmsStatus.SUBMITTED,
                                   outbox.parts == delivered_parts)
                            .values(status=SmsStatus.DELIVERED, updated_at=now))
-    metrics.count_sms(session, PROVIDER, SmsStatus.DELIVERED, rowcount(done))
+    delivery.reached(session, PROVIDER, SmsStatus.DELIVERED, now, count=rowcount(done))

@@ -19,21 +19,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import redis
 import requests
 from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import Session
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from gateway import metrics
-from gateway.backend import checkout
 from gateway.config import Settings
 from gateway.context import Gateway
 from gateway.domain.sms import SmsStatus
+from gateway.messaging import delivery
 from gateway.messaging.health import ProviderHealth
 from gateway.phones import mask
 from gateway.store import outbox
@@ -122,7 +120,7 @@ def dispatch(gw: Gateway, sender: TwilioSender, health: ProviderHealth | None = 
             row.status, row.provider_message_id = SmsStatus.SUBMITTED, sid
             row.lease_until, row.retry_at, row.parts = None, None, 1
             row.attempts, row.updated_at = message.attempts + 1, gw.clock()
-            metrics.count_sms(session, PROVIDER, SmsStatus.SUBMITTED)
+            delivery.reached(session, PROVIDER, SmsStatus.SUBMITTED, gw.clock(), count=1)
         log.info("sms #%s to %s: Twilio %s", message.id, mask(message.to), sid)
         _note(health, ok=True)
     return len(claimed)
@@ -159,7 +157,7 @@ def _claim(gw: Gateway, batch: int) -> list[_Claimed]:
         claimed = []
         for message in found:
             if fail_if_expired(message, now):
-                _after_failure(session, message, now)
+                delivery.unreachable(session, [message], now)
                 continue
             message.status, message.provider = SmsStatus.SENDING, PROVIDER
             message.lease_until, message.updated_at = now + _LEASE, now
@@ -193,16 +191,10 @@ def _finish(gw: Gateway, message: _Claimed, status: SmsStatus, error: str, *,
         assert row is not None
         row.status, row.error, row.lease_until, row.updated_at = status, error, None, now
         row.attempts = message.attempts + 1
-        metrics.count_sms(session, PROVIDER, status)
-        _after_failure(session, row, now)
+        delivery.reached(session, PROVIDER, status, now, messages=[row])
         if opt_out:
             outbox.opt_out(session, message.to, f"twilio {UNSUBSCRIBED}", now)
     log.warning("sms #%s to %s failed: %s", message.id, mask(message.to), error)
-
-
-def _after_failure(session: Session, message: OutboxMessage, now: datetime) -> None:
-    if message.kind == "code" and message.order_id:
-        checkout.code_sms_undeliverable(session, message.order_id, now)
 
 
 _FINAL = {"delivered": SmsStatus.DELIVERED, "undelivered": SmsStatus.UNDELIVERABLE,
@@ -226,10 +218,9 @@ def record_status(gw: Gateway, sid: str, status: str, error_code: str | None) ->
         if row is None or row.status not in (SmsStatus.SENDING, SmsStatus.SUBMITTED):
             return False
         row.status, row.updated_at = target, now
-        metrics.count_sms(session, PROVIDER, target)
+        delivery.reached(session, PROVIDER, target, now, messages=[row])
         if target is SmsStatus.UNDELIVERABLE:
             row.error = f"twilio {status} {error_code or ''}".strip()
-            _after_failure(session, row, now)
             if error_code == str(UNSUBSCRIBED):
                 outbox.opt_out(session, row.to_phone, f"twilio {UNSUBSCRIBED}", now)
     log.info("sms #%s: Twilio says %s", row.id, status)
