@@ -12,7 +12,7 @@ import hmac
 
 from flask import Blueprint, Response, jsonify, request
 
-from gateway.backend import activation, apps, bills, payments
+from gateway.backend import api, apps, bills, payments
 from gateway.context import services
 from gateway.domain.errors import InvalidInput
 from gateway.web.problems import json_body, problem
@@ -44,8 +44,7 @@ def holder_still_valid(holder: object) -> bool:
         return False
     kind, _, name = holder.partition(":")
     if kind == "key":
-        with services().db.read() as session:
-            return apps.key_is_live(session, name)
+        return api.admin_key_live(services(), name)
     configured = services().settings.ADMIN_API_KEY
     return configured is not None and holder == admin_holder(configured)
 
@@ -54,8 +53,7 @@ def admin_on() -> bool:
     """An admin key exists: ``ADMIN_API_KEY``, or an admin app's (``apps create --admin``)."""
     if services().settings.ADMIN_API_KEY is not None:
         return True
-    with services().db.read() as session:
-        return apps.any_admin_app(session)
+    return api.any_admin_app(services())
 
 
 @bp.before_request
@@ -80,9 +78,7 @@ def add_bills() -> Response:
         raise InvalidInput("bills must be a list of 1 to 1000 bills", code="invalid_bill")
     parsed = [bills.validate(item if isinstance(item, dict) else {}, f"bills[{n}].")
               for n, item in enumerate(items)]
-    gw = services()
-    with gw.db.transaction() as session:
-        report = bills.add_bills(session, parsed, gw.clock())
+    report = api.add_bills(services(), parsed)
     response = jsonify(added=report.added, unchanged=report.unchanged)
     response.status_code = 201 if report.added else 200
     return response
@@ -91,16 +87,12 @@ def add_bills() -> Response:
 @bp.get("/bills")
 def list_bills() -> Response:
     device_id = payments.validate_device_id(request.args.get("device_id"))
-    with services().db.read() as session:
-        found = bills.for_device(session, device_id)
-    return jsonify(bills=[bills.bill_json(bill) for bill in found])
+    return jsonify(bills=api.bills_of_device(services(), device_id))
 
 
 @bp.delete("/devices/<device_id>/entitlements/<package_id>")
 def revoke(device_id: str, package_id: str) -> Response:
     """End an entitlement now (refund, fraud, operator's decision); the BOSS is told."""
-    gw = services()
     payments.validate_device_id(device_id)
-    with gw.db.transaction() as session:
-        activation.revoke(session, device_id, package_id, gw.clock())
+    api.revoke_entitlement(services(), device_id, package_id)
     return Response(status=204)

@@ -16,13 +16,13 @@ import secrets
 from typing import Any
 
 import redis
-import sqlalchemy.exc
 from flask import Blueprint, Flask, Response, redirect, render_template, request
 from flask_wtf import FlaskForm
 from itsdangerous import BadData, URLSafeSerializer
 from werkzeug.exceptions import HTTPException
 from wtforms import PasswordField
 
+from gateway import store
 from gateway.backend import figures
 from gateway.backend.figures import OUTCOMES, Bucket, Figures, FunnelStep, ProviderDelivery
 from gateway.config import PROJECT_ROOT
@@ -45,8 +45,7 @@ _SECURITY_HEADERS = page_headers.policy("default-src 'none'; style-src 'self'; f
 _COOKIE = "tvpay_admin"
 _SIGN_IN_SECONDS = 8 * 3600
 _WRONG_KEYS = 5  # per address per 15 minutes; a 16+ character key is not guessed anyway
-_STORES_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                sqlalchemy.exc.OperationalError)
+_STORES_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, *store.UNAVAILABLE)
 _WINDOW_NAMES = {15: "15 min", 60: "1 hour", 360: "6 hours", 1440: "24 hours"}
 
 
@@ -77,8 +76,7 @@ def page() -> Response:
         minutes = figures.parse_minutes(request.args.get("minutes"))
     except InvalidInput as bad:
         return _small_page("No such window", 400, message=bad.detail, windows=_windows(None))
-    with gw.db.read() as session:
-        found = figures.read(session, gw.clock(), minutes)
+    found = figures.for_window(gw, minutes)
     return _render("dashboard.html", figures=found, windows=_windows(minutes),
                    window_name=_WINDOW_NAMES[minutes], charts=_charts(found),
                    sign_out_form=None if by_bearer else SignOutForm(), **_formats())

@@ -24,9 +24,6 @@ import redis
 import requests
 from flask import Flask, Response, jsonify, request
 from prometheus_client.exposition import choose_encoder
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -180,8 +177,7 @@ class _Readiness:
         self._was_ready = ready
 
     def _database(self) -> None:
-        with self.gw.db.read() as session:
-            session.execute(text("SELECT 1"))
+        self.gw.db.ping()
 
     def _redis(self) -> None:
         self.gw.redis.ping()
@@ -218,11 +214,9 @@ class _Readiness:
     def _describe(self, error: BaseException) -> str:
         """What failed, for an on-call engineer: the place and the error, without secrets."""
         settings = self.gw.settings
-        if isinstance(error, DBAPIError):
-            url = make_url(settings.DATABASE_URL)
-            place = url.database if url.get_backend_name() == "sqlite" else \
-                f"{url.host}:{url.port or 5432}/{url.database}"
-            what = f"{url.get_backend_name()} at {place}: {error.orig}"
+        database = self.gw.db.describe_error(error)
+        if database is not None:
+            what = database
         elif isinstance(error, redis.RedisError):
             what = f"Redis: {error}"
         elif isinstance(error, TwilioRestException):
@@ -239,7 +233,7 @@ class _Readiness:
 def _secrets(gw: Gateway) -> list[str]:
     s = gw.settings
     found = [s.SECRET_KEY, s.TWILIO_AUTH_TOKEN, s.SMPP_PASSWORD, s.INBOUND_SMS_SECRET,
-             s.ADMIN_API_KEY, s.BOSS_WEBHOOK_SECRET, make_url(s.DATABASE_URL).password,
+             s.ADMIN_API_KEY, s.BOSS_WEBHOOK_SECRET, gw.db.password,
              urlsplit(s.REDIS_URL or "").password]
     return [str(secret) for secret in found if secret]
 

@@ -12,7 +12,6 @@ from twilio.twiml.messaging_response import MessagingResponse
 from gateway import phones
 from gateway.context import Gateway, services
 from gateway.messaging import inbound, twilio_sms
-from gateway.store import outbox
 from gateway.web.problems import json_body, problem, require
 
 __all__ = ["bp"]
@@ -72,11 +71,7 @@ def twilio_inbound() -> Response:
     sender, opt = form.get("From"), form.get("OptOutType", "").upper()
     if opt in ("STOP", "START", "HELP"):  # Twilio answered these keywords itself
         phone = phones.parse(sender, gw.settings.PHONE_COUNTRIES)
-        with gw.db.transaction() as session:
-            if opt == "STOP":
-                outbox.opt_out(session, phone, "twilio STOP", gw.clock())
-            elif opt == "START":
-                outbox.opt_in(session, phone)
+        inbound.twilio_keyword(gw, phone, opt)
         return _twiml(None)
     require(form.to_dict(), "From", "Body")
     return _twiml(inbound.receive_sms(gw, sender=sender, text=form["Body"],

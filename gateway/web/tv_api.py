@@ -10,13 +10,12 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from gateway import phones
-from gateway.backend import activation, bills, catalog, pairing, payments
+from gateway.backend import api, pairing, payments
+from gateway.backend.pages import Order
 from gateway.context import services
 from gateway.domain.errors import Conflict, GatewayError, InvalidInput, NotFound
 from gateway.domain.orders import Status
 from gateway.domain.times import iso
-from gateway.payment import ledger
-from gateway.store.models import Order
 from gateway.web import api_keys, qr
 from gateway.web.problems import json_body, require, response_for
 
@@ -98,9 +97,7 @@ def _json_response(body: Any, status: int) -> Response:
 
 @bp.get("/packages")
 def list_packages() -> Response:
-    with services().db.read() as session:
-        packages = [catalog.package_json(p) for p in catalog.list_packages(session)]
-    return jsonify(packages=packages)
+    return jsonify(packages=api.packages(services()))
 
 
 @bp.post("/orders")
@@ -165,21 +162,8 @@ def cancel_order(order_id: str) -> Response:
 def bill(device_id: str) -> Response:
     """What the device can renew (its entitlements, live or lapsed), its stored value, and the
     operator's bills it has still to pay."""
-    gw = services()
     payments.validate_device_id(device_id)
-    now = gw.clock()
-    with gw.db.read() as session:
-        items = [{
-            "package_id": package.id, "name": package.name,
-            "active_until": iso(entitlement.active_until),
-            "active": entitlement.active_until > now,
-            "renewal": {"amount": package.price, "currency": package.currency,
-                        "period_days": package.period_days},
-        } for entitlement, package in activation.entitlements(session, device_id)]
-        balance = ledger.balance(session, ledger.device_account(device_id))
-        due = [bills.bill_json(bill) for bill in bills.outstanding(session, [device_id])]
-    return jsonify(device_id=device_id, balance=balance, currency=gw.settings.CURRENCY,
-                   entitlements=items, bills=due)
+    return jsonify(api.device_account(services(), device_id))
 
 
 @bp.post("/devices/<device_id>/payment-codes")
@@ -195,20 +179,12 @@ def payment_code(device_id: str) -> Response:
 
 @bp.get("/devices/<device_id>/entitlements")
 def entitlements(device_id: str) -> Response:
-    gw = services()
     payments.validate_device_id(device_id)
-    with gw.db.read() as session:
-        active = activation.active_entitlements(session, device_id, gw.clock())
-        items = [{"package_id": e.package_id, "active_until": iso(e.active_until)}
-                 for e in active]
-    return jsonify(device_id=device_id, entitlements=items)
+    return jsonify(device_id=device_id,
+                   entitlements=api.active_entitlements(services(), device_id))
 
 
 # --- pairing a phone with the TV ---------------------------------------------------------------
-
-
-def _pairing_json(device_id: str, phone: str | None) -> dict[str, Any]:
-    return {"device_id": device_id, "paired": phone is not None, "phone": phones.mask(phone)}
 
 
 @bp.post("/devices/<device_id>/pairing")
@@ -239,9 +215,7 @@ def pairing_qr(device_id: str, code: str, image_format: str) -> Response:
 
 @bp.get("/devices/<device_id>/pairing")
 def get_pairing(device_id: str) -> Response:
-    with services().db.read() as session:
-        phone = pairing.paired_phone(session, payments.validate_device_id(device_id))
-    return jsonify(_pairing_json(device_id, phone))
+    return jsonify(api.pairing_status(services(), payments.validate_device_id(device_id)))
 
 
 @bp.delete("/devices/<device_id>/pairing")

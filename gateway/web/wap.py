@@ -18,7 +18,8 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, StringField
 
 from gateway import phones
-from gateway.backend import pairing, payments
+from gateway.backend import pages, pairing, payments
+from gateway.backend.pages import Order, Package
 from gateway.config import PROJECT_ROOT
 from gateway.context import services
 from gateway.domain.errors import Conflict, GatewayError, InvalidInput, RateLimited
@@ -26,7 +27,6 @@ from gateway.domain.money import Money
 from gateway.domain.orders import Kind, Status
 from gateway.domain.texts import Texts
 from gateway.payment import wallets
-from gateway.store.models import Bill, Card, Entitlement, Order, Package, PhoneBinding, Wallet
 from gateway.store.redis_store import Limit
 from gateway.web import page_headers
 from gateway.web.page_texts import DEFAULT_LANGUAGE, LANGUAGES, PageTexts
@@ -234,11 +234,10 @@ def _error_values(error: GatewayError) -> dict[str, Any]:
     return values
 
 
-def _item(order: Order, package: Package | None, t: PageTexts) -> str:
+def _item(order: Order, package: Package | None, bill_description: str | None,
+          t: PageTexts) -> str:
     if order.kind == Kind.BILL:
-        with services().db.read() as session:
-            bill = session.get(Bill, order.bill_id)
-        return t("item_bill", description=bill.description if bill else order.bill_id)
+        return t("item_bill", description=bill_description or order.bill_id)
     if order.kind == Kind.RECHARGE or package is None:
         return t("item_recharge")
     return t("item_renewal", package=package.name) if order.kind == Kind.RENEWAL else package.name
@@ -249,23 +248,19 @@ def _order_page(token: str, order: Order, sign_in_form: SignInForm, pay_form: Pa
     gw = services()
     t = PageTexts(_language())
     now = gw.clock()
-    wallet_id = _signed_in_wallet(order)
-    with gw.db.read() as session:
-        package = session.get(Package, order.package_id) if order.package_id else None
-        wallet = session.get(Wallet, wallet_id) if wallet_id else None
-        sources = wallets.source_balances(session, wallet_id) if wallet_id else []
-        may_bind = bool(order.phone) and session.get(PhoneBinding, order.phone) is None
+    shown = pages.order_page(gw, order, _signed_in_wallet(order))
     seconds_left = (order.expires_at - now).total_seconds() if order.expires_at else 0
     choices = [{"kind": s.kind, "card": s.card, "balance": Money(s.balance, s.currency),
                 "enough": s.currency == order.currency and s.balance >= order.amount}
-               for s in sources]
+               for s in shown.sources]
     chosen = pay_form.source.data or next((c["kind"] for c in choices if c["enough"]), None)
     return _render(
-        "pay.html", status=status, token=token, order=order, item=_item(order, package, t),
+        "pay.html", status=status, token=token, order=order,
+        item=_item(order, shown.package, shown.bill_description, t),
         amount=Money(order.amount, order.currency), phone=phones.mask(order.phone),
-        minutes_left=max(1, math.ceil(seconds_left / 60)), wallet=wallet, choices=choices,
-        chosen=chosen, may_bind=may_bind, sign_in_form=sign_in_form, pay_form=pay_form,
-        error=t(error[0], **error[1]) if error and t.has(error[0]) else None,
+        minutes_left=max(1, math.ceil(seconds_left / 60)), wallet=shown.wallet,
+        choices=choices, chosen=chosen, may_bind=shown.may_bind, sign_in_form=sign_in_form,
+        pay_form=pay_form, error=t(error[0], **error[1]) if error and t.has(error[0]) else None,
         url=lambda action="": _page_url(token, action),
     )
 
@@ -273,22 +268,17 @@ def _order_page(token: str, order: Order, sign_in_form: SignInForm, pay_form: Pa
 def _receipt(order: Order) -> Response:
     gw = services()
     t = PageTexts(_language())
-    with gw.db.read() as session:
-        package = session.get(Package, order.package_id) if order.package_id else None
-        entitlement = session.get(Entitlement, (order.device_id, order.package_id)) \
-            if order.package_id else None
-        paid_from = ""
-        if order.paid_from:
-            source = wallets.describe_source(session, order.paid_from)
-            card: Card | None = source.card
-            paid_from = t("card", bank=card.bank, last4=card.last4) if card else t("wallet")
+    shown = pages.receipt(gw, order)
+    card = shown.card
+    paid_from = "" if not shown.paid else \
+        t("card", bank=card.bank, last4=card.last4) if card else t("wallet")
     formats = Texts(t.language, gw.settings.MERCHANT_NAME, gw.settings.TIMEZONE)
     return _render(
-        "receipt.html", order=order, item=_item(order, package, t),
+        "receipt.html", order=order, item=_item(order, shown.package, shown.bill_description, t),
         amount=Money(order.amount, order.currency), paid_from=paid_from,
         paid_at=formats.local(order.updated_at).strftime(t("datetime")),
-        active_until=formats.local(entitlement.active_until).strftime(t("date"))
-        if entitlement else None,
+        active_until=formats.local(shown.active_until).strftime(t("date"))
+        if shown.active_until else None,
     )
 
 
