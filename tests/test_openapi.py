@@ -1,7 +1,7 @@
-"""The OpenAPI document (``gateway/openapi.yaml``, served at ``/openapi.json``) and the ``/docs``
-page made from it: the document names every route of the API and no other, it is valid OpenAPI
-3.1, its error codes are the README's, and what the service really answers -- driven through
-real flows over the real stores -- matches its schemas."""
+"""The OpenAPI document (generated from ``gateway/web/schemas.py``, served at ``/openapi.json``)
+and the ``/docs`` page made from it: the document names every route of the API and no other, it
+is valid OpenAPI 3.1, its error codes are the README's, and what the service really answers --
+driven through real flows over the real stores -- matches its schemas."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def test_the_check_reports_a_route_added_without_documenting_it(app, gw):
         return Response(status=204)
 
     # The document read without a request: an app takes no new route after its first.
-    doc = api_docs.document(gw.settings.PUBLIC_BASE_URL)
+    doc = api_docs.document(app)
     app.add_url_rule("/api/v1/orders/<order_id>/refund", "refund", refund, methods=["POST"])
     app.add_url_rule("/api/v1/packages", "replace_packages", refund, methods=["PUT"])
     app.add_url_rule("/somewhere/else", "elsewhere", refund)  # not the API's: not owed

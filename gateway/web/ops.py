@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 
 import redis
 import requests
-from flask import Flask, Response, jsonify, request
+from flask import Response, jsonify, request
+from flask_openapi3 import OpenAPI, Tag
 from prometheus_client.exposition import choose_encoder
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
@@ -32,6 +33,7 @@ from gateway import metrics
 from gateway.context import Gateway, services
 from gateway.messaging.health import ProviderHealth
 from gateway.store import outbox
+from gateway.web.schemas import NO_STORE, Health, answer
 
 __all__ = ["CHECK_TIMEOUT", "TWILIO_CACHE_SECONDS", "register"]
 
@@ -43,24 +45,46 @@ _DETAIL_LENGTH = 300
 _CREDENTIALS_IN_URL = re.compile(r"(?<=://)[^/@\s]+@")
 
 
-def register(app: Flask) -> None:
+OPERATIONS = Tag(name="Operations",
+                 description="Liveness, readiness and metrics for the platform that runs the "
+                             "service.")
+
+
+def register(app: OpenAPI) -> None:
     """Add ``/healthz``, ``/readyz`` and ``/metrics`` to ``app``."""
     gw: Gateway = services(app)
     readiness = _Readiness(gw)
     queue_depth = _Probe(lambda: outbox.waiting(gw.db))
 
-    @app.get("/healthz")
+    @app.get("/healthz", tags=[OPERATIONS], operation_id="healthz", summary="Liveness",
+             description="The process answers. It checks nothing else (that is `/readyz`).",
+             responses={200: answer(Health, 'Alive: `{"status": "ok"}`.', cache=NO_STORE)})
     def healthz() -> Response:
         return _no_store(jsonify(status="ok"))
 
-    @app.get("/readyz")
+    @app.get("/readyz", tags=[OPERATIONS], operation_id="readyz", summary="Readiness",
+             description="""Whether the process can serve now: the database, Redis and an SMS
+provider answer. The checks run side by side, each waited for 2 s at most. `ready` with 200, or
+`not_ready` with 503 and, in each failed check, what failed (never a secret). Always this JSON,
+never a problem document.""",
+             responses={200: answer(Health, "Ready.", cache=NO_STORE),
+                        503: answer(Health, "Not ready; `checks` says what failed.",
+                                    cache=NO_STORE)})
     def readyz() -> Response:
         ready, checks = readiness.check()
         response = jsonify(status="ready" if ready else "not_ready", checks=checks)
         response.status_code = 200 if ready else 503
         return _no_store(response)
 
-    @app.get("/metrics")
+    @app.get("/metrics", tags=[OPERATIONS], operation_id="metrics",
+             summary="Prometheus metrics",
+             description="The Prometheus text exposition format, or OpenMetrics when the "
+                         "scraper's `Accept` asks for `application/openmetrics-text`.",
+             responses={200: {"description": "The metrics.", "content": {
+                 "text/plain": {"schema": {"type": "string",
+                                           "examples": ["# HELP ...\n# TYPE ...\n"]}},
+                 "application/openmetrics-text": {"schema": {
+                     "type": "string", "examples": ["# HELP ...\n# TYPE ...\n# EOF\n"]}}}}})
     def metrics_page() -> Response:
         def waiting() -> dict[str, int] | None:
             outcome = queue_depth.wait(time.monotonic() + CHECK_TIMEOUT)
