@@ -138,6 +138,26 @@ def test_the_servers_follow_the_public_base_url(doc):
     assert doc["servers"] == [{"url": "https://tv.operator.example/pay"}]
 
 
+@pytest.mark.settings(RECHARGE_MAX_AMOUNT=20000, CURRENCY="HKD", PHONE_COUNTRIES="CN,HK")
+def test_the_document_states_the_limits_the_settings_and_the_catalog_set(client, seeded):
+    doc = client.get("/openapi.json").get_json()
+    schemas = doc["components"]["schemas"]
+    recharge = schemas["RechargeCodeRequest"]["properties"]
+    assert recharge["amount"]["maximum"] == 20000 and recharge["currency"]["enum"] == ["HKD"]
+    packages = [p["id"] for p in client.get("/api/v1/packages").get_json()["packages"]]
+    assert schemas["OrderRequest"]["properties"]["package_id"]["enum"] == packages
+    phone = schemas["OrderRequest"]["properties"]["phone"]["pattern"]
+    assert all(re.fullmatch(phone, number) for number in ("13800138000", "+85251234567"))
+    assert not any(re.fullmatch(phone, number) for number in ("51234567", "+14155550123"))
+
+
+def test_a_method_a_route_does_not_take_answers_405_with_allow(client):
+    refused = client.delete("/api/v1/packages")
+    assert refused.status_code == 405 and refused.mimetype == "application/problem+json"
+    assert refused.get_json()["code"] == "method_not_allowed"
+    assert set(refused.headers["Allow"].split(", ")) >= {"GET", "HEAD", "OPTIONS"}
+
+
 def readme_error_table() -> dict[int, set[str]]:
     readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
     return {int(status): set(re.findall(r"`([a-z_]+)`", codes))
