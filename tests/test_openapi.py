@@ -151,6 +151,17 @@ def test_the_document_states_the_limits_the_settings_and_the_catalog_set(client,
     assert not any(re.fullmatch(phone, number) for number in ("51234567", "+14155550123"))
 
 
+def test_a_body_that_is_not_a_json_object_is_invalid_json(client, seeded):
+    order_body = {"device_id": "tv-42", "package_id": "vip_month", "phone": RICH}
+    for raw in (json.dumps(json.dumps(order_body)), "[]", "{", ""):
+        refused = client.post("/api/v1/orders", data=raw,
+                              headers={"Content-Type": "application/json"})
+        assert refused.status_code == 400 and refused.get_json()["code"] == "invalid_json", raw
+    plain = client.post("/api/v1/orders", data=json.dumps(order_body),
+                        headers={"Content-Type": "text/plain"})  # read as JSON all the same
+    assert plain.status_code == 201
+
+
 def test_a_method_a_route_does_not_take_answers_405_with_allow(client):
     refused = client.delete("/api/v1/packages")
     assert refused.status_code == 405 and refused.mimetype == "application/problem+json"

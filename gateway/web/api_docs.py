@@ -105,7 +105,14 @@ class _JsonRequest(Request):
 
     def get_json(self, force: bool = False, silent: bool = False,
                  cache: bool = True) -> Any:
-        return super().get_json(force=True, silent=silent, cache=cache)
+        try:
+            data = super().get_json(force=True, silent=silent, cache=cache)
+        except RecursionError:  # "[[[[...": too deep for any JSON we take
+            if not silent:
+                raise
+            return None
+        # flask-openapi3 would read a JSON string as JSON text once more: a body is an object.
+        return None if isinstance(data, str) else data
 
 
 def _refused(error: ValidationError) -> Response:

@@ -450,6 +450,7 @@ SCHEMAS: tuple[type[BaseModel], ...] = (TvEvent, Problem, InboundSms, TwilioInbo
 # Which code a refused field gives, by the field's name (else ``invalid_field``).
 _FIELD_CODES = {
     "device_id": "invalid_device_id", "phone": "invalid_phone", "kind": "invalid_kind",
+    "package_id": "unknown_package",
     "currency": "invalid_currency", "Idempotency-Key": "invalid_idempotency_key",
     "Last-Event-ID": "invalid_last_event_id", "last_event_id": "invalid_last_event_id",
 }
