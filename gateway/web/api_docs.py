@@ -181,6 +181,11 @@ def _drop_null_defaults(node: Any) -> None:
             _drop_null_defaults(value)
 
 
+def _string(schema: dict[str, Any]) -> dict[str, Any]:
+    """The string branch of a field that may also be null."""
+    return next((b for b in schema.get("anyOf", []) if b.get("type") == "string"), schema)
+
+
 def _live(doc: dict[str, Any], gw: Gateway) -> dict[str, Any]:
     """The constraints that follow the settings and the catalog, as they are now."""
     doc = copy.deepcopy(doc)
@@ -189,14 +194,14 @@ def _live(doc: dict[str, Any], gw: Gateway) -> dict[str, Any]:
     package_ids = [p["id"] for p in api.packages(gw)]
     for name in ("OrderRequest", "RenewalCodeRequest"):
         if package_ids and name in found:
-            found[name]["properties"]["package_id"]["enum"] = package_ids
+            _string(found[name]["properties"]["package_id"])["enum"] = package_ids
     if "OrderRequest" in found:
-        found["OrderRequest"]["properties"]["phone"]["pattern"] = \
+        _string(found["OrderRequest"]["properties"]["phone"])["pattern"] = \
             phones.pattern(settings.PHONE_COUNTRIES)
     if "RechargeCodeRequest" in found:
         recharge = found["RechargeCodeRequest"]["properties"]
         recharge["amount"]["maximum"] = settings.RECHARGE_MAX_AMOUNT
-        recharge["currency"]["enum"] = [settings.CURRENCY]
+        _string(recharge["currency"])["enum"] = [settings.CURRENCY]
     return doc
 
 

@@ -74,8 +74,13 @@ OrderReason = Literal["insufficient_funds", "too_many_attempts", "sms_undelivera
 
 
 def _optional(**kwargs: Any) -> Any:
-    """An optional field that, when given, must have its type (``null`` is not "absent")."""
+    """An optional field (``null`` is the same as leaving it out)."""
     return Field(default=None, **kwargs)  # the document leaves out its "default": null
+
+
+def _given(name: str) -> dict[str, Any]:
+    """``name`` is given, and not as null."""
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
 
 
 class _Model(BaseModel):
@@ -149,22 +154,23 @@ class OrderRequest(_Model):
     """`package_id` or `bill_id` (not both); `phone` or `"use_paired_phone": true`. A bill is
     paid in full: an `amount`, if given, must be the bill's."""
 
+    # An optional field given as null is not given.
     model_config = ConfigDict(extra="ignore", json_schema_extra={
         "allOf": [
-            {"oneOf": [{"required": ["package_id"]}, {"required": ["bill_id"]}]},
-            {"oneOf": [{"required": ["phone"]},
+            {"oneOf": [_given("package_id"), _given("bill_id")]},
+            {"oneOf": [_given("phone"),
                        {"required": ["use_paired_phone"],
                         "properties": {"use_paired_phone": {"const": True}}}]},
         ],
     })
 
     device_id: DeviceId
-    package_id: StrictStr = _optional(description="The package to buy.")
-    bill_id: StrictStr = _optional(description="An outstanding bill of the device to pay.")
-    amount: Whole = _optional(
+    package_id: StrictStr | None = _optional(description="The package to buy.")
+    bill_id: StrictStr | None = _optional(
+        description="An outstanding bill of the device to pay.")
+    amount: Whole | None = _optional(
         description="With `bill_id` only: the bill's amount, in minor units.")
-    phone: StrictStr = _optional(
-        min_length=3, max_length=32,
+    phone: Annotated[StrictStr, Field(min_length=3, max_length=32)] | None = _optional(
         description="The viewer's mobile number, national (`13800138000`, read as in the first "
                     "of `PHONE_COUNTRIES`) or international (`+8613800138000`).")
     use_paired_phone: StrictBool = Field(
@@ -180,14 +186,14 @@ class RechargeCodeRequest(_Model):
     kind: Literal["recharge"]
     amount: Whole = Field(ge=1, description="Minor units to add, at most `RECHARGE_MAX_AMOUNT` "
                                             "(100000).")
-    currency: StrictStr = _optional(
+    currency: StrictStr | None = _optional(
         description="Optional; must be `CURRENCY` (CNY), the currency of the TV's balance.")
 
 
 class BillCodeRequest(_Model):
     kind: Literal["bill"]
     bill_id: StrictStr = Field(description="An outstanding bill of the device.")
-    amount: Whole = _optional(description="Optional; must be the bill's amount.")
+    amount: Whole | None = _optional(description="Optional; must be the bill's amount.")
 
 
 class PaymentCodeRequest(RootModel[Annotated[
@@ -209,7 +215,7 @@ class BillUpload(RootModel[BillIn | BillBatch]):
 class InboundSms(BaseModel):
     from_: StrictStr = Field(alias="from", description="The viewer's phone number.",
                              examples=["+8613800138000"])
-    to: StrictStr = _optional(description="The service number it was sent to (not used).",
+    to: StrictStr | None = _optional(description="The service number it was sent to (not used).",
                               examples=["10690000"])
     text: StrictStr = Field(max_length=1600, examples=["384921"])
 
