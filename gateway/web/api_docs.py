@@ -160,7 +160,8 @@ def generated(app: OpenAPI) -> dict[str, Any]:
         doc["paths"] = dict(sorted(doc["paths"].items(), key=lambda p: _path_order(doc, p)))
         _drop_null_defaults(doc)
         app.extensions[_DOCUMENT] = doc
-    return app.extensions[_DOCUMENT]
+    found: dict[str, Any] = app.extensions[_DOCUMENT]
+    return found
 
 
 def _path_order(doc: dict[str, Any], path: tuple[str, dict[str, Any]]) -> tuple[int, str]:

@@ -517,6 +517,8 @@ def _bill_refusal(error: ValidationError, *, batch: bool) -> InvalidInput:
 # --- answers as the document gives them ---------------------------------------------------------
 
 _REF = "#/components/schemas/"
+#: Answers by status, as a route's ``responses`` takes them.
+Responses = dict[str | int, Any]
 #: Every model an answer names, for the document's components.
 ANSWERS: list[type[BaseModel]] = []
 
@@ -603,25 +605,27 @@ def problems(status: int, description: str, *codes: str,
     return found
 
 
-SERVICE_UNAVAILABLE = {503: problems(
+SERVICE_UNAVAILABLE: Responses = {503: problems(
     503, "The database or Redis is unreachable; nothing changed. Retry after `Retry-After`.",
     "service_unavailable")}
-PAYLOAD_TOO_LARGE = {413: problems(413, "The body is over 64 KiB.", "payload_too_large")}
-TV_UNAUTHORIZED = {401: problems(
+PAYLOAD_TOO_LARGE: Responses = {413: problems(413, "The body is over 64 KiB.", "payload_too_large")}
+TV_UNAUTHORIZED: Responses = {401: problems(
     401, "A missing, wrong or revoked key, or one that is not a TV app's.", "unauthorized",
     headers={"WWW-Authenticate": header('`Bearer realm="tvpay"`.',
                                         {"type": "string", "const": 'Bearer realm="tvpay"'},
                                         required=True)})}
-ADMIN_UNAUTHORIZED = {401: problems(
+ADMIN_UNAUTHORIZED: Responses = {401: problems(
     401, "`admin_api_off` when neither `ADMIN_API_KEY` nor an admin app exists; "
          "`unauthorized` (with `WWW-Authenticate: Bearer`) for a missing or wrong key.",
     "unauthorized", "admin_api_off",
     headers={"WWW-Authenticate": header("`Bearer`, with `unauthorized`.")})}
-DEVICE_NOT_FOUND = {404: problems(404, "The device is another TV app's.", "device_not_found")}
-BAD_DEVICE_ID = {400: problems(400, "A malformed device id.", "invalid_device_id")}
-ORDER_NOT_FOUND = {404: problems(404, "No such order, or another TV app's.", "order_not_found")}
-TV_KEY = [{"tvAppKey": []}]
-ADMIN_KEY = [{"adminBearer": []}]
+DEVICE_NOT_FOUND: Responses = {
+    404: problems(404, "The device is another TV app's.", "device_not_found")}
+BAD_DEVICE_ID: Responses = {400: problems(400, "A malformed device id.", "invalid_device_id")}
+ORDER_NOT_FOUND: Responses = {
+    404: problems(404, "No such order, or another TV app's.", "order_not_found")}
+TV_KEY: list[dict[str, list[Any]]] = [{"tvAppKey": []}]
+ADMIN_KEY: list[dict[str, list[Any]]] = [{"adminBearer": []}]
 
 
 def request_body(model: str, *media_types: str) -> dict[str, Any]:
