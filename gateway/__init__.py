@@ -29,7 +29,7 @@ def create_app(config: Mapping[str, Any] | None = None, *,
     """Build the app from the environment, then ``config`` overrides (tests, local runs)."""
     settings = load_settings(config)
     configure_logging(settings.LOG_FORMAT)
-    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "wap_templates"))
+    app = web.new_app(__name__, template_folder=str(PROJECT_ROOT / "wap_templates"))
     app.config.update(SECRET_KEY=settings.SECRET_KEY, MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]

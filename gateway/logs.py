@@ -107,7 +107,7 @@ class TextFormatter(logging.Formatter):
         return head + redact(line.removeprefix(head))  # the logger's name stays (_OWN_FIELDS)
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler):
     """The handler of ``configure_logging``, found again by its class."""
 
 

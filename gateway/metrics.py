@@ -162,8 +162,7 @@ def registry(*extra: Collector) -> CollectorRegistry:
     ``PROMETHEUS_MULTIPROC_DIR`` is set, else this process's; then ``extra``."""
     found = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # prometheus_client leaves MultiProcessCollector unannotated
-        MultiProcessCollector(found)  # type: ignore[no-untyped-call]
+        MultiProcessCollector(found)
     else:
         found.register(_ThisProcess())
     for collector in extra:

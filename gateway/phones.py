@@ -10,7 +10,7 @@ import phonenumbers
 
 from gateway.domain.errors import InvalidInput
 
-__all__ = ["install_log_masking", "mask", "mask_digits_in", "national", "parse"]
+__all__ = ["install_log_masking", "mask", "mask_digits_in", "national", "parse", "pattern"]
 
 _MOBILE_LIKE = (
     phonenumbers.PhoneNumberType.MOBILE,
@@ -29,6 +29,20 @@ def parse(raw: object, allowed_regions: tuple[str, ...]) -> str:
     if not isinstance(raw, str) or not 3 <= len(raw) <= 32:
         raise InvalidInput("phone must be a string of a mobile number", code="invalid_phone")
     return _parse(raw, allowed_regions)
+
+
+def pattern(allowed_regions: tuple[str, ...]) -> str:
+    """A regular expression of the mobile numbers ``parse`` takes, in their plain forms: the
+    national number of the first region, or ``+`` country code and national number of any."""
+    forms = []
+    for n, region in enumerate(allowed_regions):
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        if metadata is None or metadata.mobile is None:
+            continue
+        mobile = (metadata.mobile.national_number_pattern or "").replace(r"\d", "[0-9]")
+        country = rf"\+{metadata.country_code}"
+        forms.append(f"(?:{country}){'?' if n == 0 else ''}(?:{mobile})")
+    return "^(?:" + "|".join(forms) + ")$"
 
 
 # Parsing costs a quarter of a millisecond, and the same numbers come again and again (an

@@ -116,6 +116,25 @@ def test_the_admin_api_loads_bills_and_needs_the_admin_key(client, seeded):
     assert [b["bill_id"] for b in listed["bills"]] == ["B-1"]
 
 
+def test_a_bill_list_with_anything_beside_it_is_refused_whole(client, seeded):
+    bill = {"bill_id": "B-1", "device_id": TV, "amount": 4500, "description": "October"}
+    for body in ({"bills": [bill], **{**bill, "bill_id": "B-2"}}, {"bills": [bill], "x": 1}):
+        refused = client.post("/api/v1/admin/bills", headers=ADMIN, json=body)
+        assert refused.status_code == 400 and refused.get_json()["code"] == "invalid_bill"
+    assert outstanding(client) == []
+
+
+def test_a_bill_description_may_not_hide_or_turn_text(client, seeded):
+    bill = {"bill_id": "B-1", "device_id": TV, "amount": 4500}
+    for hidden in ("Oct\u202eober", "Oct\u200bober", "Oct\u0085ober"):
+        refused = client.post("/api/v1/admin/bills", headers=ADMIN,
+                              json={**bill, "description": hidden})
+        assert refused.status_code == 400 and refused.get_json()["code"] == "invalid_bill"
+    added = client.post("/api/v1/admin/bills", headers=ADMIN,
+                        json={**bill, "description": "2026年10月 收视费 (HD)"})
+    assert added.status_code == 201
+
+
 @pytest.mark.settings(ADMIN_API_KEY=None)
 def test_with_no_admin_key_configured_the_admin_api_is_off(client, seeded):
     refused = client.get(f"/api/v1/admin/bills?device_id={TV}",

@@ -1,7 +1,7 @@
-"""The OpenAPI document (``gateway/openapi.yaml``, served at ``/openapi.json``) and the ``/docs``
-page made from it: the document names every route of the API and no other, it is valid OpenAPI
-3.1, its error codes are the README's, and what the service really answers -- driven through
-real flows over the real stores -- matches its schemas."""
+"""The OpenAPI document (generated from ``gateway/web/schemas.py``, served at ``/openapi.json``)
+and the ``/docs`` page made from it: the document names every route of the API and no other, it
+is valid OpenAPI 3.1, its error codes are the README's, and what the service really answers --
+driven through real flows over the real stores -- matches its schemas."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def test_the_check_reports_a_route_added_without_documenting_it(app, gw):
         return Response(status=204)
 
     # The document read without a request: an app takes no new route after its first.
-    doc = api_docs.document(gw.settings.PUBLIC_BASE_URL)
+    doc = api_docs.document(app)
     app.add_url_rule("/api/v1/orders/<order_id>/refund", "refund", refund, methods=["POST"])
     app.add_url_rule("/api/v1/packages", "replace_packages", refund, methods=["PUT"])
     app.add_url_rule("/somewhere/else", "elsewhere", refund)  # not the API's: not owed
@@ -136,6 +136,52 @@ def test_the_document_is_valid_openapi_3_1_with_the_projects_version_and_address
 @pytest.mark.settings(PUBLIC_BASE_URL="https://tv.operator.example/pay")
 def test_the_servers_follow_the_public_base_url(doc):
     assert doc["servers"] == [{"url": "https://tv.operator.example/pay"}]
+
+
+@pytest.mark.settings(RECHARGE_MAX_AMOUNT=20000, CURRENCY="HKD", PHONE_COUNTRIES="CN,HK")
+def test_the_document_states_the_limits_the_settings_and_the_catalog_set(client, seeded):
+    doc = client.get("/openapi.json").get_json()
+    schemas = doc["components"]["schemas"]
+    recharge = schemas["RechargeCodeRequest"]["properties"]
+    assert recharge["amount"]["maximum"] == 20000
+    assert recharge["currency"]["anyOf"][0]["enum"] == ["HKD"]
+    packages = [p["id"] for p in client.get("/api/v1/packages").get_json()["packages"]]
+    given = schemas["OrderRequest"]["properties"]
+    assert given["package_id"]["anyOf"][0]["enum"] == packages
+    phone = given["phone"]["anyOf"][0]["pattern"]
+    assert all(re.fullmatch(phone, number) for number in ("13800138000", "+85251234567"))
+    assert not any(re.fullmatch(phone, number) for number in ("51234567", "+14155550123"))
+
+
+def test_a_body_that_is_not_a_json_object_is_invalid_json(client, seeded):
+    order_body = {"device_id": "tv-42", "package_id": "vip_month", "phone": RICH}
+    for raw in (json.dumps(json.dumps(order_body)), "[]", "{", ""):
+        refused = client.post("/api/v1/orders", data=raw,
+                              headers={"Content-Type": "application/json"})
+        assert refused.status_code == 400 and refused.get_json()["code"] == "invalid_json", raw
+    plain = client.post("/api/v1/orders", data=json.dumps(order_body),
+                        headers={"Content-Type": "text/plain"})  # read as JSON all the same
+    assert plain.status_code == 201
+
+
+def test_an_optional_field_given_as_null_is_left_out(client, seeded):
+    placed = client.post("/api/v1/orders", json={
+        "device_id": "tv-42", "package_id": "vip_month", "phone": RICH, "bill_id": None,
+        "amount": None})
+    assert placed.status_code == 201 and placed.get_json()["package_id"] == "vip_month"
+    recharge = client.post("/api/v1/devices/tv-42/payment-codes",
+                           json={"kind": "recharge", "amount": 100, "currency": None})
+    assert recharge.status_code == 201
+    neither = client.post("/api/v1/orders", json={
+        "device_id": "tv-42", "package_id": None, "bill_id": None, "phone": RICH})
+    assert neither.status_code == 400 and neither.get_json()["code"] == "missing_field"
+
+
+def test_a_method_a_route_does_not_take_answers_405_with_allow(client):
+    refused = client.delete("/api/v1/packages")
+    assert refused.status_code == 405 and refused.mimetype == "application/problem+json"
+    assert refused.get_json()["code"] == "method_not_allowed"
+    assert set(refused.headers["Allow"].split(", ")) >= {"GET", "HEAD", "OPTIONS"}
 
 
 def readme_error_table() -> dict[int, set[str]]:

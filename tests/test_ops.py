@@ -379,13 +379,15 @@ def test_metrics_add_up_across_gunicorn_workers(app, seeded, database_url, tmp_p
     values.mkdir()
     with gunicorn(service_env(seeded, database_url),
                   PROMETHEUS_MULTIPROC_DIR=str(values)) as base:
-        made, each = 0, []
-        while made < 5 or len(each) < 2 or min(each) == 0:  # a worker may start late
+        made = 0
+        # Until both workers answered some: one may still be starting when the other answers.
+        while made < 5 or len(answered := answered_by_each_worker(values)) < 2 or \
+                min(answered) == 0:
             assert made < 300, "one gunicorn worker answered every request"
             assert requests.get(f"{base}/api/v1/packages", headers=tv_auth(app),
                                 timeout=10).status_code == 200
             made += 1
-            each = answered_by_each_worker(values)
+        each = answered_by_each_worker(values)
         assert len(each) == 2 and min(each) > 0 and sum(each) == made
         response = requests.get(f"{base}/metrics", timeout=10)
         assert response.status_code == 200

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import Field, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, StrictInt, StrictStr, ValidationError, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -24,24 +25,41 @@ from gateway.domain.errors import Conflict, InvalidInput, NotFound
 from gateway.domain.times import iso
 from gateway.store.models import Bill
 
-__all__ = ["BillIn", "ImportReport", "add_bills", "bill_json", "for_device", "get_bill",
-           "outstanding", "parse_csv", "settle", "validate"]
+__all__ = ["DESCRIPTION_PATTERN", "BillIn", "ImportReport", "add_bills", "bill_json",
+           "for_device", "get_bill", "outstanding", "parse_csv", "settle", "validate"]
 
 CSV_COLUMNS = ("bill_id", "device_id", "amount", "currency", "description")
 _Id = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 
 
+# What a description may not hold: control characters (PostgreSQL refuses NUL in text), the
+# invisible and direction-changing ones (shown on pages and in SMS, they would disguise a
+# description). One rule for the check below and for the OpenAPI document. Lone surrogates
+# (which a JSON text can spell, but no encoding can store) are no Unicode text at all.
+DESCRIPTION_PATTERN = (
+    "^[^\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e"
+    "\\u2060-\\u206f\\ufeff\\ufff9-\\ufffb]+$")
+_DESCRIPTION = re.compile(DESCRIPTION_PATTERN)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _whole(value: Any) -> Any:
+    """``4500.0`` is the integer 4500 in JSON; any other float is not a whole number."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class BillIn(Priced):
     bill_id: _Id  # the operator's own reference
     device_id: _Id
-    amount: Annotated[StrictInt, Field(gt=0, le=10**11)]  # minor units: 4500 is 45.00
-    description: Annotated[StrictStr, Field(min_length=1, max_length=120)]
+    # minor units: 4500 is 45.00
+    amount: Annotated[StrictInt, Field(gt=0, le=10**11), BeforeValidator(_whole)]
+    description: Annotated[StrictStr, Field(min_length=1, max_length=120, json_schema_extra={
+        "pattern": DESCRIPTION_PATTERN})]
 
     @field_validator("description")
     @classmethod
     def _printable(cls, value: str) -> str:
-        """Shown on pages and in SMS; and PostgreSQL refuses NUL in text."""
-        if not value.isprintable():
+        if not _DESCRIPTION.match(value) or _SURROGATE.search(value):
             raise ValueError("must not hold control characters")
         return value
 

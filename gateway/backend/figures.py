@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from gateway import phones
+from gateway.context import Gateway
 from gateway.domain.errors import InvalidInput
 from gateway.domain.money import Money
 from gateway.domain.orders import PENDING, Reason, Status, is_lapsed
@@ -35,7 +36,7 @@ from gateway.domain.sms import SmsStatus
 from gateway.store.models import Order, OutboxMessage
 
 __all__ = ["BUCKET_SECONDS", "OUTCOMES", "PROVIDERS", "WINDOWS", "Bucket", "Failure", "Figures",
-           "FunnelStep", "ProviderDelivery", "RecentOrder", "parse_minutes", "read"]
+           "FunnelStep", "ProviderDelivery", "RecentOrder", "for_window", "parse_minutes", "read"]
 
 WINDOWS = (15, 60, 360, 1440)  # minutes the page offers
 BUCKET_SECONDS = 300
@@ -131,6 +132,12 @@ def parse_minutes(raw: str | None, default: int = 60) -> int:
         return int(raw)
     raise InvalidInput(f"minutes must be one of {', '.join(map(str, WINDOWS))}",
                        code="invalid_field", field="minutes")
+
+
+def for_window(gw: Gateway, minutes: int) -> Figures:
+    """Everything the dashboard shows for the last ``minutes``."""
+    with gw.db.read() as session:
+        return read(session, gw.clock(), minutes)
 
 
 def read(session: Session, now: datetime, minutes: int) -> Figures:

@@ -210,8 +210,7 @@ def _read(gw: Gateway, device_id: str, order_id: str | None, cursor: _Cursor) ->
 def _subscribe(gw: Gateway, device_id: str) -> PubSub | None:
     pubsub: PubSub | None = None
     try:
-        # redis-py leaves pubsub() unannotated
-        pubsub = gw.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub = gw.redis.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(channel(gw, device_id))
         return pubsub
     except (redis.RedisError, OSError) as exc:

@@ -47,7 +47,7 @@ class Strict(BaseModel):
 
 
 class Priced(Strict):
-    currency: StrictStr = "CNY"
+    currency: Annotated[StrictStr, Field(json_schema_extra={"enum": sorted(MINOR_DIGITS)})] = "CNY"
 
     @field_validator("currency")
     @classmethod

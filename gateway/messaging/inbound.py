@@ -18,11 +18,20 @@ from gateway.domain.sms import SmsStatus
 from gateway.messaging import commands
 from gateway.store import outbox
 
-__all__ = ["MAX_TEXT_LENGTH", "receive_sms"]
+__all__ = ["MAX_TEXT_LENGTH", "receive_sms", "twilio_keyword"]
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT_LENGTH = 1600  # ten concatenated SMS; anything longer is not a viewer's reply
+
+
+def twilio_keyword(gw: Gateway, phone: str, keyword: str) -> None:
+    """Record what Twilio did itself on ``STOP`` (opt out) or ``START`` (opt in again)."""
+    with gw.db.transaction() as session:
+        if keyword == "STOP":
+            outbox.opt_out(session, phone, "twilio STOP", gw.clock())
+        elif keyword == "START":
+            outbox.opt_in(session, phone)
 
 
 def receive_sms(gw: Gateway, *, sender: object, text: object,

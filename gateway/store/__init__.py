@@ -2,3 +2,7 @@
 
 Use cases hand their changes to this package; nothing above it writes SQL of its own.
 """
+
+from gateway.store.db import UNAVAILABLE, ValueRefused
+
+__all__ = ["UNAVAILABLE", "ValueRefused"]

@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Result, make_url
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import TextClause
@@ -27,8 +28,14 @@ from sqlalchemy.sql.elements import TextClause
 from gateway import effects
 from gateway.store.models import Base
 
-__all__ = ["Database", "insert_at_commit", "insert_ignore", "insert_rows",
-           "make_engine", "padded", "rowcount"]
+__all__ = ["UNAVAILABLE", "Database", "ValueRefused", "insert_at_commit", "insert_ignore",
+           "insert_rows", "make_engine", "padded", "rowcount"]
+
+#: What the database raises when it cannot be reached or does not answer: callers answer
+#: "retry later" (503) rather than fail.
+UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError,)
+#: What the database raises for a value it cannot store that validation let through.
+ValueRefused = DataError
 
 T = TypeVar("T")
 
@@ -99,6 +106,26 @@ class Database:
         """Like ``transaction`` for work that only reads: on SQLite it takes no write lock."""
         with self._reads() as session, session.begin():
             yield session
+
+    def ping(self) -> None:
+        """Run ``SELECT 1``. :raise: one of ``UNAVAILABLE`` when the database does not answer."""
+        with self.read() as session:
+            session.execute(text("SELECT 1"))
+
+    def describe_error(self, error: BaseException) -> str | None:
+        """Where and how the database failed (``postgresql at db:5432/tvpay: ...``), without
+        the password; None when ``error`` is not the database's."""
+        if not isinstance(error, DBAPIError):
+            return None
+        url = make_url(self.url)
+        place = url.database if url.get_backend_name() == "sqlite" else \
+            f"{url.host}:{url.port or 5432}/{url.database}"
+        return f"{url.get_backend_name()} at {place}: {error.orig}"
+
+    @property
+    def password(self) -> str | None:
+        """The password in the database URL, for callers that scrub it from texts."""
+        return make_url(self.url).password
 
     def on_commit(self, kind: str, handler: effects.Handler) -> None:
         """After each commit, call ``handler`` with what the transaction noted of ``kind``

@@ -50,8 +50,7 @@ def _shutdown(server: Any, *args: object, **kwargs: object) -> None:
     # A client that does not retry: the server hangs up as it stops, by design.
     client = redis.Redis(unix_socket_path=server.socket_file, retry=Retry(NoBackoff(), 0))
     with contextlib.suppress(redis.ConnectionError):
-        # redis-py leaves execute_command unannotated
-        client.execute_command("SHUTDOWN", "SAVE")  # type: ignore[no-untyped-call]
+        client.execute_command("SHUTDOWN", "SAVE")
     client.close()
 
 

@@ -3,7 +3,11 @@ HTTP responses."""
 
 from __future__ import annotations
 
-from flask import Flask, Response, current_app, jsonify, redirect
+from typing import Any
+
+from flask import current_app, jsonify, redirect
+from flask.typing import ResponseReturnValue
+from flask_openapi3 import OpenAPI
 
 from gateway.web import (
     admin,
@@ -19,24 +23,31 @@ from gateway.web import (
     wap,
 )
 
-__all__ = ["register"]
+__all__ = ["new_app", "register"]
 
 
-def _index() -> Response:
+def new_app(import_name: str, **options: Any) -> OpenAPI:
+    """The Flask app, whose routes under ``/api/v1`` and ``/sms`` document themselves."""
+    app = OpenAPI(import_name, **api_docs.app_options(), **options)
+    api_docs.configure(app)
+    return app
+
+
+def _index() -> ResponseReturnValue:
     if demo.enabled(current_app):  # a local run: open the demo
         return redirect("/demo")
     return jsonify(service="TV Pay Gateway", packages="/api/v1/packages",
                    orders="/api/v1/orders", docs="/docs", openapi="/openapi.json")
 
 
-def register(app: Flask) -> None:
+def register(app: OpenAPI) -> None:
     request_log.register(app)
     ops.register(app)
     app.add_url_rule("/", "index", _index)
-    app.register_blueprint(tv_api.bp)
-    app.register_blueprint(admin.bp)
-    app.register_blueprint(live_events.bp)
-    app.register_blueprint(sms_webhooks.bp)
+    app.register_api(tv_api.bp)
+    app.register_api(admin.bp)
+    app.register_api(live_events.bp)
+    app.register_api(sms_webhooks.bp)
     wap.register(app)
     api_docs.register(app)
     dashboard.register(app)

@@ -10,16 +10,38 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Response, jsonify, request
+from flask_openapi3 import APIBlueprint, Tag
 
-from gateway.backend import activation, apps, bills, checkout
+from gateway.backend import api, apps
 from gateway.context import services
-from gateway.domain.errors import InvalidInput
-from gateway.web.problems import json_body, problem
+from gateway.web.problems import problem
+from gateway.web.schemas import (
+    ADMIN_KEY,
+    ADMIN_UNAUTHORIZED,
+    BAD_DEVICE_ID,
+    PAYLOAD_TOO_LARGE,
+    SERVICE_UNAVAILABLE,
+    BillBatch,
+    BillList,
+    BillUpload,
+    BillUploadResult,
+    DeviceQuery,
+    EntitlementPath,
+    answer,
+    problems,
+)
 
 __all__ = ["admin_holder", "admin_on", "bearer_key", "bp", "holder_still_valid"]
 
-bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
+ADMIN = Tag(name="Admin", description="""The operator's API. Every call needs `Authorization:
+Bearer <admin key>`: `ADMIN_API_KEY`, or a key of an admin app (`flask --app app apps create NAME
+--admin`); a TV app's key is refused. With neither set up, every call answers 401
+`admin_api_off`.""")
+
+bp = APIBlueprint("admin_api", __name__, url_prefix="/api/v1/admin", abp_tags=[ADMIN],
+                  abp_security=ADMIN_KEY,
+                  abp_responses={**ADMIN_UNAUTHORIZED, **SERVICE_UNAVAILABLE})
 
 
 def bearer_key() -> str:
@@ -44,8 +66,7 @@ def holder_still_valid(holder: object) -> bool:
         return False
     kind, _, name = holder.partition(":")
     if kind == "key":
-        with services().db.read() as session:
-            return apps.key_is_live(session, name)
+        return api.admin_key_live(services(), name)
     configured = services().settings.ADMIN_API_KEY
     return configured is not None and holder == admin_holder(configured)
 
@@ -54,8 +75,7 @@ def admin_on() -> bool:
     """An admin key exists: ``ADMIN_API_KEY``, or an admin app's (``apps create --admin``)."""
     if services().settings.ADMIN_API_KEY is not None:
         return True
-    with services().db.read() as session:
-        return apps.any_admin_app(session)
+    return api.any_admin_app(services())
 
 
 @bp.before_request
@@ -70,37 +90,45 @@ def require_admin_key() -> Response | None:
     return response
 
 
-@bp.post("/bills")
-def add_bills() -> Response:
+@bp.post("/bills", operation_id="addBills", summary="Load the operator's bills",
+         description="""One bill, or `{"bills": [...]}` (1 to 1000), all or none: a bad bill is
+named (`bills[3].amount: ...`) and nothing is loaded. A bill already loaded with the same values
+stays as it is; one loaded with other values is refused (`bill_exists`).""",
+         responses={
+             201: answer(BillUploadResult, "At least one bill was added."),
+             200: answer(BillUploadResult, "Every bill was loaded already; nothing changed."),
+             400: problems(400, "Bad input; nothing was loaded.", "invalid_json",
+                           "invalid_bill"),
+             409: problems(409, "A `bill_id` is loaded with other values (the problem's "
+                                "`bill_id`); nothing was loaded.", "bill_exists"),
+             **PAYLOAD_TOO_LARGE,
+         })
+def add_bills(body: BillUpload) -> Response:
     """Load one bill, or ``{"bills": [...]}`` all or none; a bill already loaded as it is
     stays as it is."""
-    data = json_body()
-    items = data.get("bills", [data]) if "bills" in data else [data]
-    if not isinstance(items, list) or not 1 <= len(items) <= 1000:
-        raise InvalidInput("bills must be a list of 1 to 1000 bills", code="invalid_bill")
-    parsed = [bills.validate(item if isinstance(item, dict) else {}, f"bills[{n}].")
-              for n, item in enumerate(items)]
-    gw = services()
-    with gw.db.transaction() as session:
-        report = bills.add_bills(session, parsed, gw.clock())
+    given = body.root
+    report = api.add_bills(services(), given.bills if isinstance(given, BillBatch) else [given])
     response = jsonify(added=report.added, unchanged=report.unchanged)
     response.status_code = 201 if report.added else 200
     return response
 
 
-@bp.get("/bills")
-def list_bills() -> Response:
-    device_id = checkout.validate_device_id(request.args.get("device_id"))
-    with services().db.read() as session:
-        found = bills.for_device(session, device_id)
-    return jsonify(bills=[bills.bill_json(bill) for bill in found])
+@bp.get("/bills", operation_id="listBills", summary="Every bill of a device, newest first",
+        responses={200: answer(BillList, "Paid and outstanding bills."),
+                   400: problems(400, "A missing or malformed `device_id`.",
+                                 "invalid_device_id")})
+def list_bills(query: DeviceQuery) -> Response:
+    return jsonify(bills=api.bills_of_device(services(), query.device_id))
 
 
-@bp.delete("/devices/<device_id>/entitlements/<package_id>")
-def revoke(device_id: str, package_id: str) -> Response:
+@bp.delete("/devices/<device_id>/entitlements/<package_id>", operation_id="revokeEntitlement",
+           summary="End a live entitlement now",
+           description="For a refund, fraud or the operator's decision. The BOSS hears "
+                       "`entitlement.revoked`, and the TV's stream shows it.",
+           responses={204: {"description": "The entitlement has ended."}, **BAD_DEVICE_ID,
+                      404: problems(404, "The device has no live entitlement to this package.",
+                                    "entitlement_not_found")})
+def revoke(path: EntitlementPath) -> Response:
     """End an entitlement now (refund, fraud, operator's decision); the BOSS is told."""
-    gw = services()
-    checkout.validate_device_id(device_id)
-    with gw.db.transaction() as session:
-        activation.revoke(session, device_id, package_id, gw.clock())
+    api.revoke_entitlement(services(), path.device_id, path.package_id)
     return Response(status=204)

@@ -9,13 +9,11 @@ becomes the app's when the app first writes for it (``claim``).
 from __future__ import annotations
 
 from flask import Blueprint, Response, g, request
-from sqlalchemy import select
 
-from gateway.backend import apps, checkout
+from gateway.backend import api, apps, checkout
 from gateway.backend.apps import Caller
 from gateway.context import services
 from gateway.domain.errors import NotFound
-from gateway.store.models import Device, Order
 from gateway.web.problems import problem
 
 __all__ = ["caller", "claim", "protect"]
@@ -32,9 +30,7 @@ def claim(device_id: object) -> str:
     :raise InvalidInput: ``invalid_device_id``. :raise NotFound: ``device_not_found``.
     """
     device_id = checkout.validate_device_id(device_id)
-    gw = services()
-    with gw.db.transaction() as session:
-        apps.claim_device(session, caller().app_id, device_id, gw.clock())
+    api.claim_device(services(), caller().app_id, device_id)
     return device_id
 
 
@@ -54,16 +50,12 @@ def _require_tv_app() -> Response | None:
     g.tv_app = found
     args = request.view_args or {}
     if "order_id" in args and checkout.looks_like_order_id(args["order_id"]):
-        with services().db.read() as session:
-            owner = session.execute(select(Device.app_id).join(Order, Order.device_id == Device.id)
-                                    .where(Order.id == args["order_id"])).first()
-        if owner is not None and owner.app_id not in (None, found.app_id):
+        exists, owner = api.order_app(services(), args["order_id"])
+        if exists and owner not in (None, found.app_id):
             raise NotFound("no such order", code="order_not_found")
     if "device_id" in args and request.method == "GET":
         device_id = checkout.validate_device_id(args["device_id"])
-        with services().db.read() as session:
-            mine = apps.may_use_device(session, found.app_id, device_id)
-        if not mine:
+        if not api.may_use_device(services(), found.app_id, device_id):
             raise NotFound(f"no device {args['device_id']}", code="device_not_found")
     if "device_id" in args and request.method != "GET":
         claim(args["device_id"])

@@ -16,13 +16,14 @@ import secrets
 from typing import Any
 
 import redis
-import sqlalchemy.exc
 from flask import Blueprint, Flask, Response, redirect, render_template, request
+from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from itsdangerous import BadData, URLSafeSerializer
 from werkzeug.exceptions import HTTPException
 from wtforms import PasswordField
 
+from gateway import store
 from gateway.backend import figures
 from gateway.backend.figures import OUTCOMES, Bucket, Figures, FunnelStep, ProviderDelivery
 from gateway.config import PROJECT_ROOT
@@ -45,8 +46,8 @@ _SECURITY_HEADERS = page_headers.policy("default-src 'none'; style-src 'self'; f
 _COOKIE = "tvpay_admin"
 _SIGN_IN_SECONDS = 8 * 3600
 _WRONG_KEYS = 5  # per address per 15 minutes; a 16+ character key is not guessed anyway
-_STORES_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                sqlalchemy.exc.OperationalError)
+_STORES_DOWN: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, *store.UNAVAILABLE)
 _WINDOW_NAMES = {15: "15 min", 60: "1 hour", 360: "6 hours", 1440: "24 hours"}
 
 
@@ -77,15 +78,14 @@ def page() -> Response:
         minutes = figures.parse_minutes(request.args.get("minutes"))
     except InvalidInput as bad:
         return _small_page("No such window", 400, message=bad.detail, windows=_windows(None))
-    with gw.db.read() as session:
-        found = figures.read(session, gw.clock(), minutes)
+    found = figures.for_window(gw, minutes)
     return _render("dashboard.html", figures=found, windows=_windows(minutes),
                    window_name=_WINDOW_NAMES[minutes], charts=_charts(found),
                    sign_out_form=None if by_bearer else SignOutForm(), **_formats())
 
 
 @bp.post("/sign-in")
-def sign_in() -> Response:
+def sign_in() -> ResponseReturnValue:
     if not admin_on():
         return _off()
     form = KeyForm()
@@ -105,7 +105,7 @@ def sign_in() -> Response:
 
 
 @bp.post("/sign-out")
-def sign_out() -> Response:
+def sign_out() -> ResponseReturnValue:
     response = redirect("/admin", 303)
     if SignOutForm().validate():
         response.delete_cookie(_COOKIE, path="/admin", secure=_https(), httponly=True,
@@ -268,7 +268,7 @@ def _timeline_chart(buckets: list[Bucket]) -> dict[str, Any]:
     for n, bucket in enumerate(buckets):
         x = _PLOT_LEFT + n * slot + (slot - width) / 2
         start = texts.local(bucket.start).strftime("%H:%M")
-        base = _PLOT_TOP + _PLOT_HEIGHT
+        base: float = _PLOT_TOP + _PLOT_HEIGHT
         for outcome in OUTCOMES:
             count = bucket.counts[outcome]
             if count:

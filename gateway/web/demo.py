@@ -8,7 +8,6 @@ links opened inside the phone. The demo exists only where ``enable`` gave it an 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from flask import (
@@ -23,18 +22,14 @@ from flask import (
 )
 
 from gateway import phones
-from gateway.backend import apps, catalog, seed
-from gateway.context import Gateway, services
-from gateway.domain.errors import Conflict, InvalidInput
-from gateway.domain.money import Money
-from gateway.payment import ledger
-from gateway.store.models import Card
+from gateway.backend import pages
+from gateway.context import services
+from gateway.domain.errors import InvalidInput
 from gateway.web import page_headers
 
 __all__ = ["bp", "enable", "enabled", "new_key", "register"]
 
 bp = Blueprint("demo", __name__)
-
 
 
 class Phones(Protocol):
@@ -66,12 +61,7 @@ def enable(app: Flask, smsc: Phones, api_key: str) -> None:
 
 def new_key(app: Flask) -> str:
     """A new key of the TV app ``demo`` (made at its first start), for this run's demo page."""
-    gw: Gateway = services(app)
-    with gw.db.transaction() as session:
-        try:
-            return apps.create(session, _DEMO_APP, apps.TV, gw.clock())
-        except Conflict:
-            return apps.add_key(session, _DEMO_APP, gw.clock())
+    return pages.demo_key(services(app), _DEMO_APP)
 
 
 def enabled(app: Flask) -> bool:
@@ -85,55 +75,10 @@ def _smsc() -> Phones:
     return smsc
 
 
-@dataclass(frozen=True)
-class DemoWallet:
-    wallet_id: str
-    owner: str
-    phones: list[str]  # national numbers, as a viewer types them
-    password: str
-    balance: str
-    card: str | None
-    outcome: str  # what ordering the cheapest package with its phone does
-
-
-def _money(amount: int, currency: str) -> str:
-    return f"{Money(amount, currency).decimal_text()} {currency}"
-
-
-def _demo_wallets() -> list[DemoWallet]:
-    """The demo file's wallets with what they hold now (the demo spends them)."""
-    gw = services()
-    found, e164 = seed.parse_seed(seed.DEMO_FILE.read_text(encoding="utf-8"),
-                                  gw.settings.PHONE_COUNTRIES)
-    rows = []
-    with gw.db.read() as session:
-        packages = catalog.list_packages(session)
-        cheapest = packages[0] if packages else None
-        for wallet in found.wallets:
-            balance = ledger.balance(session, ledger.wallet_account(wallet.id))
-            card = session.get(Card, wallet.id)
-            card_balance = ledger.balance(session, ledger.card_account(wallet.id)) if card else 0
-            if not wallet.phones:
-                outcome = "no phone bound: sign in on the payment page of an unbound number"
-            elif cheapest is None or balance >= cheapest.price:
-                outcome = "the wallet pays"
-            elif card_balance >= cheapest.price:
-                outcome = "the wallet is short: the linked card pays"
-            else:
-                outcome = "too little everywhere: insufficient_funds"
-            rows.append(DemoWallet(
-                wallet.id, wallet.owner,
-                [phones.national(e164[raw]) for raw in wallet.phones], wallet.password,
-                _money(balance, wallet.currency),
-                f"{card.bank} ·{card.last4}: {_money(card_balance, wallet.currency)}"
-                if card else None, outcome))
-    return rows
-
-
 @bp.get("/demo")
 def demo_page() -> str:
     _smsc()
-    wallets = _demo_wallets()
+    wallets = pages.demo_wallets(services())
     numbers = [number for wallet in wallets for number in wallet.phones] + [_UNBOUND_EXAMPLE]
     return render_template("demo.html", wallets=wallets, numbers=numbers,
                            unbound=_UNBOUND_EXAMPLE, api_key=current_app.extensions[_KEY],

@@ -3,31 +3,43 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
-from flask import Blueprint, Response, request
+from flask import Response
+from flask_openapi3 import APIBlueprint, Tag
 
 from gateway.backend import checkout, live
 from gateway.context import services
-from gateway.domain.errors import InvalidInput
 from gateway.web import api_keys
+from gateway.web.schemas import (
+    DEVICE_NOT_FOUND,
+    ORDER_NOT_FOUND,
+    SERVICE_UNAVAILABLE,
+    TV_KEY,
+    TV_UNAUTHORIZED,
+    DevicePath,
+    LastEventIdHeader,
+    LastEventIdQuery,
+    OrderEventsPath,
+    event_stream,
+    problems,
+)
 
 __all__ = ["bp"]
 
-bp = Blueprint("live_events", __name__, url_prefix="/api/v1")
+LIVE = Tag(name="Live events", description="""Server-Sent Events instead of polling. Each event's
+`data` is a `TvEvent`; a comment `: keep-alive` comes every 15 s, and every stream ends after
+`SSE_MAX_SECONDS` (300): the client reconnects after `retry` (2 s) with `Last-Event-ID`.""")
+
+bp = APIBlueprint("live_events", __name__, url_prefix="/api/v1", abp_tags=[LIVE],
+                  abp_security=TV_KEY, abp_responses={**TV_UNAUTHORIZED, **SERVICE_UNAVAILABLE})
 api_keys.protect(bp)
 
 
-def _last_event_id() -> int | None:
+def _last_event_id(header: LastEventIdHeader, query: LastEventIdQuery) -> int | None:
     """The ``Last-Event-ID`` header (sent by EventSource on reconnect) or ``?last_event_id=``."""
-    raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
-    if not raw:
-        return None
-    if not re.fullmatch(r"[0-9]{1,18}", raw):
-        raise InvalidInput("Last-Event-ID must be the id of an event",
-                           code="invalid_last_event_id")
-    return int(raw)
+    raw = header.last_event_id or query.last_event_id
+    return int(raw) if raw else None
 
 
 def _event_stream(body: Iterator[str]) -> Response:
@@ -37,22 +49,43 @@ def _event_stream(body: Iterator[str]) -> Response:
     return response
 
 
-@bp.get("/orders/<order_id>/events")
-def order_events(order_id: str) -> Response:
+@bp.get("/orders/<order_id>/events", operation_id="streamOrderEvents",
+        summary="Follow one order live",
+        description="""Every status the order takes, from its creation (or after
+`Last-Event-ID`); the stream ends after its final status (`activated`, `failed`, `expired`,
+`cancelled`). A pending order whose code or link lapses meanwhile is shown `expired` at that
+moment.""",
+        responses={200: event_stream(),
+                   400: problems(400, "A `Last-Event-ID` that is not an event id.",
+                                 "invalid_last_event_id"),
+                   **ORDER_NOT_FOUND})
+def order_events(path: OrderEventsPath, header: LastEventIdHeader,
+                 query: LastEventIdQuery) -> Response:
     """The order's changes from its start (or after ``Last-Event-ID``) until it is final."""
     gw = services()
-    after = _last_event_id() or 0
-    order = checkout.get_order(gw, order_id)  # 404 before streaming; a lapsed order expires
+    after = _last_event_id(header, query) or 0
+    order = checkout.get_order(gw, path.order_id)  # 404 before streaming; a lapsed order expires
     return _event_stream(live.stream(gw, device_id=order.device_id, order_id=order.id,
                                      after=after))
 
 
-@bp.get("/devices/<device_id>/events")
-def device_events(device_id: str) -> Response:
+@bp.get("/devices/<device_id>/events", operation_id="streamDeviceEvents",
+        summary="Follow everything the TV should show",
+        description="""Each status of the TV's orders, wrong codes with the tries left, pairing
+changes and revoked packages, from the moment of connecting (or after `Last-Event-ID`;
+`last_event_id=0`: from the TV's first event). Rarely an event comes after one with a higher
+`id` (two changes committed at the same moment), and a reconnect may then repeat an event: tell
+them apart by `id`.""",
+        responses={200: event_stream(),
+                   400: problems(400, "A malformed device id or `Last-Event-ID`.",
+                                 "invalid_device_id", "invalid_last_event_id"),
+                   **DEVICE_NOT_FOUND})
+def device_events(path: DevicePath, header: LastEventIdHeader,
+                  query: LastEventIdQuery) -> Response:
     """Everything the TV shows from now on (or after ``Last-Event-ID``)."""
     gw = services()
-    checkout.validate_device_id(device_id)
-    after = _last_event_id()
+    device_id = path.device_id
+    after = _last_event_id(header, query)
     if after is None:
         after = live.newest_event_id(gw, device_id)
     return _event_stream(live.stream(gw, device_id=device_id, order_id=None, after=after))

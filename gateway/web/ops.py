@@ -22,11 +22,9 @@ from urllib.parse import urlsplit
 
 import redis
 import requests
-from flask import Flask, Response, jsonify, request
+from flask import Response, jsonify, request
+from flask_openapi3 import OpenAPI, Tag
 from prometheus_client.exposition import choose_encoder
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
 from gateway import metrics
@@ -34,6 +32,7 @@ from gateway.context import Gateway, services
 from gateway.messaging import twilio_sms
 from gateway.messaging.health import ProviderHealth
 from gateway.store import outbox
+from gateway.web.schemas import NO_STORE, Health, answer
 
 __all__ = ["CHECK_TIMEOUT", "TWILIO_CACHE_SECONDS", "register"]
 
@@ -45,24 +44,46 @@ _DETAIL_LENGTH = 300
 _CREDENTIALS_IN_URL = re.compile(r"(?<=://)[^/@\s]+@")
 
 
-def register(app: Flask) -> None:
+OPERATIONS = Tag(name="Operations",
+                 description="Liveness, readiness and metrics for the platform that runs the "
+                             "service.")
+
+
+def register(app: OpenAPI) -> None:
     """Add ``/healthz``, ``/readyz`` and ``/metrics`` to ``app``."""
     gw: Gateway = services(app)
     readiness = _Readiness(gw)
     queue_depth = _Probe(lambda: outbox.waiting(gw.db))
 
-    @app.get("/healthz")
+    @app.get("/healthz", tags=[OPERATIONS], operation_id="healthz", summary="Liveness",
+             description="The process answers. It checks nothing else (that is `/readyz`).",
+             responses={200: answer(Health, 'Alive: `{"status": "ok"}`.', cache=NO_STORE)})
     def healthz() -> Response:
         return _no_store(jsonify(status="ok"))
 
-    @app.get("/readyz")
+    @app.get("/readyz", tags=[OPERATIONS], operation_id="readyz", summary="Readiness",
+             description="""Whether the process can serve now: the database, Redis and an SMS
+provider answer. The checks run side by side, each waited for 2 s at most. `ready` with 200, or
+`not_ready` with 503 and, in each failed check, what failed (never a secret). Always this JSON,
+never a problem document.""",
+             responses={200: answer(Health, "Ready.", cache=NO_STORE),
+                        503: answer(Health, "Not ready; `checks` says what failed.",
+                                    cache=NO_STORE)})
     def readyz() -> Response:
         ready, checks = readiness.check()
         response = jsonify(status="ready" if ready else "not_ready", checks=checks)
         response.status_code = 200 if ready else 503
         return _no_store(response)
 
-    @app.get("/metrics")
+    @app.get("/metrics", tags=[OPERATIONS], operation_id="metrics",
+             summary="Prometheus metrics",
+             description="The Prometheus text exposition format, or OpenMetrics when the "
+                         "scraper's `Accept` asks for `application/openmetrics-text`.",
+             responses={200: {"description": "The metrics.", "content": {
+                 "text/plain": {"schema": {"type": "string",
+                                           "examples": ["# HELP ...\n# TYPE ...\n"]}},
+                 "application/openmetrics-text": {"schema": {
+                     "type": "string", "examples": ["# HELP ...\n# TYPE ...\n# EOF\n"]}}}}})
     def metrics_page() -> Response:
         def waiting() -> dict[str, int] | None:
             outcome = queue_depth.wait(time.monotonic() + CHECK_TIMEOUT)
@@ -179,8 +200,7 @@ class _Readiness:
         self._was_ready = ready
 
     def _database(self) -> None:
-        with self.gw.db.read() as session:
-            session.execute(text("SELECT 1"))
+        self.gw.db.ping()
 
     def _redis(self) -> None:
         self.gw.redis.ping()
@@ -213,11 +233,9 @@ class _Readiness:
     def _describe(self, error: BaseException) -> str:
         """What failed, for an on-call engineer: the place and the error, without secrets."""
         settings = self.gw.settings
-        if isinstance(error, DBAPIError):
-            url = make_url(settings.DATABASE_URL)
-            place = url.database if url.get_backend_name() == "sqlite" else \
-                f"{url.host}:{url.port or 5432}/{url.database}"
-            what = f"{url.get_backend_name()} at {place}: {error.orig}"
+        database = self.gw.db.describe_error(error)
+        if database is not None:
+            what = database
         elif isinstance(error, redis.RedisError):
             what = f"Redis: {error}"
         elif isinstance(error, TwilioRestException):
@@ -234,7 +252,7 @@ class _Readiness:
 def _secrets(gw: Gateway) -> list[str]:
     s = gw.settings
     found = [s.SECRET_KEY, s.TWILIO_AUTH_TOKEN, s.SMPP_PASSWORD, s.INBOUND_SMS_SECRET,
-             s.ADMIN_API_KEY, s.BOSS_WEBHOOK_SECRET, make_url(s.DATABASE_URL).password,
+             s.ADMIN_API_KEY, s.BOSS_WEBHOOK_SECRET, gw.db.password,
              urlsplit(s.REDIS_URL or "").password]
     return [str(secret) for secret in found if secret]
 

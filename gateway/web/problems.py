@@ -8,10 +8,10 @@ from http import HTTPStatus
 from typing import Any
 
 import redis
-import sqlalchemy.exc
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from gateway import store
 from gateway.domain.errors import Conflict, GatewayError, InvalidInput, NotFound, RateLimited
 from gateway.web import request_log, wap
 
@@ -84,12 +84,15 @@ def register(app: Flask) -> None:
         if status == 413:
             detail = "the request body is too large"
         if _on_page():
-            return wap.error_page(status, _HTTP_CODES.get(status, "http_error"))
-        return problem(status, _HTTP_CODES.get(status, "http_error"), detail)
+            response = wap.error_page(status, _HTTP_CODES.get(status, "http_error"))
+        else:
+            response = problem(status, _HTTP_CODES.get(status, "http_error"), detail)
+        # Werkzeug's own headers, such as the Allow a 405 must carry (RFC 9110, 15.5.6).
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
-    @app.errorhandler(redis.exceptions.ConnectionError)
-    @app.errorhandler(redis.exceptions.TimeoutError)
-    @app.errorhandler(sqlalchemy.exc.OperationalError)
     def store_unavailable(error: Exception) -> Response:
         log.error("store unavailable on %s %s: %s", request.method, request_log.route() or "-",
                   type(error).__name__)
@@ -98,7 +101,12 @@ def register(app: Flask) -> None:
         response.headers["Retry-After"] = "5"
         return response
 
-    @app.errorhandler(sqlalchemy.exc.DataError)
+    unavailable_kinds: tuple[type[Exception], ...] = (
+        redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, *store.UNAVAILABLE)
+    for unavailable in unavailable_kinds:
+        app.register_error_handler(unavailable, store_unavailable)
+
+    @app.errorhandler(store.ValueRefused)
     def data_error(error: Exception) -> Response:
         # A value the database cannot store that validation let through: the caller's input.
         log.warning("database refused a value on %s %s", request.method, request_log.route() or "-")

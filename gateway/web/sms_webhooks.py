@@ -4,23 +4,52 @@ status callbacks."""
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Response, jsonify, request
+from flask_openapi3 import APIBlueprint, Tag
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from gateway import phones
 from gateway.context import Gateway, services
 from gateway.messaging import inbound, twilio_sms
-from gateway.store import outbox
 from gateway.web.problems import json_body, problem, require
+from gateway.web.schemas import (
+    PAYLOAD_TOO_LARGE,
+    SERVICE_UNAVAILABLE,
+    InboundSmsResult,
+    answer,
+    problems,
+    request_body,
+)
 
 __all__ = ["bp"]
 
-bp = Blueprint("sms_webhooks", __name__, url_prefix="/sms")
+WEBHOOKS = Tag(name="SMS webhooks",
+               description="How SMS gateways and Twilio hand the service the viewers' replies.")
+bp = APIBlueprint("sms_webhooks", __name__, url_prefix="/sms", abp_tags=[WEBHOOKS],
+                  abp_responses={**PAYLOAD_TOO_LARGE, **SERVICE_UNAVAILABLE})
+_TWILIO_REFUSED: dict[str | int, Any] = {
+    403: problems(403, "A missing or wrong signature, or `TWILIO_AUTH_TOKEN` unset.", "forbidden")}
 
 
-@bp.post("/inbound")
+@bp.post("/inbound", operation_id="receiveSms",
+         summary="A viewer's SMS from a generic HTTP SMS gateway",
+         description="""A mobile-originated SMS: a 6-digit code pays its order, a command
+(`BAL`, `BILL`, `PAY`, `BIND <code>`, `UNBIND`, `STOP`, `START`, `HELP`, or their Chinese forms)
+is carried out, anything else gets a help text. The answer SMS is queued. Without
+`INBOUND_SMS_SECRET` configured every request is refused (403).""",
+         security=[{"inboundSecret": []}],
+         openapi_extensions={"requestBody": request_body(
+             "InboundSms", "application/json", "application/x-www-form-urlencoded")},
+         responses={
+             200: answer(InboundSmsResult, "The SMS was acted on."),
+             400: problems(400, "Bad input; nothing changed.", "invalid_json", "missing_field",
+                           "invalid_phone", "phone_country_not_allowed", "invalid_text"),
+             403: problems(403, "A missing or wrong `X-Inbound-Secret`, or no secret "
+                                "configured.", "forbidden"),
+         })
 def generic_inbound() -> Response:
     """A mobile-originated SMS from a generic HTTP SMS gateway (form or JSON: from, to, text)."""
     gw = services()
@@ -62,7 +91,23 @@ def _twiml(reply: str | None) -> Response:
     return Response(str(answer), mimetype="application/xml")
 
 
-@bp.post("/twilio/inbound")
+@bp.post("/twilio/inbound", operation_id="receiveTwilioSms",
+         summary="Twilio's webhook for a viewer's SMS to the Twilio number",
+         description="""Set as the number's (or Messaging Service's) incoming-message webhook,
+`$PUBLIC_BASE_URL/sms/twilio/inbound`, `HTTP POST`. `X-Twilio-Signature` is checked with
+`TWILIO_AUTH_TOKEN` against `PUBLIC_BASE_URL` + path and query. STOP and START (`OptOutType`)
+opt the phone out of and back into the service's SMS.""",
+         security=[{"twilioSignature": []}],
+         openapi_extensions={"requestBody": request_body(
+             "TwilioInboundSms", "application/x-www-form-urlencoded")},
+         responses={
+             200: {"description": "TwiML with the answer SMS, or an empty `<Response/>`.",
+                   "content": {"application/xml": {"schema": {"type": "string", "examples": [
+                       '<?xml version="1.0" encoding="UTF-8"?><Response />']}}}},
+             400: problems(400, "Bad fields; nothing changed.", "missing_field",
+                           "invalid_phone", "phone_country_not_allowed", "invalid_text"),
+             **_TWILIO_REFUSED,
+         })
 def twilio_inbound() -> Response:
     """A viewer's SMS to our Twilio number; answered with TwiML (the reply SMS, or empty)."""
     gw = services()
@@ -72,18 +117,26 @@ def twilio_inbound() -> Response:
     sender, opt = form.get("From"), form.get("OptOutType", "").upper()
     if opt in ("STOP", "START", "HELP"):  # Twilio answered these keywords itself
         phone = phones.parse(sender, gw.settings.PHONE_COUNTRIES)
-        with gw.db.transaction() as session:
-            if opt == "STOP":
-                outbox.opt_out(session, phone, "twilio STOP", gw.clock())
-            elif opt == "START":
-                outbox.opt_in(session, phone)
+        inbound.twilio_keyword(gw, phone, opt)
         return _twiml(None)
     require(form.to_dict(), "From", "Body")
     return _twiml(inbound.receive_sms(gw, sender=sender, text=form["Body"],
                                       answered_by=twilio_sms.PROVIDER))
 
 
-@bp.post("/twilio/status")
+@bp.post("/twilio/status", operation_id="receiveTwilioStatus",
+         summary="Twilio's status callback of a message the service sent",
+         description="""Every message is sent with this `status_callback`. `delivered`,
+`undelivered` or `failed` settles the message; a replayed or late callback changes nothing. An
+undeliverable code SMS fails its order (`sms_undeliverable`).""",
+         security=[{"twilioSignature": []}],
+         openapi_extensions={"requestBody": request_body(
+             "TwilioStatusCallback", "application/x-www-form-urlencoded")},
+         responses={
+             204: {"description": "Taken (also when it changed nothing)."},
+             400: problems(400, "A missing field.", "missing_field"),
+             **_TWILIO_REFUSED,
+         })
 def twilio_status() -> Response:
     """Twilio's status callback of a message we sent; a replayed one changes nothing."""
     gw = services()

@@ -14,11 +14,13 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, redirect, render_template, request
 from flask import session as cookie
+from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, StringField
 
 from gateway import phones
-from gateway.backend import checkout, pairing
+from gateway.backend import checkout, pages, pairing
+from gateway.backend.pages import Order, Package
 from gateway.config import PROJECT_ROOT
 from gateway.context import services
 from gateway.domain.errors import Conflict, GatewayError, InvalidInput, RateLimited
@@ -26,7 +28,6 @@ from gateway.domain.money import Money
 from gateway.domain.orders import Kind, Status
 from gateway.domain.texts import DEFAULT_LANGUAGE, LANGUAGES, PageTexts, Texts
 from gateway.payment import wallets
-from gateway.store.models import Bill, Card, Entitlement, Order, Package, PhoneBinding, Wallet
 from gateway.store.redis_store import Limit
 from gateway.web import page_headers
 
@@ -108,7 +109,7 @@ def page(token: str) -> Response:
 
 
 @bp.post("/<token>/sign-in")
-def sign_in(token: str) -> Response:
+def sign_in(token: str) -> ResponseReturnValue:
     gw = services()
     order = checkout.order_by_token(gw, token)
     form = SignInForm()
@@ -135,14 +136,14 @@ def sign_in(token: str) -> Response:
 
 
 @bp.post("/<token>/sign-out")
-def sign_out(token: str) -> Response:
+def sign_out(token: str) -> ResponseReturnValue:
     if SignInForm().validate():
         cookie.pop("wap", None)
     return redirect(_page_url(token), 303)
 
 
 @bp.post("/<token>/pay")
-def pay(token: str) -> Response:
+def pay(token: str) -> ResponseReturnValue:
     gw = services()
     order = checkout.order_by_token(gw, token)
     form = PayForm()
@@ -169,12 +170,12 @@ def pay(token: str) -> Response:
 
 
 @bp.get("/pair/<code>")
-def pair_page(code: str) -> Response:
+def pair_page(code: str) -> ResponseReturnValue:
     return _pair_page(code, PairForm())
 
 
 @bp.post("/pair/<code>/phone")
-def pair_phone(code: str) -> Response:
+def pair_phone(code: str) -> ResponseReturnValue:
     form = PairForm()
     if not form.validate():
         return _pair_page(code, form, error=("form_expired", {}), status=400)
@@ -187,7 +188,7 @@ def pair_phone(code: str) -> Response:
 
 
 @bp.post("/pair/<code>/confirm")
-def pair_confirm(code: str) -> Response:
+def pair_confirm(code: str) -> ResponseReturnValue:
     form = PairForm()
     if not form.validate():
         return _pair_page(code, form, error=("form_expired", {}), status=400)
@@ -228,16 +229,15 @@ def _signed_in_wallet(order: Order) -> str | None:
 
 def _error_values(error: GatewayError) -> dict[str, Any]:
     values = dict(error.extra)
-    if "retry_after" in values:
-        values["minutes"] = math.ceil(values["retry_after"] / 60)
+    if isinstance(error, RateLimited):
+        values["minutes"] = math.ceil(error.retry_after / 60)
     return values
 
 
-def _item(order: Order, package: Package | None, t: PageTexts) -> str:
+def _item(order: Order, package: Package | None, bill_description: str | None,
+          t: PageTexts) -> str:
     if order.kind == Kind.BILL:
-        with services().db.read() as session:
-            bill = session.get(Bill, order.bill_id)
-        return t("item_bill", description=bill.description if bill else order.bill_id)
+        return t("item_bill", description=bill_description or order.bill_id)
     if order.kind == Kind.RECHARGE or package is None:
         return t("item_recharge")
     return t("item_renewal", package=package.name) if order.kind == Kind.RENEWAL else package.name
@@ -248,23 +248,19 @@ def _order_page(token: str, order: Order, sign_in_form: SignInForm, pay_form: Pa
     gw = services()
     t = PageTexts(_language())
     now = gw.clock()
-    wallet_id = _signed_in_wallet(order)
-    with gw.db.read() as session:
-        package = session.get(Package, order.package_id) if order.package_id else None
-        wallet = session.get(Wallet, wallet_id) if wallet_id else None
-        sources = wallets.source_balances(session, wallet_id) if wallet_id else []
-        may_bind = bool(order.phone) and session.get(PhoneBinding, order.phone) is None
+    shown = pages.order_page(gw, order, _signed_in_wallet(order))
     seconds_left = (order.expires_at - now).total_seconds() if order.expires_at else 0
     choices = [{"kind": s.kind, "card": s.card, "balance": Money(s.balance, s.currency),
                 "enough": s.currency == order.currency and s.balance >= order.amount}
-               for s in sources]
+               for s in shown.sources]
     chosen = pay_form.source.data or next((c["kind"] for c in choices if c["enough"]), None)
     return _render(
-        "pay.html", status=status, token=token, order=order, item=_item(order, package, t),
+        "pay.html", status=status, token=token, order=order,
+        item=_item(order, shown.package, shown.bill_description, t),
         amount=Money(order.amount, order.currency), phone=phones.mask(order.phone),
-        minutes_left=max(1, math.ceil(seconds_left / 60)), wallet=wallet, choices=choices,
-        chosen=chosen, may_bind=may_bind, sign_in_form=sign_in_form, pay_form=pay_form,
-        error=t(error[0], **error[1]) if error and t.has(error[0]) else None,
+        minutes_left=max(1, math.ceil(seconds_left / 60)), wallet=shown.wallet,
+        choices=choices, chosen=chosen, may_bind=shown.may_bind, sign_in_form=sign_in_form,
+        pay_form=pay_form, error=t(error[0], **error[1]) if error and t.has(error[0]) else None,
         url=lambda action="": _page_url(token, action),
     )
 
@@ -272,22 +268,17 @@ def _order_page(token: str, order: Order, sign_in_form: SignInForm, pay_form: Pa
 def _receipt(order: Order) -> Response:
     gw = services()
     t = PageTexts(_language())
-    with gw.db.read() as session:
-        package = session.get(Package, order.package_id) if order.package_id else None
-        entitlement = session.get(Entitlement, (order.device_id, order.package_id)) \
-            if order.package_id else None
-        paid_from = ""
-        if order.paid_from:
-            source = wallets.describe_source(session, order.paid_from)
-            card: Card | None = source.card
-            paid_from = t("card", bank=card.bank, last4=card.last4) if card else t("wallet")
+    shown = pages.receipt(gw, order)
+    card = shown.card
+    paid_from = "" if not shown.paid else \
+        t("card", bank=card.bank, last4=card.last4) if card else t("wallet")
     formats = Texts(t.language, gw.settings.MERCHANT_NAME, gw.settings.TIMEZONE)
     return _render(
-        "receipt.html", order=order, item=_item(order, package, t),
+        "receipt.html", order=order, item=_item(order, shown.package, shown.bill_description, t),
         amount=Money(order.amount, order.currency), paid_from=paid_from,
         paid_at=formats.local(order.updated_at).strftime(t("datetime")),
-        active_until=formats.local(entitlement.active_until).strftime(t("date"))
-        if entitlement else None,
+        active_until=formats.local(shown.active_until).strftime(t("date"))
+        if shown.active_until else None,
     )
 
 
