@@ -27,6 +27,7 @@ from pydantic import (
     StrictStr,
     ValidationError,
 )
+from pydantic.json_schema import DEFAULT_REF_TEMPLATE, GenerateJsonSchema, JsonSchemaMode
 
 from gateway.backend.bills import BillIn
 from gateway.domain.errors import InvalidInput, NotFound
@@ -115,12 +116,34 @@ class EntitlementPath(DevicePath):
     package_id: str = Field(description="The package to end on the device.")
 
 
-class DeviceQuery(BaseModel):
+class _Parameters(BaseModel):
+    """A model of a request's headers or query, whose JSON schema is made once: flask-openapi3
+    asks for it at every request (to read the fields' types), and making it cost a POST /orders
+    about a millisecond of CPU, a sixth of the whole request."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    @classmethod
+    def model_json_schema(
+            cls, by_alias: bool | None = None, ref_template: str = DEFAULT_REF_TEMPLATE,
+            schema_generator: type[GenerateJsonSchema] = GenerateJsonSchema,
+            mode: JsonSchemaMode = "validation", *,
+            union_format: Literal["any_of", "primitive_type_array"] = "any_of") -> dict[str, Any]:
+        key = (cls, by_alias, ref_template, schema_generator, mode, union_format)
+        if key not in _PARAMETER_SCHEMAS:
+            _PARAMETER_SCHEMAS[key] = super().model_json_schema(
+                by_alias, ref_template, schema_generator, mode, union_format=union_format)
+        return _PARAMETER_SCHEMAS[key]
+
+
+_PARAMETER_SCHEMAS: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+class DeviceQuery(_Parameters):
     device_id: DeviceId = Field(description="The device whose bills to list.")
 
 
-class IdempotencyHeader(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+class IdempotencyHeader(_Parameters):
 
     idempotency_key: Annotated[str, Field(
         default=None, alias="Idempotency-Key", min_length=1, max_length=255,
@@ -133,15 +156,14 @@ class IdempotencyHeader(BaseModel):
 _EVENT_ID = r"^[0-9]{1,18}$"
 
 
-class LastEventIdHeader(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+class LastEventIdHeader(_Parameters):
 
     last_event_id: Annotated[str, Field(
         default=None, alias="Last-Event-ID", pattern=_EVENT_ID,
         description="The last event id the client has (EventSource sends it on reconnect).")]
 
 
-class LastEventIdQuery(BaseModel):
+class LastEventIdQuery(_Parameters):
     last_event_id: Annotated[str, Field(
         default=None, pattern=_EVENT_ID,
         description="The same as `Last-Event-ID`, for clients that cannot set headers.")]
