@@ -1,4 +1,4 @@
-"""The OpenAPI document (generated from ``gateway/web/schemas.py``, served at ``/openapi.json``)
+"""The OpenAPI document (generated from ``gateway/web/schemas/``, served at ``/openapi.json``)
 and the ``/docs`` page made from it: the document names every route of the API and no other, it
 is valid OpenAPI 3.1, its error codes are the README's, and what the service really answers --
 driven through real flows over the real stores -- matches its schemas."""
@@ -26,7 +26,7 @@ from gateway.backend import apps
 from gateway.config import PROJECT_ROOT
 from gateway.store.models import Order, OrderEvent
 from gateway.web import api_docs
-from gateway.web.api_docs import follow, problem_codes, resolve
+from gateway.web.docs_page import follow, problem_codes, resolve
 from tests.browser import live_server
 from tests.conftest import (
     CARD_ONLY,
