@@ -1,6 +1,5 @@
 """An order's one-time code: its keyed digest, checking a reply against it, and a fresh code
-that no other waiting order of the same phone would accept.
-"""
+that no other waiting order of the same phone would accept."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Confirming an order by the code the phone sent back.
-"""
+"""Confirming an order by the code the phone sent back."""
 
 from __future__ import annotations
 
@@ -24,7 +23,6 @@ from gateway.store.orders import OrderBook
 __all__ = ["code_sms_undeliverable", "confirm_by_code"]
 
 log = logging.getLogger(__name__)
-
 
 _CODE_LOOKBACK = timedelta(days=1)  # how far back a reply may name a code, for a clear answer
 

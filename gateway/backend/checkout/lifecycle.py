@@ -1,6 +1,5 @@
 """Moving an order along: the one place an order's status changes, with the money, SMS,
-events and counters that change with it.
-"""
+events and counters that change with it."""
 
 from __future__ import annotations
 

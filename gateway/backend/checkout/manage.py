@@ -1,5 +1,4 @@
-"""Reading, retrying, cancelling and expiring orders.
-"""
+"""Reading, retrying, cancelling and expiring orders."""
 
 from __future__ import annotations
 

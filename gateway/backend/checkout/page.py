@@ -1,5 +1,4 @@
-"""Paying an order on its payment page, from the signed-in wallet's balance or card.
-"""
+"""Paying an order on its payment page, from the signed-in wallet's balance or card."""
 
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ from gateway.payment import ledger, wallets
 from gateway.store.models import Order
 
 __all__ = ["order_by_token", "pay_on_page"]
-
 
 
 def order_by_token(gw: Gateway, token: str) -> Order:

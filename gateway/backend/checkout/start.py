@@ -1,6 +1,5 @@
 """Starting an order: a TV asks a phone to pay (a code SMS, or a payment link), or shows a
-QR code of the payment page.
-"""
+QR code of the payment page."""
 
 from __future__ import annotations
 
@@ -36,7 +35,6 @@ from gateway.store.redis_store import Limit
 __all__ = ["payment_url", "start_device_order", "start_order", "validate_device_id"]
 
 log = logging.getLogger(__name__)
-
 
 _DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
