@@ -13,11 +13,11 @@ from sqlalchemy.orm import Session
 from gateway import phones
 from gateway.backend import apps, catalog, seed
 from gateway.context import Gateway
+from gateway.domain import funding
 from gateway.domain.errors import Conflict
 from gateway.domain.money import Money
 from gateway.domain.orders import Kind
-from gateway.payment import ledger, wallets
-from gateway.payment.wallets import SourceBalance
+from gateway.payment import wallets
 from gateway.store.models import (
     Bill,
     Card,
@@ -40,7 +40,7 @@ class OrderPage:
     package: Package | None
     bill_description: str | None  # of a bill order's bill (None: the bill is gone)
     wallet: Wallet | None  # the signed-in wallet
-    sources: list[SourceBalance]  # what the signed-in wallet can pay from
+    sources: tuple[funding.Source, ...]  # what the signed-in wallet can pay from
     may_bind: bool  # the order's phone is bound to no wallet
 
 
@@ -66,7 +66,7 @@ def order_page(gw: Gateway, order: Order, wallet_id: str | None) -> OrderPage:
             package=session.get(Package, order.package_id) if order.package_id else None,
             bill_description=_bill_description(session, order),
             wallet=session.get(Wallet, wallet_id) if wallet_id else None,
-            sources=wallets.source_balances(session, wallet_id) if wallet_id else [],
+            sources=wallets.sources(session, wallet_id) if wallet_id else (),
             may_bind=bool(order.phone) and session.get(PhoneBinding, order.phone) is None)
 
 
@@ -74,8 +74,7 @@ def receipt(gw: Gateway, order: Order) -> Receipt:
     with gw.db.read() as session:
         entitlement = session.get(Entitlement, (order.device_id, order.package_id)) \
             if order.package_id else None
-        card = wallets.describe_source(session, order.paid_from).card if order.paid_from \
-            else None
+        card = wallets.card_of(session, order.paid_from) if order.paid_from else None
         return Receipt(
             package=session.get(Package, order.package_id) if order.package_id else None,
             bill_description=_bill_description(session, order),
@@ -110,6 +109,11 @@ def demo_key(gw: Gateway, name: str) -> str:
             return apps.add_key(session, name, gw.clock())
 
 
+# what ordering the cheapest package does, by the source that pays (``gateway.domain.funding``)
+_OUTCOMES = {"wallet": "the wallet pays", "card": "the wallet is short: the linked card pays",
+             None: "too little everywhere: insufficient_funds"}
+
+
 def demo_wallets(gw: Gateway) -> list[DemoWallet]:
     """The demo file's wallets with what they hold now (the demo spends them)."""
     found, e164 = seed.parse_seed(seed.DEMO_FILE.read_text(encoding="utf-8"),
@@ -119,21 +123,19 @@ def demo_wallets(gw: Gateway) -> list[DemoWallet]:
         packages = catalog.list_packages(session)
         cheapest = packages[0] if packages else None
         for wallet in found.wallets:
-            balance = ledger.balance(session, ledger.wallet_account(wallet.id))
-            card = session.get(Card, wallet.id)
-            card_balance = ledger.balance(session, ledger.card_account(wallet.id)) if card else 0
+            held = {source.kind: source for source in wallets.sources(session, wallet.id)}
+            pays = funding.choose(list(held.values()), cheapest.price, cheapest.currency) \
+                if cheapest else held.get("wallet")
             if not wallet.phones:
                 outcome = "no phone bound: sign in on the payment page of an unbound number"
-            elif cheapest is None or balance >= cheapest.price:
-                outcome = "the wallet pays"
-            elif card_balance >= cheapest.price:
-                outcome = "the wallet is short: the linked card pays"
             else:
-                outcome = "too little everywhere: insufficient_funds"
+                outcome = _OUTCOMES[pays.kind if pays else None]
+            balance = held["wallet"].balance if "wallet" in held else 0
+            card = held.get("card")
             rows.append(DemoWallet(
                 wallet.id, wallet.owner,
                 [phones.national(e164[raw]) for raw in wallet.phones], wallet.password,
                 _money(balance, wallet.currency),
-                f"{card.bank} ·{card.last4}: {_money(card_balance, wallet.currency)}"
+                f"{card.bank} ·{card.last4}: {_money(card.balance, card.currency)}"
                 if card else None, outcome))
     return rows

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -18,8 +19,7 @@ from gateway.payment import ledger
 from gateway.store.db import insert_ignore
 from gateway.store.models import Account, Card, PhoneBinding, Wallet
 
-__all__ = ["FundingSource", "SourceBalance", "bind_phone", "bound_wallet", "describe_source",
-           "funding", "funding_sources", "sign_in", "source_balances"]
+__all__ = ["bind_phone", "bound_wallet", "card_of", "funding", "sign_in", "sources"]
 
 _WALLET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Checked against when the account is unknown, so that a wrong account takes as long as a
@@ -27,42 +27,36 @@ _WALLET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _DUMMY_HASH = generate_password_hash("not a password of anyone")
 
 
-@dataclass(frozen=True)
-class FundingSource:
-    kind: str  # "wallet" or "card"
-    card: Card | None = None
-
-
 _BOUND = (select(Wallet).join(PhoneBinding, PhoneBinding.wallet_id == Wallet.id)
           .where(PhoneBinding.phone == bindparam("phone")))
-_BOUND_LOCKED = _BOUND.with_for_update(of=PhoneBinding)
 
 
-def bound_wallet(session: Session, phone: str, *, lock: bool = False) -> Wallet | None:
-    """The wallet bound to ``phone``; ``lock`` serialises concurrent orders of one phone."""
-    return session.scalar(_BOUND_LOCKED if lock else _BOUND, {"phone": phone})
+def bound_wallet(session: Session, phone: str) -> Wallet | None:
+    """The wallet bound to ``phone``."""
+    return session.scalar(_BOUND, {"phone": phone})
 
 
-_CARD = select(Card).where(Card.wallet_id == bindparam("wallet"))
 _WALLET_ACCOUNT, _CARD_ACCOUNT = Account.__table__.alias("wallet_account"), \
     Account.__table__.alias("card_account")
-# One read of phone -> wallet -> card and both balances; the binding's row lock serialises
-# concurrent orders of one phone.
-_FUNDING = (
-    select(PhoneBinding.wallet_id, _WALLET_ACCOUNT.c.balance, _WALLET_ACCOUNT.c.currency,
-           Card.bank, Card.last4, _CARD_ACCOUNT.c.balance, _CARD_ACCOUNT.c.currency)
-    .select_from(PhoneBinding)
-    .outerjoin(_WALLET_ACCOUNT, _WALLET_ACCOUNT.c.id == "wallet:" + PhoneBinding.wallet_id)
-    .outerjoin(Card, Card.wallet_id == PhoneBinding.wallet_id)
-    .outerjoin(_CARD_ACCOUNT, _CARD_ACCOUNT.c.id == "card:" + PhoneBinding.wallet_id)
-    .where(PhoneBinding.phone == bindparam("phone"))
-    .with_for_update(of=PhoneBinding))
 
 
-def funding(session: Session, phone: str) -> Funding | None:
-    """The wallet bound to ``phone`` and what it can pay from, its binding locked; None when
-    the phone is bound to no wallet."""
-    row = session.execute(_FUNDING, {"phone": phone}).first()
+def _with_sources(table: type[PhoneBinding | Wallet], wallet_id: Any) -> Select[Any]:
+    """One read of a wallet, its linked card and both balances, from ``table``."""
+    return (select(wallet_id, _WALLET_ACCOUNT.c.balance, _WALLET_ACCOUNT.c.currency, Card.bank,
+                   Card.last4, _CARD_ACCOUNT.c.balance, _CARD_ACCOUNT.c.currency)
+            .select_from(table)
+            .outerjoin(_WALLET_ACCOUNT, _WALLET_ACCOUNT.c.id == "wallet:" + wallet_id)
+            .outerjoin(Card, Card.wallet_id == wallet_id)
+            .outerjoin(_CARD_ACCOUNT, _CARD_ACCOUNT.c.id == "card:" + wallet_id))
+
+
+# the binding's row lock serialises concurrent orders of one phone
+_OF_PHONE = (_with_sources(PhoneBinding, PhoneBinding.wallet_id)
+             .where(PhoneBinding.phone == bindparam("phone")).with_for_update(of=PhoneBinding))
+_OF_WALLET = _with_sources(Wallet, Wallet.id).where(Wallet.id == bindparam("wallet"))
+
+
+def _funding(row: Sequence[Any] | None) -> Funding | None:
     if row is None:
         return None
     wallet_id, balance, currency, bank, last4, card_balance, card_currency = row
@@ -75,41 +69,22 @@ def funding(session: Session, phone: str) -> Funding | None:
     return Funding(wallet_id, tuple(sources))
 
 
-def funding_sources(session: Session, wallet: Wallet) -> list[str]:
-    """Accounts to try in order: the wallet balance, then the linked bank card."""
-    sources = [ledger.wallet_account(wallet.id)]
-    if session.scalar(_CARD, {"wallet": wallet.id}) is not None:
-        sources.append(ledger.card_account(wallet.id))
-    return sources
+def funding(session: Session, phone: str) -> Funding | None:
+    """The wallet bound to ``phone`` and what it can pay from, its binding locked; None when
+    the phone is bound to no wallet."""
+    return _funding(session.execute(_OF_PHONE, {"phone": phone}).first())
 
 
-def describe_source(session: Session, account_id: str) -> FundingSource:
+def sources(session: Session, wallet_id: str) -> tuple[Source, ...]:
+    """What the wallet can pay from, wallet first, for the viewer to choose from."""
+    found = _funding(session.execute(_OF_WALLET, {"wallet": wallet_id}).first())
+    return found.sources if found else ()
+
+
+def card_of(session: Session, account_id: str) -> Card | None:
+    """The card an account (``card:<wallet>``) is; None for any other account."""
     kind, wallet_id = account_id.split(":", 1)
-    return FundingSource(kind, session.get(Card, wallet_id) if kind == "card" else None)
-
-
-@dataclass(frozen=True)
-class SourceBalance:
-    kind: str  # "wallet" or "card"
-    account_id: str
-    balance: int
-    currency: str
-    card: Card | None
-
-
-def source_balances(session: Session, wallet_id: str) -> list[SourceBalance]:
-    """What each source of the wallet holds, wallet first, for the viewer to choose from."""
-    wallet = session.get(Wallet, wallet_id)
-    if wallet is None:
-        return []
-    found = []
-    for account_id in funding_sources(session, wallet):
-        account = session.get(Account, account_id)
-        if account is not None:
-            source = describe_source(session, account_id)
-            found.append(SourceBalance(source.kind, account_id, account.balance,
-                                       account.currency, source.card))
-    return found
+    return session.get(Card, wallet_id) if kind == "card" else None
 
 
 def bind_phone(session: Session, phone: str, wallet_id: str, now: datetime) -> bool:

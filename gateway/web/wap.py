@@ -250,7 +250,8 @@ def _order_page(token: str, order: Order, sign_in_form: SignInForm, pay_form: Pa
     now = gw.clock()
     shown = pages.order_page(gw, order, _signed_in_wallet(order))
     seconds_left = (order.expires_at - now).total_seconds() if order.expires_at else 0
-    choices = [{"kind": s.kind, "card": s.card, "balance": Money(s.balance, s.currency),
+    choices = [{"kind": s.kind, "bank": s.bank, "last4": s.last4,
+                "balance": Money(s.balance, s.currency),
                 "enough": s.currency == order.currency and s.balance >= order.amount}
                for s in shown.sources]
     chosen = pay_form.source.data or next((c["kind"] for c in choices if c["enough"]), None)

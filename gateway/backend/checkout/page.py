@@ -49,7 +49,7 @@ def pay_on_page(gw: Gateway, order_id: str, wallet_id: str, source: str, *,
         expire_if_lapsed(session, order, now)
         if not Status(order.status).pending:
             return order
-        account = {s.kind: s for s in wallets.source_balances(session, wallet_id)}.get(source)
+        account = {s.kind: s for s in wallets.sources(session, wallet_id)}.get(source)
         if account is None:
             raise InvalidInput("this wallet has no such source of money", code="invalid_source")
         if account.currency != order.currency:
