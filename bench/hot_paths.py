@@ -5,13 +5,17 @@
 
 1. ``POST /api/v1/orders`` through the Flask app (test client: auth, JSON, logging, metrics
    and the order's transaction, without gunicorn or sockets) for PAYMENTS bound phones;
-2. the code reply of each, through ``inbound.receive_sms`` as the SMPP worker hands it over.
+2. the code reply of each: half of them one at a time (``inbound.receive_sms``, as an HTTP
+   gateway or Twilio hands one over), the other half in batches of 25
+   (``inbound.receive_together``, as the SMPP worker hands over the replies that arrived
+   together under load).
 
 Against a baseline in the same run: ``GET /healthz`` through the same test client (the fixed
 cost of a Flask request here), in blocks alternating with each path's. Prints, per call:
-Python CPU ms, wall ms, SQL statements and the ratio to the baseline; ``--profile`` prints the
-top of a cProfile of that path, whose count of function calls does not wander with the VM's
-speed as CPU time does: compare that count between two commits to see a change of a few percent.
+Python CPU ms, wall ms, SQL statements, commits and the ratio to the baseline; ``--profile``
+prints the top of a cProfile of that path, whose count of function calls does not wander with
+the VM's speed as CPU time does: compare that count between two commits to see a change of a
+few percent.
 e2e.py measures the whole stack; this one says where a change to a hot path lands.
 """
 
@@ -46,14 +50,19 @@ CODE = re.compile(r"回复 (\d{6})")
 
 
 class Statements:
-    """Counts the SQL statements the engine runs."""
+    """Counts the SQL statements and the commits the engine runs."""
 
     def __init__(self, gw: Gateway) -> None:
         self.count = 0
+        self.commits = 0
         event.listen(gw.db.engine, "before_cursor_execute", self._seen)
+        event.listen(gw.db.engine, "commit", self._committed)
 
     def _seen(self, *_args: object) -> None:
         self.count += 1
+
+    def _committed(self, *_args: object) -> None:
+        self.commits += 1
 
 
 class Meter:
@@ -69,34 +78,37 @@ class Meter:
         self.statements = statements
         self.profiled = profile
         self.profiler = cProfile.Profile()
-        self.totals: dict[str, list[float]] = {}  # label: [cpu s, wall s, statements, calls]
+        # label: [cpu s, wall s, statements, commits, calls]
+        self.totals: dict[str, list[float]] = {}
 
-    def run(self, label: str, step: Callable[[int], None], calls: range) -> None:
-        before = self.statements.count
+    def run(self, label: str, step: Callable[[range], None], calls: range) -> None:
+        before = self.statements.count, self.statements.commits
         profile = label == self.profiled
         cpu, wall = time.process_time(), time.perf_counter()
         if profile:
             self.profiler.enable()
-        for i in calls:
-            step(i)
+        step(calls)
         if profile:
             self.profiler.disable()
-        total = self.totals.setdefault(label, [0.0, 0.0, 0.0, 0.0])
+        total = self.totals.setdefault(label, [0.0] * 5)
         total[0] += time.process_time() - cpu
         total[1] += time.perf_counter() - wall
-        total[2] += self.statements.count - before
-        total[3] += len(calls)
+        total[2] += self.statements.count - before[0]
+        total[3] += self.statements.commits - before[1]
+        total[4] += len(calls)
 
-    def alternate(self, label: str, step: Callable[[int], None], baseline: str,
-                  base_step: Callable[[int], None], n: int) -> None:
-        for start in range(0, n, self.BLOCK):
-            calls = range(start, min(start + self.BLOCK, n))
+    def alternate(self, label: str, step: Callable[[range], None], baseline: str,
+                  base_step: Callable[[range], None], span: range) -> None:
+        """Blocks of BLOCK calls of ``step`` (given the block's indexes), each after one of the
+        baseline's."""
+        for start in span[::self.BLOCK]:
+            calls = range(start, min(start + self.BLOCK, span.stop))
             self.run(baseline, base_step, calls)
             self.run(label, step, calls)
 
-    def per_call(self, label: str) -> tuple[float, float, float]:
-        cpu, wall, sql, calls = self.totals[label]
-        return cpu * 1000 / calls, wall * 1000 / calls, sql / calls
+    def per_call(self, label: str) -> tuple[float, float, float, float]:
+        cpu, wall, sql, commits, calls = self.totals[label]
+        return cpu * 1000 / calls, wall * 1000 / calls, sql / calls, commits / calls
 
 
 def main() -> None:
@@ -105,10 +117,10 @@ def main() -> None:
     parser.add_argument("--database-url", default=os.environ.get(
         "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--profile", choices=["order", "reply"])
+    parser.add_argument("--profile", choices=["order", "reply", "replies"])
     args = parser.parse_args()
-    if args.payments < 1:
-        parser.error("--payments must be at least 1")
+    if args.payments < 2:
+        parser.error("--payments must be at least 2")
     workdir = Path(tempfile.mkdtemp(prefix="hot-paths-"))
     with migrate.private_schema(args.database_url, prefix="hot") as url:
         migrate.upgrade(url)
@@ -142,28 +154,36 @@ def run(args: argparse.Namespace, app: Flask, gw: Gateway, workdir: Path) -> Non
             "device_id": f"warm-{i}", "phone": phones[n + i], "package_id": PACKAGE["id"]})
         client.get("/healthz")
 
-    def healthz(_i: int) -> None:
-        assert client.get("/healthz").status_code == 200
+    def healthz(calls: range) -> None:
+        for _ in calls:
+            assert client.get("/healthz").status_code == 200
 
     order_ids: list[str] = []
 
-    def order(i: int) -> None:
-        response = client.post("/api/v1/orders", headers=headers, json={
-            "device_id": f"hot-{i}", "phone": phones[i], "package_id": PACKAGE["id"]})
-        assert response.status_code == 201, response.get_json()
-        order_ids.append(response.get_json()["id"])
+    def order(calls: range) -> None:
+        for i in calls:
+            response = client.post("/api/v1/orders", headers=headers, json={
+                "device_id": f"hot-{i}", "phone": phones[i], "package_id": PACKAGE["id"]})
+            assert response.status_code == 201, response.get_json()
+            order_ids.append(response.get_json()["id"])
 
-    meter = Meter(statements, {"order": "POST /orders", "reply": "code reply"}.get(args.profile))
-    meter.alternate("POST /orders", order, "GET /healthz", healthz, n)
+    meter = Meter(statements, {"order": "POST /orders", "reply": "code reply",
+                               "replies": "code replies"}.get(args.profile))
+    meter.alternate("POST /orders", order, "GET /healthz", healthz, range(n))
     with gw.db.read() as session:
         bodies = dict(session.execute(select(OutboxMessage.order_id, OutboxMessage.body).where(
             OutboxMessage.order_id.in_(order_ids), OutboxMessage.kind == "code")).all())
     codes = [CODE.search(bodies[order_id]).group(1) for order_id in order_ids]
 
-    def reply(i: int) -> None:
-        inbound.receive_sms(gw, sender=phones[i], text=codes[i])
+    def reply(calls: range) -> None:
+        for i in calls:
+            inbound.receive_sms(gw, sender=phones[i], text=codes[i])
 
-    meter.alternate("code reply", reply, "GET /healthz", healthz, n)
+    def replies(calls: range) -> None:
+        assert all(inbound.receive_together(gw, [(phones[i], codes[i]) for i in calls]))
+
+    meter.alternate("code reply", reply, "GET /healthz", healthz, range(n // 2))
+    meter.alternate("code replies", replies, "GET /healthz", healthz, range(n // 2, n))
     if args.profile:
         print(f"--- cProfile of {meter.profiled}")
         pstats.Stats(meter.profiler).sort_stats("cumulative").print_stats(45)
@@ -173,11 +193,14 @@ def run(args: argparse.Namespace, app: Flask, gw: Gateway, workdir: Path) -> Non
     assert activated is None, f"order {activated} was not activated"
     print(f"{n} payments, {gw.db.dialect}; per call (blocks of {Meter.BLOCK}, alternating "
           f"with the baseline):")
-    print(f"{'':16} {'CPU ms':>8} {'wall ms':>8} {'SQL':>6} {'CPU × healthz':>14}")
+    print(f"{'':16} {'CPU ms':>8} {'wall ms':>8} {'SQL':>6} {'commits':>8} "
+          f"{'CPU × healthz':>14}")
     base = meter.per_call("GET /healthz")[0]
-    for label in ("GET /healthz", "POST /orders", "code reply"):
-        cpu, wall, sql = meter.per_call(label)
-        print(f"{label:16} {cpu:8.2f} {wall:8.2f} {sql:6.1f} {cpu / base:14.1f}")
+    for label in ("GET /healthz", "POST /orders", "code reply", "code replies"):
+        cpu, wall, sql, commits = meter.per_call(label)
+        print(f"{label:16} {cpu:8.2f} {wall:8.2f} {sql:6.1f} {commits:8.2f} "
+              f"{cpu / base:14.1f}")
+    print(f"(code reply: one at a time; code replies: in batches of {Meter.BLOCK}, per reply)")
 
 
 if __name__ == "__main__":

@@ -3,10 +3,11 @@
 Runs in its own thread so that SQL never stalls the SMPP connection. Each batch is one
 transaction: parts the SMSC accepted (with their message ids), messages whose every part was
 answered, delivery receipts, and messages handed back at shutdown. Only after the commit are
-stream entries acknowledged and the receipts' ``deliver_sm_resp`` released; a viewer's reply is
-handed to the inbound function (its own transaction) before its ``deliver_sm_resp`` is
-released. A committed batch is never written again: only what follows the commit is retried.
-The recorder also picks the parts whose receipt is overdue, for the SMPP thread to ask about.
+stream entries acknowledged and the receipts' ``deliver_sm_resp`` released; the batch's
+viewers' replies are then acted on together (one transaction for all of them,
+``inbound.receive_together``) before their ``deliver_sm_resp`` are released. A committed batch
+is never written again: only what follows the commit is retried. The recorder also picks the
+parts whose receipt is overdue, for the SMPP thread to ask about.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,9 +24,7 @@ from typing import Any
 from sqlalchemy import bindparam, distinct, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from gateway import phones
 from gateway.context import Gateway
-from gateway.domain.errors import InvalidInput
 from gateway.domain.sms import SmsStatus
 from gateway.messaging import delivery, inbound
 from gateway.messaging.stream import OutboundStream
@@ -68,7 +66,6 @@ class Release:
 Result = Part | Message | Inbound | Release
 
 _MAX_QUERIES = 3
-_REPLY_THREADS = 4  # viewers' replies acted on at once (each takes a database connection)
 # A receipt can come before its part is recorded (another worker's bind got it first): it is
 # refused for a while, so that the SMSC offers it again, and dropped only after this long.
 _UNKNOWN_RECEIPT_PATIENCE = 60.0
@@ -91,7 +88,6 @@ class Recorder:
         self._unmatched: set[str] = set()  # of the batch being recorded
         self._waiting_replies: dict[tuple[str, str], Inbound] = {}  # (sender, text): queued
         self._replies_lock = threading.Lock()
-        self._repliers = ThreadPoolExecutor(_REPLY_THREADS, thread_name_prefix="smpp-reply")
 
     def add_reply(self, generation: int, sequences: list[int], sender: str, text: str) -> None:
         """Queue a viewer's reply to hand over. A copy of a reply still waiting here (the SMSC
@@ -111,12 +107,6 @@ class Recorder:
 
     def run(self) -> None:
         """Record batches until ``finishing`` is set and nothing is left."""
-        try:
-            self._record()
-        finally:
-            self._repliers.shutdown()
-
-    def _record(self) -> None:
         backoff = 0.1
         batch: list[Result] = []
         committed = False
@@ -145,16 +135,16 @@ class Recorder:
             batch, backoff = [], 0.1
 
     def _take(self) -> list[Result]:
-        """The next batch: what arrives within 5 ms of its first item (a group commit, so a
-        trickle of answers does not cost a commit each), 5,000 items at most."""
+        """The next batch: whatever has arrived, up to 5,000 items. It never waits for company:
+        under light load an answer goes alone at once, and under load the answers that came
+        while the last batch was written go together, one commit for all."""
         try:
             items = [self.results.get(timeout=0.02)]
         except queue.Empty:
             return []
-        deadline = time.monotonic() + 0.005
         while len(items) < 5000:
             try:
-                items.append(self.results.get(timeout=max(0.0, deadline - time.monotonic())))
+                items.append(self.results.get_nowait())
             except queue.Empty:
                 break
         return items
@@ -194,29 +184,23 @@ class Recorder:
         settled = [item for item in batch if isinstance(item, Message)]
         self.stream.ack([message.entry_id for message in settled])
         self._settled([message.outbox_id for message in settled])
-        replies: dict[str, list[Inbound]] = {}
+        replies = [item for item in batch if isinstance(item, Inbound) and item.receipt is None]
         for item in batch:
-            if isinstance(item, Inbound):
-                if item.receipt is None:
-                    replies.setdefault(item.sender, []).append(item)
-                else:
-                    self._answer(item, self._receipt_status(item.receipt.message_id))
-        # Each phone's replies in the order they came; different phones' at the same time,
-        # since acting on one mostly waits on SQL.
-        for _ in self._repliers.map(self._hand_over_all, replies.values()):
-            pass
+            if isinstance(item, Inbound) and item.receipt is not None:
+                self._answer(item, self._receipt_status(item.receipt.message_id))
+        if not replies:
+            return
+        # One transaction for the batch's replies; each phone's in the order they came.
+        dealt = inbound.receive_together(self.gw, [(item.sender, item.text) for item in replies])
+        for item, done in zip(replies, dealt, strict=True):
+            with self._replies_lock:  # copies that came meanwhile are answered too
+                if self._waiting_replies.get((item.sender, item.text)) is item:
+                    del self._waiting_replies[item.sender, item.text]
+            self._answer(item, ROK if done else RX_T_APPN)
 
     def _answer(self, item: Inbound, status: int) -> None:
         for sequence in item.sequences:
             self._respond(item.generation, sequence, status)
-
-    def _hand_over_all(self, replies: list[Inbound]) -> None:
-        for item in replies:
-            status = self._hand_over(item)
-            with self._replies_lock:  # copies that came meanwhile are answered too
-                if self._waiting_replies.get((item.sender, item.text)) is item:
-                    del self._waiting_replies[item.sender, item.text]
-            self._answer(item, status)
 
     def _receipt_status(self, message_id: str) -> int:
         """ROK for a receipt recorded; a temporary refusal for one whose part is not known
@@ -230,18 +214,6 @@ class Recorder:
             return RX_T_APPN
         log.warning("dropping a receipt for unknown message id %s", message_id)
         del self._unknown_since[message_id]
-        return ROK
-
-    def _hand_over(self, item: Inbound) -> int:
-        """Give a viewer's reply to the inbound function; return the status to answer with."""
-        try:
-            inbound.receive_sms(self.gw, sender=item.sender, text=item.text)
-        except InvalidInput as exc:
-            log.info("reply from %s not acted on: %s", phones.mask(item.sender), exc.detail)
-        except Exception:
-            log.exception("reply from %s could not be handled; the SMSC will deliver it again",
-                          phones.mask(item.sender))
-            return RX_T_APPN
         return ROK
 
     def _find_silent_parts(self) -> None:

@@ -264,7 +264,7 @@ def test_a_rolled_back_transaction_counts_nothing(client, seeded, clock):
     code = code_sent_to(gw, RICH)
     before = scrape(client)
     with pytest.raises(RuntimeError), gw.db.transaction() as session:
-        result = checkout.confirm_by_code(gw, session, RICH, code, clock())
+        [result] = checkout.confirm_codes(gw, session, [(RICH, code)], clock())
         assert result.outcome is CodeOutcome.CONFIRMED  # paid, activated, code SMS closed
         raise RuntimeError("something after the payment failed")
     assert stored_order(gw, created["id"]).status == "awaiting_code"

@@ -9,7 +9,7 @@ Every entry point (TV API, payment pages, inbound SMS, CLI, worker) calls these 
 nothing below them:
 
     start     start_order, start_device_order, payment_url, validate_device_id
-    confirm   confirm_by_code, code_sms_undeliverable
+    confirm   confirm_codes, code_sms_undeliverable
     page      order_by_token, pay_on_page
     manage    get_order, retry_order, cancel_order, expire_lapsed
     lifecycle moving an order along (shared by the above), looks_like_order_id
@@ -18,7 +18,7 @@ nothing below them:
 
 from __future__ import annotations
 
-from gateway.backend.checkout.confirm import code_sms_undeliverable, confirm_by_code
+from gateway.backend.checkout.confirm import code_sms_undeliverable, confirm_codes
 from gateway.backend.checkout.lifecycle import looks_like_order_id
 from gateway.backend.checkout.manage import cancel_order, expire_lapsed, get_order, retry_order
 from gateway.backend.checkout.page import order_by_token, pay_on_page
@@ -30,7 +30,7 @@ from gateway.backend.checkout.start import (
 )
 
 __all__ = [
-    "cancel_order", "code_sms_undeliverable", "confirm_by_code", "expire_lapsed", "get_order",
+    "cancel_order", "code_sms_undeliverable", "confirm_codes", "expire_lapsed", "get_order",
     "looks_like_order_id", "order_by_token", "pay_on_page", "payment_url", "retry_order",
     "start_device_order", "start_order", "validate_device_id",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -17,10 +18,11 @@ from gateway.domain import replies
 from gateway.domain.orders import Reason, Status
 from gateway.domain.replies import CodeOutcome, CodeResult
 from gateway.payment import ledger
+from gateway.store.db import padded
 from gateway.store.models import Order
 from gateway.store.orders import OrderBook
 
-__all__ = ["code_sms_undeliverable", "confirm_by_code"]
+__all__ = ["code_sms_undeliverable", "confirm_codes"]
 
 log = logging.getLogger(__name__)
 
@@ -28,31 +30,40 @@ _CODE_LOOKBACK = timedelta(days=1)  # how far back a reply may name a code, for 
 
 
 _CODE_CANDIDATES = (select(Order)
-                    .where(Order.phone == bindparam("phone"), Order.code_hash.is_not(None),
-                           Order.created_at >= bindparam("since"))
+                    .where(Order.phone.in_(bindparam("phones", expanding=True)),
+                           Order.code_hash.is_not(None), Order.created_at >= bindparam("since"))
                     .order_by(Order.id).with_for_update())
 
 
-def confirm_by_code(gw: Gateway, session: Session, phone: str, code: str,
-                    now: datetime) -> CodeResult:
-    """Apply a code the phone sent, inside the caller's transaction.
+def confirm_codes(gw: Gateway, session: Session, replies: Sequence[tuple[str, str]],
+                  now: datetime) -> list[CodeResult]:
+    """Apply codes phones sent, each ``(phone, code)`` in the order given, inside the caller's
+    transaction; return what each did.
 
     A right code pays and activates its order; a wrong one counts against every order of the
-    phone still waiting for a code, and fails those that run out of tries. The phone's orders
-    are taken out of the session: the caller must not hold changes to them in it.
+    phone still waiting for a code, and fails those that run out of tries. The replies share
+    their statements where they can: one read of every phone's orders, one lock of the accounts
+    those orders hold money on, and one write per kind of change to the orders. A phone's later
+    reply sees what its earlier one did. The phones' orders are taken out of the session: the
+    caller must not hold changes to them in it.
     """
     book = OrderBook(session)
-    candidates = book.load_locked(_CODE_CANDIDATES,
-                                  {"phone": phone, "since": now - _CODE_LOOKBACK})
-    result = _apply_code(gw, session, candidates, code, now)
+    candidates = book.load_locked(_CODE_CANDIDATES, {
+        "phones": padded(sorted({phone for phone, _ in replies})),
+        "since": now - _CODE_LOOKBACK})
+    orders_of: defaultdict[str, list[Order]] = defaultdict(list)
+    for order in candidates:
+        orders_of[order.phone or ""].append(order)
+    ledger.lock_accounts(session, held_by=[o.id for o in candidates])
+    results = [_apply_code(gw, session, orders_of[phone], code, now) for phone, code in replies]
     book.write()
-    return result
+    return results
 
 
 def _apply_code(gw: Gateway, session: Session, candidates: Sequence[Order], code: str,
                 now: datetime) -> CodeResult:
-    """Carry out what the reply rule decides (``gateway.domain.replies``)."""
-    ledger.lock_accounts(session, held_by=[o.id for o in candidates])
+    """Carry out what the reply rule decides (``gateway.domain.replies``); the caller has
+    locked the accounts the candidates hold money on."""
     limit = gw.settings.CODE_MAX_ATTEMPTS
     decision = replies.decide([replies.CodeOrder(o.id, o.status, o.expires_at, o.code_attempts,
                                                  code_matches(gw, o, code))

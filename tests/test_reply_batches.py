@@ -1,0 +1,124 @@
+"""Replies that arrive together (an SMPP worker's batch) are acted on in one transaction, each
+exactly once, each phone's in the order they came; one that fails costs the others nothing."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import event, func, select
+
+from gateway.backend import activation
+from gateway.messaging import inbound
+from gateway.payment import ledger
+from gateway.store.models import JournalEntry, Order
+from tests.conftest import code_sent_to, order, sms_to, stored_order
+from tests.processes import seed_payers
+
+PACKAGE = {"id": "batch_month", "name": "Batch 月卡", "price": 3000, "currency": "CNY",
+           "period_days": 30}
+PHONES = [f"+861390000{n:04d}" for n in range(10)]
+
+
+@pytest.fixture
+def orders(client, gw, tmp_path) -> dict[str, str]:
+    """One order waiting for its code for each phone (three wallets share the phones, so a
+    batch moves money on the same accounts for several phones); phone -> order id."""
+    seed_payers(gw, tmp_path, PACKAGE, PHONES, 3, "batch-tv")
+    made = {}
+    for n, phone in enumerate(PHONES):
+        created = order(client, phone, PACKAGE["id"], device=f"tv-batch-{n}")
+        assert created.status_code == 201, created.get_json()
+        made[phone] = created.get_json()["id"]
+    return made
+
+
+def captures(gw) -> dict[str, int]:
+    """Capture entries by order."""
+    with gw.db.read() as session:
+        return dict(session.execute(
+            select(JournalEntry.order_id, func.count()).where(JournalEntry.kind == "capture")
+            .group_by(JournalEntry.order_id)).all())
+
+
+def audit(gw) -> list[str]:
+    with gw.db.read() as session:
+        return ledger.audit(session)
+
+
+def wrong(code: str) -> str:
+    return f"{(int(code) + 1) % 1_000_000:06d}"
+
+
+def test_a_batch_of_replies_for_many_phones_confirms_each_once_in_one_commit(gw, orders):
+    codes = {phone: code_sent_to(gw, phone) for phone in PHONES}
+    first, second = PHONES[0], PHONES[1]
+    batch = ([(first, wrong(codes[first]))]  # a wrong try, then the right code: in order
+             + [(phone, codes[phone]) for phone in PHONES]
+             + [(second, codes[second])])  # the same code again: already used
+    commits = []
+
+    def committed(connection):
+        commits.append(connection)
+
+    event.listen(gw.db.engine, "commit", committed)
+    try:
+        dealt = inbound.receive_together(gw, batch)
+    finally:
+        event.remove(gw.db.engine, "commit", committed)
+
+    assert dealt == [True] * len(batch)
+    assert len(commits) == 1
+    for phone, order_id in orders.items():
+        assert stored_order(gw, order_id).status == "activated"
+        assert len(sms_to(gw, phone, "confirmed")) == 1
+    assert captures(gw) == {order_id: 1 for order_id in orders.values()}
+    assert stored_order(gw, orders[first]).code_attempts == 1
+    assert [m.body for m in sms_to(gw, first, "reply")] == [
+        gw.texts.render("wrong_code", left=gw.settings.CODE_MAX_ATTEMPTS - 1)]
+    assert [m.body for m in sms_to(gw, second, "reply")] == [gw.texts.render("code_used")]
+    assert audit(gw) == []
+
+
+def test_a_reply_that_fails_in_a_batch_neither_loses_nor_doubles_the_others(
+        gw, orders, monkeypatch):
+    broken_phone = PHONES[3]
+    codes = {phone: code_sent_to(gw, phone) for phone in PHONES}
+    really_activate = activation.activate
+
+    def activate(session, device_id, package, now):
+        if device_id == "tv-batch-3":
+            raise RuntimeError("the entitlements table is having a bad day")
+        return really_activate(session, device_id, package, now)
+
+    monkeypatch.setattr(activation, "activate", activate)
+    dealt = inbound.receive_together(gw, [(phone, codes[phone]) for phone in PHONES])
+
+    assert dealt == [phone != broken_phone for phone in PHONES]  # that one comes again
+    broken = stored_order(gw, orders[broken_phone])
+    assert broken.status == "awaiting_code" and broken.code_attempts == 0
+    assert captures(gw) == {orders[p]: 1 for p in PHONES if p != broken_phone}
+    assert all(stored_order(gw, orders[p]).status == "activated"
+               for p in PHONES if p != broken_phone)
+    assert audit(gw) == []
+
+    monkeypatch.setattr(activation, "activate", really_activate)
+    assert inbound.receive_together(gw, [(broken_phone, codes[broken_phone])]) == [True]
+    assert stored_order(gw, orders[broken_phone]).status == "activated"
+    assert captures(gw) == {order_id: 1 for order_id in orders.values()}
+    assert sum(len(sms_to(gw, phone, "confirmed")) for phone in PHONES) == len(PHONES)
+    assert audit(gw) == []
+
+
+def test_a_batch_acts_on_commands_and_bad_senders_without_holding_up_codes(gw, orders):
+    phone, other = PHONES[4], PHONES[5]
+    dealt = inbound.receive_together(gw, [
+        ("not a phone", "123456"),  # refused, acknowledged: the carrier must not resend it
+        (other, "HELP"),  # a command: acted on alone
+        (other, code_sent_to(gw, other)),  # that phone's code after its command, in order
+        (phone, code_sent_to(gw, phone)),
+    ])
+    assert dealt == [True, True, True, True]
+    assert stored_order(gw, orders[phone]).status == "activated"
+    assert stored_order(gw, orders[other]).status == "activated"
+    with gw.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Order)
+                              .where(Order.status == "activated")) == 2
