@@ -289,6 +289,8 @@ def run(args: argparse.Namespace, gw: Gateway, database_url: str, workdir: Path,
 
             results.append(measure(new_run("max", 0, args.payments), key))
             capacity = results[0].completed_rps
+            if capacity < 1:
+                raise SystemExit("the first run completed no payment: no capacity to go by")
             if args.rate:
                 paced_rate = PACED_SHARE * capacity if args.rate == "auto" else args.rate
                 results.append(measure(new_run("paced", args.payments, args.payments,

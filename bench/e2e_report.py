@@ -137,9 +137,12 @@ def overload_lines(one: Figures, capacity: float, seconds: float) -> list[str]:
     other = sum(one.refused.values()) - refused
     accepted_p99 = "n/a" if one.accepted_p99 is None else f"{one.accepted_p99 * 1000:.0f} ms"
     refused_p99 = "n/a" if one.refused_p99 is None else f"{one.refused_p99 * 1000:.0f} ms"
+    posts = sorted(p.posted_at for p in one.run.payments)
+    sent = (len(posts) - 1) / max(posts[-1] - posts[0], 1e-6)
     return [f"Overload: {len(one.run.payments)} new orders offered at {one.run.rate:.0f}/s "
             f"(3 × the {capacity:.0f} completed/s of the first run) for {seconds:g} s, open "
-            f"loop on {one.run.connections} connections: accepted {one.accepted / seconds:.0f}/s, "
+            f"loop, sent at {sent:.0f}/s on {one.run.connections} connections: accepted "
+            f"{one.accepted / seconds:.0f}/s, "
             f"503 overloaded {refused / seconds:.0f}/s" + (f", other refusals {other}" if other
                                                             else "") +
             f"; p99 of accepted answers {accepted_p99}, of 503 answers {refused_p99}; "
@@ -182,7 +185,8 @@ def sql_table(results: list[Figures], why_not: str) -> list[str]:
 
     def cell(counts: dict[str, float]) -> str:
         return (f"{counts.get('statements', 0):.1f} + {counts.get('COMMIT', 0):.1f} commits"
-                + (f", {counts['ROLLBACK']:.1f} rollbacks" if counts.get("ROLLBACK") else "")
+                + (f", {counts['ROLLBACK']:.1f} rollbacks" if counts.get("ROLLBACK", 0) >= 0.05
+                   else "")
                 + f", {counts.get('pings', 0):.1f} pings")
 
     for process in processes:

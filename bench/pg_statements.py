@@ -15,7 +15,9 @@ SQLAlchemy's count of statements (bench/hot_paths.py) leaves them out.
 The log is where the server writes: pg_current_logfile() with logging_collector on, else the
 postmaster's stderr (Debian's pg_ctlcluster sends it to /var/log/postgresql/...); a probe
 statement checks that its line shows there before anything is counted. Writing the lines costs
-PostgreSQL some CPU, counted in its figures. The roles, and their settings with them, are
+PostgreSQL CPU, counted in its figures: about 5 µs a line here (20,000 short statements by a
+logged role and by an unlogged one, alternating, 5 times: median 28.5 against 23.0 µs each), so
+about 0.2 ms a payment at 40 lines. The roles, and their settings with them, are
 dropped at the end, even on a failure: the server's settings are never changed.
 """
 
