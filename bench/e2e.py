@@ -22,8 +22,9 @@ reply belongs to one order), makes a TV app key, and switches every LIMIT_* off.
   4. overload, unless --overload-seconds is 0: new orders offered at 3 × C for that many
      seconds, open loop from one asyncio client that opens connections as it needs them (the
      client is never the limit; bench/load.py); answers are told apart by status and the
-     problem's ``code`` (503 ``overloaded`` from admission control); the accepted orders are
-     completed and counted as in any run.
+     problem's ``code`` (503 ``overloaded`` from admission control); its phones, wallets and
+     TV app key are seeded after the first run, as their number depends on C; the accepted
+     orders are completed and counted as in any run.
 
 Times: POST /orders as the client measured it; "activated" is the order's ``updated_at`` once
 activated (the SMPP worker's clock when the payment's transaction began; same machine);

@@ -19,9 +19,6 @@ from dataclasses import dataclass, field
 
 __all__ = ["Client", "Payment", "Run", "bare_rate", "post_open_loop", "post_orders"]
 
-Package = dict[str, object]
-Cpu = dict[tuple[str, int], float]
-
 
 @dataclass
 class Payment:
@@ -51,7 +48,7 @@ class Run:
     posted: float = 0.0  # wall clock when the last POST was answered
     reconnects: int = 0
     connections: int = 0  # open loop: connections it opened
-    cpu: Cpu = field(default_factory=dict)
+    cpu: dict[tuple[str, int], float] = field(default_factory=dict)  # (process, pid) -> s
     statements: dict[str, dict[str, int]] = field(default_factory=dict)  # process -> counts
 
 
