@@ -20,11 +20,11 @@ reply belongs to one order), makes a TV app key, and switches every LIMIT_* off.
   3. with --rate: PAYMENTS more, posted on a schedule of R a second (open loop: a late post's
      latency counts from when it was due); ``--rate auto`` is 0.8 × C;
   4. overload, unless --overload-seconds is 0: new orders offered at 3 × C for that many
-     seconds, open loop from one asyncio client that opens connections as it needs them (the
-     client is never the limit; bench/load.py); answers are told apart by status and the
-     problem's ``code`` (503 ``overloaded`` from admission control); its phones, wallets and
-     TV app key are seeded after the first run, as their number depends on C; the accepted
-     orders are completed and counted as in any run.
+     seconds, open loop from one asyncio client in a process of its own that opens
+     connections as it needs them (the client is never the limit; bench/load.py); answers
+     are told apart by status and the problem's ``code`` (503 ``overloaded`` from admission
+     control); its phones, wallets and TV app key are seeded after the first run, as their
+     number depends on C; the accepted orders are completed and counted as in any run.
 
 Times: POST /orders as the client measured it; "activated" is the order's ``updated_at`` once
 activated (the SMPP worker's clock when the payment's transaction began; same machine);
@@ -274,12 +274,13 @@ def run(args: argparse.Namespace, gw: Gateway, database_url: str, workdir: Path,
 
             def measure(one: Run, key: str) -> Figures:
                 since, mark = sampler.snapshot(), statements.mark()
+                poster_cpu = {}
                 if one.open_loop:
-                    post_open_loop(base, key, PACKAGE["id"], one)
+                    poster_cpu = post_open_loop(base, key, PACKAGE["id"], one)
                 else:
                     post_orders(base, key, PACKAGE["id"], one, args.clients)
                 wait_ended(gw, one)
-                one.cpu = sampler.cpu_since(since)
+                one.cpu = sampler.cpu_since(since) | poster_cpu
                 one.statements = statements.count(mark)
                 reply_times(phones_port, one, args.reply_delay)
                 print(f"run {one.name}: {sum(p.status == 201 for p in one.payments)} of "

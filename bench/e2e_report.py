@@ -139,9 +139,11 @@ def overload_lines(one: Figures, capacity: float, seconds: float) -> list[str]:
     refused_p99 = "n/a" if one.refused_p99 is None else f"{one.refused_p99 * 1000:.0f} ms"
     posts = sorted(p.posted_at for p in one.run.payments)
     sent = (len(posts) - 1) / max(posts[-1] - posts[0], 1e-6)
+    late = p99([p.sent_at - (p.due or p.sent_at) for p in one.run.payments]) or 0.0
     return [f"Overload: {len(one.run.payments)} new orders offered at {one.run.rate:.0f}/s "
             f"(3 × the {capacity:.0f} completed/s of the first run) for {seconds:g} s, open "
-            f"loop, sent at {sent:.0f}/s on {one.run.connections} connections: accepted "
+            f"loop, sent at {sent:.0f}/s (p99 {late * 1000:.0f} ms after due) on "
+            f"{one.run.connections} connections: accepted "
             f"{one.accepted / seconds:.0f}/s, "
             f"503 overloaded {refused / seconds:.0f}/s" + (f", other refusals {other}" if other
                                                             else "") +
