@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from gateway.context import Gateway
 from gateway.domain.times import iso
-from gateway.store.db import insert_rows
+from gateway.store.db import insert_at_commit
 from gateway.store.models import BossEvent
 
 __all__ = ["EventStatus", "EventType", "UnknownEvents", "deliver_due", "record", "recent",
@@ -67,7 +67,7 @@ def record(session: Session, event_type: str, data: dict[str, Any], now: datetim
     data = {**dict.fromkeys(_DATA_KEYS), **data}
     body = {"id": event_id, "type": event_type, "created_at": iso(now),
             "data": {k: iso(v) if isinstance(v, datetime) else v for k, v in data.items()}}
-    insert_rows(session, BossEvent, {
+    insert_at_commit(session, BossEvent, {
         "id": event_id, "type": event_type, "status": EventStatus.PENDING, "attempts": 0,
         "body": json.dumps(body, ensure_ascii=False, separators=(",", ":")),
         "next_attempt_at": now, "created_at": now})
@@ -135,20 +135,20 @@ def deliver_due(gw: Gateway, batch: int = 50, *, stop: threading.Event | None = 
     if not url or not secret:
         return 0
     claimed, lease_until = _claim(gw, batch)
-    posted = 0
+    outcomes: list[tuple[_Claimed, str | None, datetime]] = []
     try:
         for event in claimed:
             if (stop is not None and stop.is_set()) or \
                     gw.clock() + timedelta(seconds=sum(TIMEOUT)) >= lease_until:
                 break
             error, reachable = _post(url, secret, event, gw.clock())
-            _settle(gw, event, error)
-            posted += 1
+            outcomes.append((event, error, gw.clock()))
             if not reachable:
                 break
     finally:
-        _release(gw, [event.id for event in claimed[posted:]])
-    return posted
+        _settle(gw, outcomes)
+        _release(gw, [event.id for event in claimed[len(outcomes):]])
+    return len(outcomes)
 
 
 def _claim(gw: Gateway, batch: int) -> tuple[list[_Claimed], datetime]:
@@ -194,28 +194,39 @@ def _post(url: str, secret: str, event: _Claimed, now: datetime) -> tuple[str | 
     return f"HTTP {status} {reason}".strip()[:200], True
 
 
-def _settle(gw: Gateway, event: _Claimed, error: str | None) -> None:
+def _settle(gw: Gateway, outcomes: list[tuple[_Claimed, str | None, datetime]]) -> None:
+    """Record what posting each event gave, at the time it was posted, in one transaction for
+    the batch (events still leased to this worker, so no other posts them meanwhile)."""
+    if not outcomes:
+        return
     with gw.db.transaction() as session:
-        now = gw.clock()
-        row = session.get(BossEvent, event.id, with_for_update=True)
-        if row is None or row.status != EventStatus.PENDING:
-            return  # settled meanwhile (a lease that ran out, another worker)
-        row.attempts, row.lease_until = row.attempts + 1, None
-        if error is None:
-            row.status, row.delivered_at, row.last_error = EventStatus.DELIVERED, now, None
-            log.info("boss event %s (%s) delivered", event.id, event.type)
-            return
-        row.last_error = error
-        give_up_at = event.created_at + MAX_AGE
-        if now >= give_up_at:
-            row.status = EventStatus.FAILED
-            log.warning("boss event %s failed after %s attempts: %s", event.id, row.attempts,
-                        error)
-            return
-        pause = min(_FIRST_PAUSE * 2 ** min(row.attempts - 1, 20), _MAX_PAUSE)
-        row.next_attempt_at = min(now + timedelta(seconds=pause), give_up_at)
-        log.warning("boss event %s: %s; next attempt at %s", event.id, error,
-                    iso(row.next_attempt_at))
+        rows = {row.id: row for row in session.scalars(
+            select(BossEvent).where(BossEvent.id.in_([event.id for event, _, _ in outcomes]))
+            .with_for_update())}
+        for event, error, at in outcomes:
+            row = rows.get(event.id)
+            if row is None or row.status != EventStatus.PENDING:
+                continue  # settled meanwhile (a lease that ran out, another worker)
+            _settle_one(row, event, error, at)
+
+
+def _settle_one(row: BossEvent, event: _Claimed, error: str | None, now: datetime) -> None:
+    row.attempts, row.lease_until = row.attempts + 1, None
+    if error is None:
+        row.status, row.delivered_at, row.last_error = EventStatus.DELIVERED, now, None
+        log.info("boss event %s (%s) delivered", event.id, event.type)
+        return
+    row.last_error = error
+    give_up_at = event.created_at + MAX_AGE
+    if now >= give_up_at:
+        row.status = EventStatus.FAILED
+        log.warning("boss event %s failed after %s attempts: %s", event.id, row.attempts,
+                    error)
+        return
+    pause = min(_FIRST_PAUSE * 2 ** min(row.attempts - 1, 20), _MAX_PAUSE)
+    row.next_attempt_at = min(now + timedelta(seconds=pause), give_up_at)
+    log.warning("boss event %s: %s; next attempt at %s", event.id, error,
+                iso(row.next_attempt_at))
 
 
 def _release(gw: Gateway, ids: list[str]) -> None:

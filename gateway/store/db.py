@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -173,15 +172,19 @@ def insert_rows(session: Session, model: type[Base], *rows: dict[str, Any]) -> N
         sql.execute(_plain_insert(model), rows[0])
         return
     # several rows as multi-row INSERTs (an executemany runs a statement per row), in chunks
-    # of a few sizes, so that a handful of statements is built and cached
+    # whose sizes are powers of two, so that a handful of statements is built and cached and a
+    # batch of n rows costs at most log2(n) + 1 statements
     columns = tuple(rows[0])
-    for start in range(0, len(rows), _ROWS_PER_INSERT):
-        chunk = rows[start:start + _ROWS_PER_INSERT]
-        sql.execute(_multi_row_insert(model, len(chunk), columns), {
+    start = 0
+    while start < len(rows):
+        size = min(_MAX_ROWS_PER_INSERT, 1 << ((len(rows) - start).bit_length() - 1))
+        chunk = rows[start:start + size]
+        sql.execute(_multi_row_insert(model, size, columns), {
             f"{column}_{i}": row[column] for i, row in enumerate(chunk) for column in columns})
+        start += size
 
 
-_ROWS_PER_INSERT = 8
+_MAX_ROWS_PER_INSERT = 128
 
 
 @functools.cache
@@ -220,8 +223,11 @@ def _insert_queued_rows(session: Session) -> None:
     if not queued:
         return
     session.flush()  # a queued row may refer to an object still pending
-    for model, run in itertools.groupby(queued, key=lambda item: item[0]):
-        insert_rows(session, model, *(row for _, row in run))
+    by_table: dict[type[Base], list[dict[str, Any]]] = {}
+    for model, row in queued:
+        by_table.setdefault(model, []).append(row)
+    for model, rows in by_table.items():
+        insert_rows(session, model, *rows)
 
 
 def insert_ignore(session: Session, model: type[Base], **values: Any) -> bool:
