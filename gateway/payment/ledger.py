@@ -19,7 +19,7 @@ from typing import NamedTuple
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from gateway.store.db import insert_ignore, insert_rows, padded
+from gateway.store.db import insert_ignore, insert_rows, padded, write_at_commit
 from gateway.store.models import Account, Hold, JournalEntry, Posting
 
 __all__ = [
@@ -35,7 +35,9 @@ _MOVE = (update(_ACCOUNTS)
                 _ACCOUNTS.c.currency == bindparam("in_currency"),
                 _ACCOUNTS.c.balance + bindparam("delta") >= 0)
          .values(balance=_ACCOUNTS.c.balance + bindparam("delta")))
-_NEW_ENTRY = insert(_ENTRIES).returning(_ENTRIES.c.id)
+# several rows, their ids returned in the order of the rows given
+_NEW_ENTRIES = insert(_ENTRIES).returning(_ENTRIES.c.id, sort_by_parameter_order=True)
+_JOURNAL = "ledger.journal"  # session.info: the entries a transaction has posted, to write
 _SETTLE = (update(_HOLDS).where(_HOLDS.c.order_id == bindparam("order"), _HOLDS.c.status == "held")
            .values(status=bindparam("to_status"), settled_at=bindparam("at"))
            .returning(_HOLDS.c.account_id, _HOLDS.c.amount, _HOLDS.c.currency))
@@ -117,10 +119,23 @@ def _post(session: Session, kind: str, legs: Sequence[tuple[str, int]], currency
             if amount > 0 or account is None or account.currency != currency:
                 raise UnusableAccount(f"{account_id} is missing or not in {currency}")
             raise InsufficientFunds(account_id)
-    entry_id = sql.execute(_NEW_ENTRY, {"kind": kind, "order_id": order_id,
-                                        "created_at": now}).scalar_one()
-    insert_rows(session, Posting,
-                *({"entry_id": entry_id, "account_id": a, "amount": m} for a, m in legs))
+    session.info.setdefault(_JOURNAL, []).append(({"kind": kind, "order_id": order_id,
+                                                   "created_at": now}, legs))
+    write_at_commit(session, _write_journal)
+
+
+def _write_journal(session: Session) -> None:
+    """The transaction's entries and their postings, written at its commit: one statement
+    for the entries and one for the postings (or a few, for many), however many payments the
+    transaction made. The balances moved when the entries were posted; nothing reads the
+    journal back within a transaction."""
+    journal = session.info.pop(_JOURNAL, [])
+    if not journal:
+        return
+    ids = session.connection().execute(_NEW_ENTRIES, [entry for entry, _ in journal]).scalars()
+    insert_rows(session, Posting, *({"entry_id": entry_id, "account_id": account, "amount": amount}
+                                    for entry_id, (_, legs) in zip(ids, journal, strict=True)
+                                    for account, amount in legs))
 
 
 def fund(session: Session, account_id: str, amount: int, currency: str, now: datetime) -> None:

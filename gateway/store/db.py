@@ -28,7 +28,7 @@ from gateway import effects
 from gateway.store.models import Base
 
 __all__ = ["UNAVAILABLE", "Database", "ValueRefused", "insert_at_commit", "insert_ignore",
-           "insert_rows", "make_engine", "padded", "rowcount"]
+           "insert_rows", "make_engine", "padded", "rowcount", "write_at_commit"]
 
 #: What the database raises when it cannot be reached or does not answer: callers answer
 #: "retry later" (503) rather than fail.
@@ -81,7 +81,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        event.listen(self._sessions, "before_commit", _insert_queued_rows)
+        event.listen(self._sessions, "before_commit", _write_queued)
         self._handlers: dict[str, list[effects.Handler]] = {}
         event.listen(self._sessions, "after_commit",
                      lambda session: effects.run(session, self._handlers))
@@ -206,6 +206,7 @@ def _multi_row_insert(model: type[Base], count: int, columns: tuple[str, ...]) -
 
 
 _QUEUED_ROWS = "db.queued_rows"
+_WRITERS = "db.writers_at_commit"
 
 
 def insert_at_commit(session: Session, model: type[Base], row: dict[str, Any]) -> None:
@@ -218,11 +219,24 @@ def insert_at_commit(session: Session, model: type[Base], row: dict[str, Any]) -
     session.info.setdefault(_QUEUED_ROWS, []).append((model, row))
 
 
-def _insert_queued_rows(session: Session) -> None:
-    queued = session.info.pop(_QUEUED_ROWS, None)
-    if not queued:
+def write_at_commit(session: Session, writer: Callable[[Session], None]) -> None:
+    """Have ``writer`` run just before the transaction commits, once however often it is
+    asked for: for a module that gathers what a transaction writes to its tables and writes
+    it together (``gateway.payment.ledger``'s journal). The same caveat as ``insert_at_commit``
+    about SAVEPOINTs holds."""
+    session.info.setdefault(_WRITERS, {})[writer] = None  # an ordered set
+
+
+def _write_queued(session: Session) -> None:
+    """Before a commit: the writers first (their rows may refer to nothing queued), then the
+    queued rows, each table's in one statement (or a few, for many rows)."""
+    writers = session.info.pop(_WRITERS, {})
+    queued = session.info.pop(_QUEUED_ROWS, [])
+    if not writers and not queued:
         return
-    session.flush()  # a queued row may refer to an object still pending
+    session.flush()  # what is written now may refer to an object still pending
+    for writer in writers:
+        writer(session)
     by_table: dict[type[Base], list[dict[str, Any]]] = {}
     for model, row in queued:
         by_table.setdefault(model, []).append(row)

@@ -16,11 +16,12 @@ from sqlalchemy.orm import Session, object_session
 from gateway import metrics
 from gateway.domain.sms import WAITING, SmsStatus
 from gateway.phones import mask
-from gateway.store.db import Database, insert_ignore
+from gateway.store.db import Database, insert_ignore, insert_rows, padded, write_at_commit
 from gateway.store.models import OutboxMessage, SmsOptOut
 
 __all__ = ["LogProvider", "Queued", "SmsProvider", "SmsStatus", "close_code_messages",
-           "dispatch_queued", "fail_if_expired", "opt_in", "opt_out", "queue", "recent", "waiting"]
+           "dispatch_queued", "fail_if_expired", "opt_in", "opt_out", "queue", "queue_at_commit",
+           "recent", "waiting"]
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ _WAITING = _OUTBOX.c.status == SmsStatus.QUEUED.value
 # one statement: the order's code messages lose their code, and those still queued are failed
 _CLOSE_CODES = (
     update(_OUTBOX)
-    .where(_OUTBOX.c.order_id == bindparam("order"), _OUTBOX.c.kind == "code")
+    .where(_OUTBOX.c.order_id.in_(bindparam("orders", expanding=True)), _OUTBOX.c.kind == "code")
     .values(body=_OUTBOX.c.redacted_body, updated_at=bindparam("at"),
             status=case((_WAITING, SmsStatus.FAILED.value), else_=_OUTBOX.c.status),
             error=case((_WAITING, _CLOSED_WHILE_QUEUED), else_=_OUTBOX.c.error))
@@ -85,6 +86,35 @@ def queue(session: Session, *, to: str, kind: str, body: str, now: datetime,
     return Queued(written.id, written.status)
 
 
+def queue_at_commit(session: Session, *, to: str, kind: str, body: str, order_id: str,
+                    now: datetime) -> None:
+    """Write an SMS to send at the transaction's commit, with the others queued so: for a
+    message whose row nobody needs back (a payment's confirmation), so that a transaction
+    that confirms many payments writes their messages together. To a phone that opted out
+    nothing is sent: the row is written ``failed``, as by ``queue``."""
+    session.info.setdefault(_LATER, []).append({
+        "to_phone": to, "kind": kind, "order_id": order_id, "body": body,
+        "redacted_body": body, "status": SmsStatus.QUEUED.value, "provider": None,
+        "error": None, "created_at": now, "updated_at": now, "expires_at": None, "attempts": 0})
+    write_at_commit(session, _queue_later)
+
+
+_LATER = "outbox.later"  # session.info: rows of messages to write at commit
+
+
+def _queue_later(session: Session) -> None:
+    rows: list[dict[str, object]] = session.info.pop(_LATER, [])
+    if not rows:
+        return
+    opted_out = set(session.scalars(select(SmsOptOut.phone).where(
+        SmsOptOut.phone.in_(padded({row["to_phone"] for row in rows})))))
+    for row in rows:
+        if row["to_phone"] in opted_out:
+            row["status"], row["error"] = SmsStatus.FAILED.value, "the recipient opted out"
+        metrics.count_sms(session, None, str(row["status"]))
+    insert_rows(session, OutboxMessage, *rows)
+
+
 def opt_out(session: Session, phone: str, source: str, now: datetime) -> None:
     """The phone unsubscribed (STOP, or its carrier told us): send it nothing from now on."""
     insert_ignore(session, SmsOptOut, phone=phone, source=source, created_at=now)
@@ -102,8 +132,25 @@ def opt_in(session: Session, phone: str) -> bool:
 
 
 def close_code_messages(session: Session, order_id: str, now: datetime) -> None:
-    """Once an order stops waiting for its code, keep no readable code and send none late."""
-    errors = session.connection().execute(_CLOSE_CODES, {"order": order_id, "at": now}).scalars()
+    """Once an order stops waiting for its code, keep no readable code and send none late.
+
+    Done at the transaction's commit, for all the orders it closed in one statement: nothing
+    reads the code messages back in the meantime, and a worker sees the change only once it
+    is committed anyway.
+    """
+    session.info.setdefault(_CODES_TO_CLOSE, {})[order_id] = now
+    write_at_commit(session, _close_codes)
+
+
+_CODES_TO_CLOSE = "outbox.codes_to_close"  # session.info: order id -> when it was closed
+
+
+def _close_codes(session: Session) -> None:
+    closing: dict[str, datetime] = session.info.pop(_CODES_TO_CLOSE, {})
+    if not closing:
+        return
+    errors = session.connection().execute(_CLOSE_CODES, {
+        "orders": padded(closing), "at": max(closing.values())}).scalars()
     # an order ends once: a message with this error was failed just now
     metrics.count_sms(session, None, SmsStatus.FAILED,
                       sum(error == _CLOSED_WHILE_QUEUED for error in errors))

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from gateway.backend import tv_events
+from gateway.backend import activation, tv_events
 from gateway.backend.checkout.codes import code_matches
 from gateway.backend.checkout.lifecycle import bill_still_due, complete, end, expire_if_lapsed, load
 from gateway.context import Gateway
@@ -55,6 +55,8 @@ def confirm_codes(gw: Gateway, session: Session, replies: Sequence[tuple[str, st
     for order in candidates:
         orders_of[order.phone or ""].append(order)
     ledger.lock_accounts(session, held_by=[o.id for o in candidates])
+    activation.prepare(session, [(o.device_id, o.package_id) for o in candidates
+                                 if o.status == Status.AWAITING_CODE and o.package_id])
     results = [_apply_code(gw, session, orders_of[phone], code, now) for phone, code in replies]
     book.write()
     return results

@@ -75,9 +75,10 @@ def complete(gw: Gateway, session: Session, order: Order, paid_from: str,
         move(session, order, Status.ACTIVATED, now, data={"bill_id": order.bill_id})
         boss.record(session, boss.EventType.BILL_PAID, {**paid, "bill_id": order.bill_id}, now)
         if order.phone:
-            outbox.queue(session, to=order.phone, kind="confirmed", order_id=order.id, now=now,
-                         body=gw.texts.render("bill_paid", amount=gw.texts.amount(
-                             Money(order.amount, order.currency))))
+            paid_text = gw.texts.render(
+                "bill_paid", amount=gw.texts.amount(Money(order.amount, order.currency)))
+            outbox.queue_at_commit(session, to=order.phone, kind="confirmed", order_id=order.id,
+                                   now=now, body=paid_text)
         log.info("order %s paid bill %s of device %s", order.id, order.bill_id, order.device_id)
         return
     with session.no_autoflush:  # an order in the session is written once, as activated
@@ -89,9 +90,9 @@ def complete(gw: Gateway, session: Session, order: Order, paid_from: str,
                 {**paid, "package_id": package.id, "kind": order.kind,
                  "active_until": active_until}, now)
     if order.phone:
-        outbox.queue(session, to=order.phone, kind="confirmed", order_id=order.id, now=now,
-                     body=gw.texts.render("confirmed", package=package.name,
-                                          until=gw.texts.date(active_until)))
+        outbox.queue_at_commit(session, to=order.phone, kind="confirmed", order_id=order.id,
+                               now=now, body=gw.texts.render("confirmed", package=package.name,
+                                                             until=gw.texts.date(active_until)))
     log.info("order %s activated %s on device %s until %s", order.id, package.id,
              order.device_id, active_until.isoformat())
 
