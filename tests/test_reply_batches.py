@@ -9,6 +9,7 @@ from sqlalchemy import event, func, select
 from gateway.backend import activation
 from gateway.messaging import inbound
 from gateway.payment import ledger
+from gateway.store import outbox
 from gateway.store.models import JournalEntry, Order
 from tests.conftest import code_sent_to, order, sms_to, stored_order
 from tests.processes import seed_payers
@@ -122,3 +123,15 @@ def test_a_batch_acts_on_commands_and_bad_senders_without_holding_up_codes(gw, o
     with gw.db.read() as session:
         assert session.scalar(select(func.count()).select_from(Order)
                               .where(Order.status == "activated")) == 2
+
+
+def test_a_batch_sends_no_confirmation_to_a_phone_that_opted_out(gw, orders, clock):
+    quiet = PHONES[6]
+    codes = {phone: code_sent_to(gw, phone) for phone in PHONES[6:9]}
+    with gw.db.transaction() as session:
+        outbox.opt_out(session, quiet, "sms STOP", clock())
+    assert inbound.receive_together(gw, list(codes.items())) == [True] * 3
+    assert all(stored_order(gw, orders[phone]).status == "activated" for phone in codes)
+    [refused] = sms_to(gw, quiet, "confirmed")
+    assert (refused.status, refused.error) == ("failed", "the recipient opted out")
+    assert [m.status for p in PHONES[7:9] for m in sms_to(gw, p, "confirmed")] == ["queued"] * 2

@@ -27,11 +27,12 @@ log = logging.getLogger(__name__)
 
 
 _OUTBOX = OutboxMessage.__table__
+_OPTED_OUT_ERROR = "the recipient opted out"
 _OPTED_OUT = select(SmsOptOut.phone).where(SmsOptOut.phone == bindparam("recipient")).exists()
 _QUEUE = (insert(_OUTBOX)
           .values(to_phone=bindparam("recipient"),
                   status=case((_OPTED_OUT, SmsStatus.FAILED.value), else_=bindparam("wanted")),
-                  error=case((_OPTED_OUT, "the recipient opted out"), else_=None))
+                  error=case((_OPTED_OUT, _OPTED_OUT_ERROR), else_=None))
           .returning(_OUTBOX.c.id, _OUTBOX.c.status))
 # Said of a code SMS still queued when its order ended. Not "never sent": a message handed
 # back to the queue by a worker that died may have reached the SMSC before.
@@ -92,26 +93,41 @@ def queue_at_commit(session: Session, *, to: str, kind: str, body: str, order_id
     message whose row nobody needs back (a payment's confirmation), so that a transaction
     that confirms many payments writes their messages together. To a phone that opted out
     nothing is sent: the row is written ``failed``, as by ``queue``."""
-    session.info.setdefault(_LATER, []).append({
-        "to_phone": to, "kind": kind, "order_id": order_id, "body": body,
-        "redacted_body": body, "status": SmsStatus.QUEUED.value, "provider": None,
-        "error": None, "created_at": now, "updated_at": now, "expires_at": None, "attempts": 0})
+    session.info.setdefault(_LATER, []).append(_Later(to, kind, body, order_id, now))
     write_at_commit(session, _queue_later)
 
 
-_LATER = "outbox.later"  # session.info: rows of messages to write at commit
+class _Later(NamedTuple):
+    to: str
+    kind: str
+    body: str
+    order_id: str
+    now: datetime
+
+
+_LATER = "outbox.later"  # session.info: messages to write at commit
 
 
 def _queue_later(session: Session) -> None:
-    rows: list[dict[str, object]] = session.info.pop(_LATER, [])
-    if not rows:
+    later: list[_Later] = session.info.pop(_LATER, [])
+    if len(later) == 1:  # one statement, the opt-out checked in it
+        queue(session, **later[0]._asdict())
+        return
+    if not later:
         return
     opted_out = set(session.scalars(select(SmsOptOut.phone).where(
-        SmsOptOut.phone.in_(padded({row["to_phone"] for row in rows})))))
-    for row in rows:
-        if row["to_phone"] in opted_out:
-            row["status"], row["error"] = SmsStatus.FAILED.value, "the recipient opted out"
-        metrics.count_sms(session, None, str(row["status"]))
+        SmsOptOut.phone.in_(padded({message.to for message in later})))))
+    rows = []
+    for message in later:
+        refused = message.to in opted_out
+        status = SmsStatus.FAILED if refused else SmsStatus.QUEUED
+        rows.append({"to_phone": message.to, "kind": message.kind, "order_id": message.order_id,
+                     "body": message.body, "redacted_body": message.body,
+                     "status": status.value, "provider": None,
+                     "error": _OPTED_OUT_ERROR if refused else None,
+                     "created_at": message.now, "updated_at": message.now, "expires_at": None,
+                     "attempts": 0})
+        metrics.count_sms(session, None, status)
     insert_rows(session, OutboxMessage, *rows)
 
 
