@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psutil  # noqa: E402
+from flask import Flask  # noqa: E402
 
 from bench.load import Payment, Run, post_orders  # noqa: E402
 from gateway import create_app, migrate  # noqa: E402
@@ -38,32 +39,28 @@ PACKAGE = {"id": "web_month", "name": "Web 月卡", "price": 3000, "currency": "
            "period_days": 30}
 
 
-def cpu_of_tree(pid: int) -> tuple[float, float, int]:
-    """User and system CPU seconds and context switches of a process and its living children."""
+def cpu_of_tree(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process and its living children."""
     root = psutil.Process(pid)
-    user = system = switches = 0
+    user = system = 0.0
     for process in [root, *root.children()]:
         try:
-            with process.oneshot():
-                times, ctx = process.cpu_times(), process.num_ctx_switches()
+            times = process.cpu_times()
         except psutil.Error:
             continue
         user += times.user
         system += times.system
-        switches += ctx.voluntary + ctx.involuntary
-    return user, system, switches
+    return user, system
 
 
-def cpu_of_this() -> tuple[float, float, int]:
-    times, ctx = os.times(), psutil.Process().num_ctx_switches()
-    return times.user, times.system, ctx.voluntary + ctx.involuntary
+def cpu_of_this() -> tuple[float, float]:
+    times = os.times()
+    return times.user, times.system
 
 
-def since(before: tuple[float, float, int], after: tuple[float, float, int],
-          n: int) -> tuple[float, float, float]:
-    """User ms, system ms and context switches a POST."""
-    return ((after[0] - before[0]) * 1000 / n, (after[1] - before[1]) * 1000 / n,
-            (after[2] - before[2]) / n)
+def since(before: tuple[float, float], after: tuple[float, float], n: int) -> tuple[float, float]:
+    """User and system CPU ms a POST."""
+    return (after[0] - before[0]) * 1000 / n, (after[1] - before[1]) * 1000 / n
 
 
 def main() -> None:
@@ -99,7 +96,7 @@ def main() -> None:
             gw.close()
 
 
-def run(args: argparse.Namespace, app, gw: Gateway, url: str, workdir: Path,  # type: ignore[no-untyped-def]
+def run(args: argparse.Namespace, app: Flask, gw: Gateway, url: str, workdir: Path,
         extra: dict[str, str]) -> None:
     n = args.posts
     per_round = 2 * n
@@ -110,7 +107,7 @@ def run(args: argparse.Namespace, app, gw: Gateway, url: str, workdir: Path,  # 
     headers = {"Authorization": f"Bearer {key}"}
     spare = iter(phones[args.rounds * per_round:])
 
-    def in_process(first: int) -> tuple[float, float, float]:
+    def in_process(first: int) -> tuple[float, float]:
         before = cpu_of_this()
         for i in range(first, first + n):
             response = client.post("/api/v1/orders", headers=headers, json={
@@ -148,10 +145,8 @@ def run(args: argparse.Namespace, app, gw: Gateway, url: str, workdir: Path,  # 
             mine = in_process(first + n)
             local.append(mine[0] + mine[1])
             print(f"round {r + 1}: gunicorn {served[-1]:.2f} ms a POST (user {used[0]:.2f}, "
-                  f"system {used[1]:.2f}, {used[2]:.1f} context switches; {rates[-1]:.0f}/s), "
-                  f"in-process {local[-1]:.2f} ms "
-                  f"(user {mine[0]:.2f}, system {mine[1]:.2f}, {mine[2]:.1f} context "
-                  f"switches)", flush=True)
+                  f"system {used[1]:.2f}; {rates[-1]:.0f}/s), in-process {local[-1]:.2f} ms "
+                  f"(user {mine[0]:.2f}, system {mine[1]:.2f})", flush=True)
     med_served, med_local = statistics.median(served), statistics.median(local)
     print(f"{workers} workers, {args.clients} clients, {n} POSTs a round; median CPU ms a "
           f"POST: gunicorn {med_served:.2f}, in-process {med_local:.2f}, gunicorn adds "
