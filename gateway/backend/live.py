@@ -114,32 +114,35 @@ def stream(gw: Gateway, *, device_id: str, order_id: str | None, after: int) -> 
         try:
             yield f"retry: {RETRY_MS}\n\n"
             beat = time.monotonic()
+            woken = True  # the first read
             while True:
-                wake.clear()  # a wake-up from now on means another read
                 if streams.ending:  # the process is stopping
                     return
-                batch = _read(gw, device_id, order_id, cursor)
-                for row, order_channel in batch.rows:
-                    yield _event(gw, row, order_channel)
-                    beat = time.monotonic()
-                if batch.ended:
-                    return
-                if batch.due:
-                    for lapsed in batch.due:
-                        checkout.get_order(gw, lapsed)  # expires it; the next read sends that
-                    continue
-                if batch.more:
-                    continue
+                if woken:
+                    wake.clear()  # a wake-up from now on means another read
+                    batch = _read(gw, device_id, order_id, cursor)
+                    for row, order_channel in batch.rows:
+                        yield _event(gw, row, order_channel)
+                        beat = time.monotonic()
+                    if batch.ended:
+                        return
+                    if batch.due:
+                        for lapsed in batch.due:
+                            checkout.get_order(gw, lapsed)  # expires it; the next read sends it
+                        continue
+                    if batch.more:
+                        continue
                 now = time.monotonic()
                 if now >= deadline:
                     return
                 if now - beat >= HEARTBEAT_SECONDS:
-                    yield ": keep-alive\n\n"
+                    yield ": keep-alive\n\n"  # no read: the hub's sweep stands for lost wake-ups
                     beat = now
                 wait = min(deadline - now, beat + HEARTBEAT_SECONDS - now)
                 if batch.next_expiry is not None:
                     wait = min(wait, (batch.next_expiry - gw.clock()).total_seconds())
-                wake.wait(max(wait, 0.05))
+                woken = wake.wait(max(wait, 0.05)) or (
+                    batch.next_expiry is not None and gw.clock() >= batch.next_expiry)
         except SQLAlchemyError as exc:
             log.warning("event stream of device %s ended: database error %s", device_id,
                         type(exc).__name__)
