@@ -1,7 +1,7 @@
 """Open event streams against order latency, on the Procfile stack.
 
     python bench/streams.py [--levels 0,1000,2500,5000] [--rate 20] [--seconds 12]
-                            [--database-url URL] [--redis-url URL]
+                            [--target stream|web] [--database-url URL] [--redis-url URL]
 
 Works in a PostgreSQL schema and under a Redis key prefix of its own (both removed at the end);
 seeds the phones of the orders on wallets, makes a TV app key, switches every LIMIT_* off, and
@@ -10,7 +10,9 @@ runs gunicorn from the Procfile's web line (gunicorn.conf.py, as production) and
 stream role (``/api/v1/devices/bench-tv-K/events``, plain asyncio sockets in this process) until
 LEVEL are open; orders are posted to the web tier at --rate a second for --seconds (open loop:
 a late post's latency counts from when it was due), each for a TV whose stream is open; and
-the bench waits for each order's ``created`` event to reach its TV.
+the bench waits for each order's ``created`` event to reach its TV. With ``--target web`` the
+TVs follow their streams on the web tier instead, as a client that bypasses the proxy's routing
+would: its workers hold SSE_WEB_MAX_STREAMS each and refuse the rest.
 
 Prints, a level a row: streams open and refused, POST /orders p50/p95/p99, the created events
 that reached their TV and how long after the POST was sent, the stream process's RSS and CPU,
@@ -218,6 +220,8 @@ def main() -> None:
     parser.add_argument("--levels", default="0,1000,2500,5000")
     parser.add_argument("--rate", type=float, default=20, help="orders a second at each level")
     parser.add_argument("--seconds", type=float, default=12, help="of posting at each level")
+    parser.add_argument("--target", choices=("stream", "web"), default="stream",
+                        help="where the TVs follow their streams")
     parser.add_argument("--database-url", default=os.environ.get(
         "DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
@@ -255,14 +259,15 @@ def run(args: argparse.Namespace, gw, database_url: str, workdir: Path,  # type:
                           and "gunicorn_stream" not in " ".join(p.cmdline()))
         [worker] = workers_of(master.pid)
         stream_worker = psutil.Process(worker)
-        tvs = Tvs(streams, key)
+        tvs = Tvs(web if args.target == "web" else streams, key)
         tvs.start()
         results = [measure(args, tvs, web, key, phones, stream_worker, web_master, level)
                    for level in levels]
         lines = [
             f"web: gunicorn.conf.py ({len(workers_of(web_master))} gthread workers); stream "
-            f"role: gunicorn_stream.conf.py (1 gevent worker); orders at {args.rate:g}/s for "
-            f"{args.seconds:g} s a level, each for a TV whose stream is open",
+            f"role: gunicorn_stream.conf.py (1 gevent worker); streams on the {args.target} "
+            f"role; orders at {args.rate:g}/s for {args.seconds:g} s a level, each for a TV "
+            f"whose stream is open",
             "",
             "| streams asked | open | refused | failed | POST /orders | POST p50 / p95 / p99 "
             "| created events on their TV, POST sent → event p50 / p95 / p99 "

@@ -56,6 +56,7 @@ class Gateway:
         self.db = Database(settings.DATABASE_URL)
         self.texts = self.texts_in(settings.SMS_LANGUAGE)
         self._building = threading.RLock()  # of the values built on first use (_built_once)
+        self._closers: list[Callable[[], None]] = []
 
     def texts_in(self, language: str) -> Texts:
         """SMS texts in ``language`` (zh-CN or en), e.g. to answer in the language asked in."""
@@ -81,7 +82,14 @@ class Gateway:
     def secret_key(self) -> bytes:
         return self.settings.SECRET_KEY.encode()
 
+    def on_close(self, closer: Callable[[], None]) -> None:
+        """Have ``close`` call ``closer`` first (what runs on these stores, wired by
+        ``gateway.connect``)."""
+        self._closers.append(closer)
+
     def close(self) -> None:
+        for closer in self._closers:
+            closer()
         self.db.dispose()
         if "redis" in self.__dict__:
             self.redis.close()

@@ -39,7 +39,7 @@ from gateway import metrics
 from gateway.context import Gateway
 from gateway.store.models import OrderEvent
 
-__all__ = ["StreamHub", "channel", "cooperative", "end_streams", "hub"]
+__all__ = ["StreamHub", "channel", "close", "cooperative", "end_streams", "hub"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,14 @@ def hub(gw: Gateway) -> StreamHub:
         return found
 
 
+def close(gw: Gateway) -> None:
+    """End the streams of ``gw`` and stop its listener, before its stores close."""
+    with _hubs_lock:
+        found = _hubs.pop(gw, None)
+    if found is not None:
+        found.close()
+
+
 def end_streams() -> None:
     """End every stream of this process now, as it stops: their clients reconnect (to another
     process) with ``Last-Event-ID`` and miss nothing, rather than be cut when it exits."""
@@ -96,6 +104,7 @@ class StreamHub:
         self._open = 0
         self._followers: dict[str, set[threading.Event]] = {}
         self._listening = False
+        self._listener: threading.Thread | None = None
         self._redis_failing = False
         self.ending = False  # the process is stopping: streams end, none is admitted
 
@@ -103,6 +112,12 @@ class StreamHub:
         """End the open streams (they see ``ending`` once woken) and admit no more."""
         self.ending = True
         self._wake(None)
+
+    def close(self) -> None:
+        """``end``, and wait for the listener to stop using Redis and the database."""
+        self.end()
+        if self._listener is not None:
+            self._listener.join(timeout=5)
 
     # --- places ---------------------------------------------------------------------------
 
@@ -140,9 +155,11 @@ class StreamHub:
         wake = threading.Event()
         with self._lock:
             self._followers.setdefault(device_id, set()).add(wake)
-            if not self._listening:
+            if not self._listening and not self.ending:
                 self._listening = True
-                threading.Thread(target=self._listen, name="stream-hub", daemon=True).start()
+                self._listener = threading.Thread(target=self._listen, name="stream-hub",
+                                                  daemon=True)
+                self._listener.start()
         try:
             yield wake
         finally:
@@ -163,10 +180,10 @@ class StreamHub:
             wake.set()
 
     def _followed(self) -> bool:
-        """Whether a stream is still open; if not, the listener stops (under the lock, so a
-        stream that starts meanwhile starts another)."""
+        """Whether a stream is still open (and the process not stopping); if not, the listener
+        stops (under the lock, so a stream that starts meanwhile starts another)."""
         with self._lock:
-            self._listening = bool(self._followers)
+            self._listening = bool(self._followers) and not self.ending
             return self._listening
 
     # --- the listener ---------------------------------------------------------------------
@@ -183,9 +200,9 @@ class StreamHub:
                     pubsub = self._subscribe(prefix)
                     if pubsub is None:
                         retry_at = now + POLL_SECONDS
-                    else:
-                        self._wake(None)  # what committed before the subscription
-                if now >= next_sweep:
+                    else:  # a read of SQL at once finds what committed before the subscription
+                        next_sweep = 0.0
+                if now >= next_sweep and not self.ending:
                     self._sweep(marks)
                     next_sweep = now + (POLL_SECONDS if pubsub is None else SWEEP_SECONDS)
                 wait = min(max(next_sweep - time.monotonic(), 0.0), IDLE_SECONDS)
