@@ -68,6 +68,7 @@ class Tvs:
     failed: dict[str, int] = field(default_factory=dict)  # other answers, errors
     ended: int = 0  # streams that ended while held
     seen: dict[str, float] = field(default_factory=dict)  # order id -> when its created came
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)  # the loop keeps weak ones only
 
     def start(self) -> None:
         threading.Thread(target=self.loop.run_forever, name="tvs", daemon=True).start()
@@ -83,7 +84,8 @@ class Tvs:
         wanted = count - len(self.open)
         opened = [asyncio.Event() for _ in range(max(wanted, 0))]
         for k, event in enumerate(opened):
-            asyncio.ensure_future(self._follow(f"bench-tv-{first + k}", gate, event))
+            self.tasks.add(asyncio.ensure_future(self._follow(f"bench-tv-{first + k}", gate,
+                                                              event)))
         for event in opened:
             await event.wait()
 
