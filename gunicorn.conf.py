@@ -30,8 +30,9 @@ def _cores() -> int:
 
 bind = f"0.0.0.0:{_whole('PORT', 8000, 65535)}"
 
-# Threads, not processes, carry the concurrency: each open event stream holds a thread for up
-# to SSE_MAX_SECONDS (README, "Live events"), and a request mostly waits on PostgreSQL or Redis.
+# Threads, not processes, carry the concurrency: a request mostly waits on PostgreSQL or Redis.
+# (Event streams wait for minutes: the stream role serves them, gunicorn_stream.conf.py; a web
+# worker holds at most SSE_WEB_MAX_STREAMS, each on a thread, README "Live events".)
 # Processes only spread the Python work over the cores: two a core, so at least two (a worker
 # being replaced never leaves the service without one), and at most 4, because every worker
 # has a SQL pool of its own with up to one busy connection a thread: 4 x 16 = 64 stays under

@@ -43,6 +43,8 @@ class Settings:
     CURRENCY: str  # of devices' stored-value balances and their recharges
     RECHARGE_MAX_AMOUNT: int  # minor units
     SSE_MAX_SECONDS: int  # an event stream ends after this; the client resumes with Last-Event-ID
+    SSE_MAX_STREAMS: int  # open streams of one stream-role process (gevent: a greenlet each)
+    SSE_WEB_MAX_STREAMS: int  # open streams of one threaded web worker (a thread each); 0: none
     # Messaging
     SMS_PROVIDER: tuple[str, ...]  # in order of preference: failover goes down the list
     SMS_FAILOVER_AFTER: int
@@ -232,6 +234,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         "CURRENCY": get("CURRENCY", _choice("CNY", *MINOR_DIGITS)),
         "RECHARGE_MAX_AMOUNT": get("RECHARGE_MAX_AMOUNT", _int(100000, 1, 10**11)),
         "SSE_MAX_SECONDS": get("SSE_MAX_SECONDS", _int(300, 1, 3600)),
+        "SSE_MAX_STREAMS": get("SSE_MAX_STREAMS", _int(10000, 1, 100000)),
+        "SSE_WEB_MAX_STREAMS": get("SSE_WEB_MAX_STREAMS", _int(4, 0, 1000)),
         "SMS_PROVIDER": get("SMS_PROVIDER", _providers),
         "SMS_FAILOVER_AFTER": get("SMS_FAILOVER_AFTER", _int(30, 1, 3600)),
         "TWILIO_ACCOUNT_SID": get("TWILIO_ACCOUNT_SID", _text(None)),

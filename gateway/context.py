@@ -3,10 +3,10 @@ a view or a command reaches it (``services``)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import datetime
-from functools import cached_property
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import redis
 from flask import Flask, current_app
@@ -20,6 +20,28 @@ from gateway.store.redis_store import IdempotencyCache, KeyCache, RateLimiter, c
 __all__ = ["Gateway", "attach", "services"]
 
 _EXTENSION = "gateway"
+T = TypeVar("T")
+
+
+class _built_once(Generic[T]):  # lower case: a decorator, as cached_property
+    """``functools.cached_property`` that builds its value once per instance under gevent too.
+
+    cached_property's lock belongs to the class, and one made before gevent's monkey-patching
+    (the stream role imports the app first) lets every greenlet in at once: 300 TVs connecting
+    together built 300 Redis clients, each with connections of its own.
+    """
+
+    def __init__(self, build: Callable[[Any], T]) -> None:
+        self._build = build
+        self._name = build.__name__
+        self.__doc__ = build.__doc__
+
+    def __get__(self, gw: Gateway, owner: type | None = None) -> T:
+        with gw._building:  # made with the instance: a gevent lock where gevent patched it
+            if self._name not in gw.__dict__:  # once set, the instance's value hides this
+                gw.__dict__[self._name] = self._build(gw)
+            found: T = gw.__dict__[self._name]
+            return found
 
 
 class Gateway:
@@ -33,24 +55,26 @@ class Gateway:
         self.clock = clock
         self.db = Database(settings.DATABASE_URL)
         self.texts = self.texts_in(settings.SMS_LANGUAGE)
+        self._building = threading.RLock()  # of the values built on first use (_built_once)
+        self._closers: list[Callable[[], None]] = []
 
     def texts_in(self, language: str) -> Texts:
         """SMS texts in ``language`` (zh-CN or en), e.g. to answer in the language asked in."""
         return Texts(language, self.settings.MERCHANT_NAME, self.settings.TIMEZONE)
 
-    @cached_property
+    @_built_once
     def redis(self) -> redis.Redis:
         return connect(self.settings.REDIS_URL, self.settings.VAR_DIR)
 
-    @cached_property
+    @_built_once
     def limiter(self) -> RateLimiter:
         return RateLimiter(self.redis, self.settings.REDIS_PREFIX)
 
-    @cached_property
+    @_built_once
     def idempotency(self) -> IdempotencyCache:
         return IdempotencyCache(self.redis, self.settings.REDIS_PREFIX)
 
-    @cached_property
+    @_built_once
     def key_cache(self) -> KeyCache[Any]:
         return KeyCache(self.redis, self.settings.REDIS_PREFIX)
 
@@ -58,7 +82,14 @@ class Gateway:
     def secret_key(self) -> bytes:
         return self.settings.SECRET_KEY.encode()
 
+    def on_close(self, closer: Callable[[], None]) -> None:
+        """Have ``close`` call ``closer`` first (what runs on these stores, wired by
+        ``gateway.connect``)."""
+        self._closers.append(closer)
+
     def close(self) -> None:
+        for closer in self._closers:
+            closer()
         self.db.dispose()
         if "redis" in self.__dict__:
             self.redis.close()

@@ -41,6 +41,7 @@ from gateway.effects import after_commit
 
 __all__ = [
     "CODE_REPLY_TO_ACTIVATION", "HTTP_REQUEST_DURATION", "ORDERS", "ORDER_FAILURES",
+    "EVENT_STREAMS_OPEN", "EVENT_STREAMS_REFUSED",
     "COUNTED", "SMPP_WINDOW_IN_USE", "SMS", "SmsQueueDepth", "count_committed",
     "count_order_status", "count_sms",
     "observe_request", "registry", "serve",
@@ -66,6 +67,10 @@ SMPP_WINDOW_IN_USE = Gauge("tvpay_smpp_window_in_use",
                            "submit_sm sent to the SMSC and not answered yet",
                            multiprocess_mode="livesum")
 SMS_QUEUE_DEPTH = "tvpay_sms_queue_depth"  # read from SQL at scrape time: SmsQueueDepth
+EVENT_STREAMS_OPEN = Gauge("tvpay_event_streams_open", "Event streams open (SSE)",
+                           multiprocess_mode="livesum")
+EVENT_STREAMS_REFUSED = Counter("tvpay_event_streams_refused_total",
+                                "Event streams refused with 503 too_many_streams")
 
 _ORDER_STATUSES = frozenset(Status)
 _CHANNELS = frozenset(Channel)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from gateway import metrics
-from gateway.backend import live, tv_events
+from gateway.backend import live, stream_hub, tv_events
 from gateway.config import Settings
 from gateway.context import Gateway
 from gateway.domain.times import utc_now
@@ -21,4 +21,5 @@ def connect(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Gate
     gw = Gateway(settings, clock)
     gw.db.on_commit(metrics.COUNTED, metrics.count_committed)
     gw.db.on_commit(tv_events.TOUCHED, live.StreamWaker(gw))
+    gw.on_close(lambda: stream_hub.close(gw))
     return gw

@@ -23,7 +23,7 @@ from gateway.config import PROJECT_ROOT
 from gateway.context import Gateway
 
 __all__ = ["LIMITS_OFF", "command", "free_port", "gunicorn", "logged", "procfile", "seed_payers",
-           "service_env", "start_smsc", "started", "stop", "wait_for"]
+           "service_env", "start_smsc", "started", "stop", "stream_role", "wait_for", "workers_of"]
 
 STOP_SECONDS = 30  # gunicorn's graceful_timeout: what SIGTERM may take before a kill
 # Every rate limit off: a load of payments from a few TVs is not an abuse to refuse.
@@ -110,6 +110,26 @@ def gunicorn(env: dict[str, str], workers: int | None = 2, log: Path | None = No
         base = f"http://127.0.0.1:{port}"
         wait_for(f"{base}/healthz", process, timeout=60)  # workers take seconds to import
         yield base
+
+
+@contextmanager
+def stream_role(env: dict[str, str], log: Path | None = None,
+                **extra: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The Procfile's stream line (gunicorn's gevent workers) on a free port of 127.0.0.1,
+    ``extra`` added to its environment; yields its base URL and its master process once it
+    answers, stops it after the block and checks that it exited with 0 (stderr in ``log``)."""
+    port = free_port()
+    with started([*command("stream"), "--bind", f"127.0.0.1:{port}"], {**env, **extra},
+                 log) as process:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(f"{base}/healthz", process, timeout=60)
+        yield base, process
+
+
+def workers_of(master: int) -> list[int]:
+    """The process ids of a gunicorn master's workers (Linux)."""
+    return [int(pid) for pid in
+            Path(f"/proc/{master}/task/{master}/children").read_text().split()]
 
 
 def wait_for(url: str, process: subprocess.Popen, timeout: float = 30) -> None:

@@ -38,6 +38,8 @@ def test_code_lifetime_is_configurable_but_never_over_ten_minutes(settings):
     ("SMS_LANGUAGE", "fr", "SMS_LANGUAGE must be one of zh-CN, en"),
     ("TIMEZONE", "Mars/Olympus", "TIMEZONE must be an IANA time zone"),
     ("SECRET_KEY", "short", "SECRET_KEY must be at least 16 characters"),
+    ("SSE_MAX_STREAMS", "0", "SSE_MAX_STREAMS must be between 1 and 100000"),
+    ("SSE_WEB_MAX_STREAMS", "many", "SSE_WEB_MAX_STREAMS must be a whole number"),
 ])
 def test_bad_values_are_refused_naming_the_variable(settings, name, value, message):
     with pytest.raises(ConfigError, match=message):

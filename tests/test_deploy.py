@@ -245,12 +245,12 @@ def test_compose_runs_every_process_from_one_image_on_postgres_and_redis():
     result = compose_config(SECRET_KEY="k" * 20, ADMIN_API_KEY="a" * 20)
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "web", "worker", "smpp"}
-    app = {name: services[name] for name in ("migrate", "web", "worker", "smpp")}
+    assert set(services) == {"postgres", "redis", "migrate", "web", "stream", "worker", "smpp"}
+    app = {name: services[name] for name in ("migrate", "web", "stream", "worker", "smpp")}
     assert {service["image"] for service in app.values()} == {"tvpay-gateway"}
     assert {service["build"]["context"] for service in app.values()} == {str(PROJECT_ROOT)}
     assert app["migrate"]["command"] == procfile("release")
-    for role in ("web", "worker", "smpp"):
+    for role in ("web", "stream", "worker", "smpp"):
         assert app[role]["command"] == procfile(role)
         assert app[role]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         assert app[role]["depends_on"]["redis"]["condition"] == "service_healthy"

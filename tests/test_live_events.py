@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from gateway.backend import live, tv_events
 from gateway.backend.tv_events import TvEvent
+from gateway.effects import after_commit
 from gateway.store.models import Entitlement, OrderEvent
 from tests.conftest import (
     INBOUND_SECRET,
@@ -235,7 +236,7 @@ def test_a_device_stream_still_sends_an_event_committed_late_below_one_it_sent(c
         with seeded.db.transaction() as session:
             session.add(OrderEvent(id=event_id, device_id="tv-5", type=TvEvent.UNPAIRED,
                                    at=seeded.clock()))
-            session.info.setdefault(tv_events.TOUCHED, set()).add("tv-5")
+            after_commit(session, tv_events.TOUCHED, "tv-5")  # as tv_events.record does
 
     response = stream(client, "/api/v1/devices/tv-5/events")
     seen = events(response.response)

@@ -3,9 +3,9 @@
 The truth is the ``order_events`` table (``gateway.backend.tv_events``): a stream sends its rows
 above the client's last event id, so it resumes with ``Last-Event-ID`` and loses nothing when a
 process dies. Redis pub/sub only wakes streams up: after a transaction that recorded events
-commits, its process publishes one message per device it touched, and whichever gunicorn worker
-serves a stream of that device reads SQL again at once. Without Redis, streams read SQL every
-second."""
+commits, its process publishes one message per device it touched, and each process that serves
+streams of that device wakes them through its one subscriber (``gateway.backend.stream_hub``);
+they then read SQL. A stream reads SQL only when woken, so one that waits costs no query."""
 
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
-from redis.client import PubSub
 from redis.retry import Retry
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.backend import checkout
+from gateway.backend.stream_hub import SETTLE_SECONDS, channel, hub
 from gateway.backend.tv_events import TvEvent
 from gateway.context import Gateway
 from gateway.domain.money import Money
@@ -38,18 +38,9 @@ __all__ = ["StreamWaker", "channel", "message", "newest_event_id", "stream"]
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 15.0  # a comment this often keeps proxies and the TV from hanging up
-POLL_SECONDS = 1.0  # how often a stream reads SQL when Redis is unavailable
 RETRY_MS = 2000  # how long a client waits before it reconnects
-# Rows of concurrent transactions can commit out of id order (PostgreSQL): a stream keeps
-# looking below the ids it sent in the last few seconds, so a late commit is still sent.
-SETTLE_SECONDS = 5.0
 PUBLISH_PAUSE_SECONDS = 5.0  # after Redis failed a publish, commits skip it this long
 _BATCH = 100
-
-def channel(gw: Gateway, device_id: str) -> str:
-    """The Redis channel that wakes the streams of one device."""
-    return f"{gw.settings.REDIS_PREFIX}tv:{device_id}"
-
 
 # --- waking streams after a commit -------------------------------------------------------------
 
@@ -60,7 +51,7 @@ class StreamWaker:
 
     The commit has happened: a Redis failure is logged, never raised, and no commit tries
     Redis again for a few seconds, so an outage costs requests no time; streams then catch up
-    from SQL at their next heartbeat.
+    at their process's next read of SQL (``stream_hub``: within 15 s).
     """
 
     def __init__(self, gw: Gateway) -> None:
@@ -116,40 +107,45 @@ def stream(gw: Gateway, *, device_id: str, order_id: str | None, after: int) -> 
     database fails. A pending order that lapses meanwhile is expired here, as reading it would.
     """
     deadline = time.monotonic() + gw.settings.SSE_MAX_SECONDS
-    wake = _subscribe(gw, device_id)  # before reading, so no commit falls between the two
     cursor = _Cursor(after)
-    try:
-        yield f"retry: {RETRY_MS}\n\n"
-        beat = time.monotonic()
-        while True:
-            batch = _read(gw, device_id, order_id, cursor)
-            for row, order_channel in batch.rows:
-                yield _event(gw, row, order_channel)
-                beat = time.monotonic()
-            if batch.ended:
-                return
-            if batch.due:
-                for lapsed in batch.due:
-                    checkout.get_order(gw, lapsed)  # expires it; the next read sends that
-                continue
-            if batch.more:
-                continue
-            now = time.monotonic()
-            if now >= deadline:
-                return
-            if now - beat >= HEARTBEAT_SECONDS:
-                yield ": keep-alive\n\n"
-                beat = now
-            wait = min(deadline - now, beat + HEARTBEAT_SECONDS - now)
-            if batch.next_expiry is not None:
-                wait = min(wait, (batch.next_expiry - gw.clock()).total_seconds())
-            wake = _wait(wake, max(wait, 0.05))
-    except SQLAlchemyError as exc:
-        log.warning("event stream of device %s ended: database error %s", device_id,
-                    type(exc).__name__)
-    finally:
-        if wake is not None:
-            wake.close()
+    streams = hub(gw)
+    # Followed before the first read, so no commit falls between the two.
+    with streams.follow(device_id) as wake:
+        try:
+            yield f"retry: {RETRY_MS}\n\n"
+            beat = time.monotonic()
+            woken = True  # the first read
+            while True:
+                if streams.ending:  # the process is stopping
+                    return
+                if woken:
+                    wake.clear()  # a wake-up from now on means another read
+                    batch = _read(gw, device_id, order_id, cursor)
+                    for row, order_channel in batch.rows:
+                        yield _event(gw, row, order_channel)
+                        beat = time.monotonic()
+                    if batch.ended:
+                        return
+                    if batch.due:
+                        for lapsed in batch.due:
+                            checkout.get_order(gw, lapsed)  # expires it; the next read sends it
+                        continue
+                    if batch.more:
+                        continue
+                now = time.monotonic()
+                if now >= deadline:
+                    return
+                if now - beat >= HEARTBEAT_SECONDS:
+                    yield ": keep-alive\n\n"  # no read: the hub's sweep stands for lost wake-ups
+                    beat = now
+                wait = min(deadline - now, beat + HEARTBEAT_SECONDS - now)
+                if batch.next_expiry is not None:
+                    wait = min(wait, (batch.next_expiry - gw.clock()).total_seconds())
+                woken = wake.wait(max(wait, 0.05)) or (
+                    batch.next_expiry is not None and gw.clock() >= batch.next_expiry)
+        except SQLAlchemyError as exc:
+            log.warning("event stream of device %s ended: database error %s", device_id,
+                        type(exc).__name__)
 
 
 class _Cursor:
@@ -205,33 +201,6 @@ def _read(gw: Gateway, device_id: str, order_id: str | None, cursor: _Cursor) ->
     upcoming = [o.expires_at for o in watched
                 if o.status in PENDING and o.expires_at is not None and o.id not in due]
     return _Batch(rows, more, ended, due, min(upcoming, default=None))
-
-
-def _subscribe(gw: Gateway, device_id: str) -> PubSub | None:
-    pubsub: PubSub | None = None
-    try:
-        pubsub = gw.redis.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(channel(gw, device_id))
-        return pubsub
-    except (redis.RedisError, OSError) as exc:
-        log.warning("event stream without Redis (%s): reading SQL every second", exc)
-        if pubsub is not None:
-            pubsub.close()
-        return None
-
-
-def _wait(pubsub: PubSub | None, seconds: float) -> PubSub | None:
-    """Wait ``seconds``, or until a commit touched the device; None: go on without Redis."""
-    if pubsub is None:
-        time.sleep(min(seconds, POLL_SECONDS))
-        return None
-    try:
-        pubsub.get_message(timeout=seconds)
-        return pubsub
-    except (redis.RedisError, OSError) as exc:
-        log.warning("event stream lost Redis (%s): reading SQL every second", exc)
-        pubsub.close()
-        return None
 
 
 # --- what an event says ----------------------------------------------------------------------

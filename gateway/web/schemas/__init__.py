@@ -41,6 +41,7 @@ from gateway.web.schemas.documented import (
     ORDER_NOT_FOUND,
     PAYLOAD_TOO_LARGE,
     SERVICE_UNAVAILABLE,
+    STREAM_UNAVAILABLE,
     TV_KEY,
     TV_UNAUTHORIZED,
     answer,
@@ -80,5 +81,6 @@ __all__ = [
     "OrderQrPath", "OrderRequest", "PAYLOAD_TOO_LARGE", "PackageList", "PairingCode",
     "PairingQrPath", "PairingStatus", "PaymentCodeRequest", "Problem", "RechargeCodeRequest",
     "SCHEMAS", "SERVICE_UNAVAILABLE", "TV_KEY", "TV_UNAUTHORIZED", "answer", "event_stream",
+    "STREAM_UNAVAILABLE",
     "problem_schemas", "problems", "qr_answer", "refusal", "request_body",
 ]

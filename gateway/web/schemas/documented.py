@@ -62,7 +62,8 @@ PROBLEM_CODES: dict[int, tuple[str, ...]] = {
     413: ("payload_too_large",),
     429: ("phone_rate_limited", "phone_daily_limit", "device_rate_limited",
           "pairing_rate_limited"),
-    503: ("service_unavailable",),
+    503: ("service_unavailable",
+          "too_many_streams"),
 }
 
 
@@ -101,6 +102,10 @@ def problems(status: int, description: str, *codes: str,
 SERVICE_UNAVAILABLE: Responses = {503: problems(
     503, "The database or Redis is unreachable; nothing changed. Retry after `Retry-After`.",
     "service_unavailable")}
+STREAM_UNAVAILABLE: Responses = {503: problems(
+    503, "`too_many_streams`: this server holds as many event streams as it may; "
+         "`service_unavailable`: the database or Redis is unreachable. Retry after "
+         "`Retry-After`.", "too_many_streams", "service_unavailable")}
 PAYLOAD_TOO_LARGE: Responses = {413: problems(413, "The body is over 64 KiB.", "payload_too_large")}
 TV_UNAUTHORIZED: Responses = {401: problems(
     401, "A missing, wrong or revoked key, or one that is not a TV app's.", "unauthorized",
