@@ -11,6 +11,7 @@ from typing import Any
 import redis
 from flask import Flask, current_app
 
+from gateway.admission import Admission
 from gateway.config import Settings
 from gateway.domain.texts import Texts
 from gateway.domain.times import utc_now
@@ -53,6 +54,11 @@ class Gateway:
     @cached_property
     def key_cache(self) -> KeyCache[Any]:
         return KeyCache(self.redis, self.settings.REDIS_PREFIX)
+
+    @cached_property
+    def admission(self) -> Admission:
+        """Whether this process takes a new order now (``gateway.admission``)."""
+        return Admission(self.settings, self.db, self.clock)
 
     @property
     def secret_key(self) -> bytes:
