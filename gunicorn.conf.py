@@ -7,7 +7,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
+import time
 from pathlib import Path
+from typing import Any
+
+from gunicorn.workers.gthread import ThreadWorker
 
 
 def _whole(name: str, default: int, high: int) -> int:
@@ -40,8 +45,44 @@ bind = f"0.0.0.0:{_whole('PORT', 8000, 65535)}"
 # migration. Beyond that, run more instances against a database sized for them, and set
 # WEB_CONCURRENCY and GUNICORN_THREADS so that all of them fit its max_connections.
 workers = _whole("WEB_CONCURRENCY", min(2 * _cores(), 4), 64)
-worker_class = "gthread"
 threads = _whole("GUNICORN_THREADS", 16, 1000)
+
+
+class QueueTimedWorker(ThreadWorker):
+    """gunicorn's gthread worker, telling the app how long each request waited for a thread:
+    ``environ["gateway.queue_wait"]``, in seconds, on which gateway.admission sheds new orders.
+
+    A connection is stamped whenever it is queued for the thread pool (accepted, or readable
+    again on a kept-alive connection); its wait ends when a thread takes it, before the thread
+    waits for the client's first bytes, so a slow client is not counted as a wait.
+    """
+
+    def init_process(self) -> None:
+        self._taken = threading.local()  # the wait of the connection each thread took
+        super().init_process()
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        app, taken = self.wsgi, self._taken
+
+        def with_queue_wait(environ: dict[str, Any], start_response: Any) -> Any:
+            # the request the thread took the connection for (HTTP/2 serves more on the same
+            # thread, which waited for no thread: no figure)
+            environ["gateway.queue_wait"], taken.wait = getattr(taken, "wait", None), None
+            return app(environ, start_response)
+
+        self.wsgi = with_queue_wait
+
+    def enqueue_req(self, conn: Any) -> None:
+        conn.queued_at = time.monotonic()
+        super().enqueue_req(conn)
+
+    def handle(self, conn: Any) -> Any:
+        self._taken.wait = time.monotonic() - conn.queued_at
+        return super().handle(conn)
+
+
+worker_class = QueueTimedWorker
 
 # With gthread, `timeout` is how long a worker's main loop may go silent before the master kills
 # it, not a limit on a request: a five-minute event stream is fine.

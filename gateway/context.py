@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 import redis
 from flask import Flask, current_app
 
+from gateway.admission import Admission
 from gateway.config import Settings
 from gateway.domain.texts import Texts
 from gateway.domain.times import utc_now
@@ -77,6 +78,11 @@ class Gateway:
     @_built_once
     def key_cache(self) -> KeyCache[Any]:
         return KeyCache(self.redis, self.settings.REDIS_PREFIX)
+
+    @_built_once
+    def admission(self) -> Admission:
+        """Whether this process takes a new order now (``gateway.admission``)."""
+        return Admission(self.settings, self.db, self.clock)
 
     @property
     def secret_key(self) -> bytes:

@@ -40,9 +40,10 @@ from gateway.domain.sms import WAITING, SmsStatus
 from gateway.effects import after_commit
 
 __all__ = [
-    "CODE_REPLY_TO_ACTIVATION", "HTTP_REQUEST_DURATION", "ORDERS", "ORDER_FAILURES",
-    "EVENT_STREAMS_OPEN", "EVENT_STREAMS_REFUSED",
-    "COUNTED", "SMPP_WINDOW_IN_USE", "SMS", "SmsQueueDepth", "count_committed",
+    "CODE_REPLY_TO_ACTIVATION", "EVENT_STREAMS_OPEN", "EVENT_STREAMS_REFUSED",
+    "HTTP_REQUEST_DURATION", "ORDERS", "ORDERS_SHED", "ORDER_FAILURES",
+    "COUNTED", "OVERLOADED", "QUEUE_WAIT", "SMPP_WINDOW_IN_USE", "SMS", "SMS_BACKLOG_AGE",
+    "SmsQueueDepth", "count_committed",
     "count_order_status", "count_sms",
     "observe_request", "registry", "serve",
 ]
@@ -71,6 +72,20 @@ EVENT_STREAMS_OPEN = Gauge("tvpay_event_streams_open", "Event streams open (SSE)
                            multiprocess_mode="livesum")
 EVENT_STREAMS_REFUSED = Counter("tvpay_event_streams_refused_total",
                                 "Event streams refused with 503 too_many_streams")
+# Shedding new orders (gateway.admission). Each gauge shows the value any process set last: the
+# SMS backlog is one fact for the whole service, and a queue is as the latest request found it.
+QUEUE_WAIT = Histogram("tvpay_http_queue_wait_seconds",
+                       "Time a request waited for a thread of its gunicorn worker",
+                       buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                                2.5, 5.0))
+OVERLOADED = Gauge("tvpay_overloaded", "1 while new orders are shed for this reason, as the "
+                   "latest request (or look) of any process found", ["reason"],
+                   multiprocess_mode="livemostrecent")
+ORDERS_SHED = Counter("tvpay_orders_shed_total", "New orders refused with 503 overloaded before "
+                      "anything was written, by reason", ["reason"])
+SMS_BACKLOG_AGE = Gauge("tvpay_sms_backlog_age_seconds", "How long the oldest SMS not sent yet "
+                        "has waited, as last read by any process",
+                        multiprocess_mode="livemostrecent")
 
 _ORDER_STATUSES = frozenset(Status)
 _CHANNELS = frozenset(Channel)

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from gunicorn.workers.gthread import ThreadWorker
 
 from gateway.config import PROJECT_ROOT
 from tests import processes
@@ -76,7 +77,7 @@ def test_gunicorn_serves_with_request_ids_json_logs_and_stops_gracefully(app, se
 
     lines = json_lines(log.read_text())
     messages = [(line["logger"], line["message"]) for line in lines]
-    assert ("gunicorn.error", "Using worker: gthread") in messages
+    assert ("gunicorn.error", "Using worker: QueueTimedWorker") in messages
     assert len([m for _, m in messages if m.startswith("Booting worker")]) == 2
     assert ("gunicorn.error", "Shutting down: Master") in messages
     access = [line for line in lines if line["logger"] == "gateway.access"]
@@ -128,7 +129,7 @@ def load_config(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 def test_the_settings_follow_the_environment(load_config, tmp_path):
     defaults = load_config()
     assert defaults.bind == "0.0.0.0:8000"
-    assert defaults.worker_class == "gthread" and defaults.threads == 16
+    assert issubclass(defaults.worker_class, ThreadWorker) and defaults.threads == 16
     assert 2 <= defaults.workers <= 4
     assert (defaults.timeout, defaults.graceful_timeout, defaults.keepalive) == (30, 30, 5)
     assert defaults.max_requests == 2000 and 0 < defaults.max_requests_jitter < 2000

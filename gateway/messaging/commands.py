@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from gateway.backend import bills, checkout, pairing
 from gateway.context import Gateway
-from gateway.domain.errors import Conflict, NotFound, RateLimited
+from gateway.domain.errors import Conflict, NotFound, Overloaded, RateLimited
 from gateway.domain.money import Money
 from gateway.domain.orders import Status
 from gateway.domain.texts import Texts
@@ -127,6 +127,10 @@ def pay(gw: Gateway, phone: str, command: Command) -> str | None:
         shown = "".join(c for c in command.argument[:8] if c.isprintable())  # no NUL in SQL
         return texts.render("no_such_bill", number=shown)
     bill = due[number - 1]
+    try:
+        gw.admission.admit_new_order()  # SMS leave late: say so now rather than send a late code
+    except Overloaded:
+        return texts.render("busy")
     try:
         order = checkout.start_order(gw, device_id=bill.device_id, phone=phone, bill_id=bill.id)
     except RateLimited:

@@ -20,8 +20,8 @@ from gateway.store.db import Database, insert_ignore, insert_rows, padded, write
 from gateway.store.models import OutboxMessage, SmsOptOut
 
 __all__ = ["LogProvider", "Queued", "SmsProvider", "SmsStatus", "close_code_messages",
-           "dispatch_queued", "fail_if_expired", "opt_in", "opt_out", "queue", "queue_at_commit",
-           "recent", "waiting"]
+           "dispatch_queued", "fail_if_expired", "oldest_waiting", "opt_in", "opt_out", "queue",
+           "queue_at_commit", "recent", "waiting"]
 
 log = logging.getLogger(__name__)
 
@@ -218,3 +218,18 @@ def waiting(db: Database) -> dict[str, int]:
                                .where(OutboxMessage.status.in_(WAITING))
                                .group_by(OutboxMessage.status)).all()
     return {str(status): int(count) for status, count in rows}
+
+
+# The lowest id of each status not sent yet is one step down its (status, id) index, however
+# long the queue: a min() over created_at would read every waiting row.
+_OLDEST_WAITING = select(func.min(_OUTBOX.c.created_at)).where(_OUTBOX.c.id.in_(
+    [select(func.min(_OUTBOX.c.id)).where(_OUTBOX.c.status == status.value).scalar_subquery()
+     for status in WAITING]))
+
+
+def oldest_waiting(db: Database) -> datetime | None:
+    """When the oldest row not sent yet (``queued``, or taken by a provider and not answered)
+    was written; None when every row has been sent."""
+    with db.read() as session:
+        found: datetime | None = session.execute(_OLDEST_WAITING).scalar()
+    return found

@@ -11,6 +11,7 @@ from flask_openapi3 import OpenAPI
 
 from gateway.web import (
     admin,
+    admission,
     api_docs,
     dashboard,
     demo,
@@ -42,6 +43,7 @@ def _index() -> ResponseReturnValue:
 
 def register(app: OpenAPI) -> None:
     request_log.register(app)
+    admission.register(app)
     ops.register(app)
     app.add_url_rule("/", "index", _index)
     app.register_api(tv_api.bp)

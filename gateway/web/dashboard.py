@@ -1,5 +1,6 @@
-"""The operator dashboard (``/admin``): the order funnel, failures, SMS delivery by provider,
-orders over time and the newest orders, as tables and server-drawn SVG charts (no script).
+"""The operator dashboard (``/admin``): whether new orders are shed now, the order funnel,
+failures, SMS delivery by provider, orders over time and the newest orders, as tables and
+server-drawn SVG charts (no script).
 
 It takes the admin API's key (``ADMIN_API_KEY``): as ``Authorization: Bearer`` from a script,
 or typed once into a sign-in form (CSRF-checked) from a browser, which then keeps a signed
@@ -79,7 +80,8 @@ def page() -> Response:
     except InvalidInput as bad:
         return _small_page("No such window", 400, message=bad.detail, windows=_windows(None))
     found = figures.for_window(gw, minutes)
-    return _render("dashboard.html", figures=found, windows=_windows(minutes),
+    return _render("dashboard.html", figures=found, overload=gw.admission.state(),
+                   windows=_windows(minutes),
                    window_name=_WINDOW_NAMES[minutes], charts=_charts(found),
                    sign_out_form=None if by_bearer else SignOutForm(), **_formats())
 

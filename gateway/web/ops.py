@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +28,7 @@ from prometheus_client.exposition import choose_encoder
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
 from gateway import metrics
+from gateway.admission import Overload
 from gateway.context import Gateway, services
 from gateway.messaging import twilio_sms
 from gateway.messaging.health import ProviderHealth
@@ -54,6 +55,7 @@ def register(app: OpenAPI) -> None:
     gw: Gateway = services(app)
     readiness = _Readiness(gw)
     queue_depth = _Probe(lambda: outbox.waiting(gw.db))
+    overload = _Probe(gw.admission.state)  # it reads SQL: waited on as a check is
 
     @app.get("/healthz", tags=[OPERATIONS], operation_id="healthz", summary="Liveness",
              description="The process answers. It checks nothing else (that is `/readyz`).",
@@ -64,14 +66,20 @@ def register(app: OpenAPI) -> None:
     @app.get("/readyz", tags=[OPERATIONS], operation_id="readyz", summary="Readiness",
              description="""Whether the process can serve now: the database, Redis and an SMS
 provider answer. The checks run side by side, each waited for 2 s at most. `ready` with 200, or
-`not_ready` with 503 and, in each failed check, what failed (never a secret). Always this JSON,
-never a problem document.""",
+`not_ready` with 503 and, in each failed check, what failed (never a secret). `overloaded`: whether
+this process sheds new orders now (`503 overloaded`); an overloaded service is still ready, as it
+answers at once. `overload` says why (`reasons`) with the figures and their bounds. Always this
+JSON, never a problem document.""",
              responses={200: answer(Health, "Ready.", cache=NO_STORE),
                         503: answer(Health, "Not ready; `checks` says what failed.",
                                     cache=NO_STORE)})
     def readyz() -> Response:
+        deadline = time.monotonic() + CHECK_TIMEOUT
+        looking = overload.start()  # beside the checks, and waited for as long
         ready, checks = readiness.check()
-        response = jsonify(status="ready" if ready else "not_ready", checks=checks)
+        found = _overload(looking, deadline)
+        response = jsonify(status="ready" if ready else "not_ready", checks=checks,
+                           overloaded=found.overloaded, overload=asdict(found))
         response.status_code = 200 if ready else 503
         return _no_store(response)
 
@@ -89,9 +97,18 @@ never a problem document.""",
             outcome = queue_depth.wait(time.monotonic() + CHECK_TIMEOUT)
             return None if outcome is None or outcome.error else outcome.value
 
+        _overload(overload.start(), time.monotonic() + CHECK_TIMEOUT)  # fresh gauges
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))
         body = encode(metrics.registry(metrics.SmsQueueDepth(waiting)))
         return Response(body, content_type=content_type)
+
+    def _overload(looking: Future[_Outcome], deadline: float) -> Overload:
+        """The state ``looking`` found by ``deadline``, else the one the last look found."""
+        outcome = _result(looking, deadline)
+        if outcome is None or outcome.error is not None:
+            return gw.admission.state(read=False)
+        found: Overload = outcome.value
+        return found
 
 
 def _no_store(response: Response) -> Response:

@@ -12,7 +12,14 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from gateway import store
-from gateway.domain.errors import Conflict, GatewayError, InvalidInput, NotFound, RateLimited
+from gateway.domain.errors import (
+    Conflict,
+    GatewayError,
+    InvalidInput,
+    NotFound,
+    Overloaded,
+    RateLimited,
+)
 from gateway.web import request_log, wap
 
 __all__ = ["json_body", "problem", "register", "require", "response_for"]
@@ -20,7 +27,7 @@ __all__ = ["json_body", "problem", "register", "require", "response_for"]
 log = logging.getLogger(__name__)
 
 _STATUS: dict[type[GatewayError], int] = {
-    InvalidInput: 400, NotFound: 404, Conflict: 409, RateLimited: 429,
+    InvalidInput: 400, NotFound: 404, Conflict: 409, RateLimited: 429, Overloaded: 503,
 }
 _HTTP_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -45,7 +52,7 @@ def response_for(error: GatewayError) -> Response:
     if _on_page():
         return wap.error_page(status, error.code)
     response = problem(status, error.code, error.detail, **error.extra)
-    if isinstance(error, RateLimited):
+    if isinstance(error, RateLimited | Overloaded):
         response.headers["Retry-After"] = str(error.retry_after)
     return response
 

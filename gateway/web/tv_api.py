@@ -18,12 +18,14 @@ from gateway.domain.errors import Conflict, GatewayError, InvalidInput, NotFound
 from gateway.domain.orders import Status
 from gateway.domain.times import iso
 from gateway.web import api_keys, qr
+from gateway.web.admission import starts_an_order
 from gateway.web.problems import response_for
 from gateway.web.schemas import (
     BAD_DEVICE_ID,
     DEVICE_NOT_FOUND,
     IDEMPOTENT_REPLAYED,
     LOCATION,
+    NEW_ORDER_UNAVAILABLE,
     ORDER_NOT_FOUND,
     PAYLOAD_TOO_LARGE,
     SERVICE_UNAVAILABLE,
@@ -175,7 +177,9 @@ TV; a refused request uses up none of them.""",
              **PAYLOAD_TOO_LARGE,
              429: problems(429, "A limit is exhausted; retry after `Retry-After` seconds.",
                            "phone_rate_limited", "phone_daily_limit", "device_rate_limited"),
+             **NEW_ORDER_UNAVAILABLE,
          })
+@starts_an_order
 @idempotent
 def create_order(header: IdempotencyHeader, body: OrderRequest) -> Response:
     """An order for a package (``package_id``) or an outstanding bill (``bill_id``), paid from
@@ -248,7 +252,9 @@ body. Like any new order it may fail at once (201 with `status` `failed`).""",
                            *_IDEMPOTENCY_CONFLICTS),
              429: problems(429, "A limit is exhausted; retry after `Retry-After` seconds.",
                            "phone_rate_limited", "phone_daily_limit", "device_rate_limited"),
+             **NEW_ORDER_UNAVAILABLE,
          })
+@starts_an_order
 @idempotent
 def retry_order(path: OrderPath, header: IdempotencyHeader) -> Response:
     """A fresh attempt at a failed, expired or cancelled order, linked to it by ``retry_of``."""
@@ -302,7 +308,9 @@ link lives `WAP_LINK_TTL_SECONDS`. Counts against `LIMIT_DEVICE_ORDERS_PER_HOUR`
              **PAYLOAD_TOO_LARGE,
              429: problems(429, "The TV placed too many orders in the last hour.",
                            "device_rate_limited"),
+             **NEW_ORDER_UNAVAILABLE,
          })
+@starts_an_order
 @idempotent
 def payment_code(path: DevicePath, header: IdempotencyHeader,
                  body: PaymentCodeRequest) -> Response:

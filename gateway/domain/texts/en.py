@@ -30,6 +30,8 @@ SMS: dict[str, str] = {
     "more_bills": " and {count} more",
     "no_such_bill": "[{merchant}] There is no bill {number}. Reply BILL to see them.",
     "try_later": "[{merchant}] Too many requests. Please try again later.",
+    "busy": "[{merchant}] We are busy and codes are arriving late. Please try again in a few "
+            "minutes.",
     "insufficient_funds": "[{merchant}] Your wallet and card do not hold enough; nothing "
                           "was charged.",
     "paired": "[{merchant}] This phone is paired with TV {device}. Order on the TV "

@@ -27,6 +27,7 @@ SMS: dict[str, str] = {
     "more_bills": "等{count}笔",
     "no_such_bill": "【{merchant}】没有第{number}笔账单，请回复“账单”查看。",
     "try_later": "【{merchant}】操作太频繁，请稍后再试。",
+    "busy": "【{merchant}】系统繁忙，验证码可能延迟送达，请几分钟后再试。",
     "insufficient_funds": "【{merchant}】钱包和银行卡余额不足，未扣款。",
     "paired": "【{merchant}】已绑定电视 {device}，今后可在电视上直接下单。",
     "bad_pairing_code": "【{merchant}】配对码无效或已过期，请在电视上重新获取。",

@@ -194,11 +194,34 @@ class HealthCheck(BaseModel):
         description="In `sms`: each configured provider's check; `sms` is ok when one is.")
 
 
+OverloadReason = Literal["queue_wait", "sms_backlog"]
+
+
+class Overload(BaseModel):
+    """Why new orders are shed now, with the figures and their bounds (a bound of 0 is off)."""
+
+    reasons: list[OverloadReason] = Field(
+        description="Empty while new orders are taken. `queue_wait`: this worker's requests "
+                    "stand in a queue for a thread longer than `max_wait_ms`; `sms_backlog`: "
+                    "the oldest SMS not sent yet is older than `max_sms_backlog_seconds`.")
+    queue_wait_ms: float | None = Field(
+        ge=0, description="How long the latest request of this worker waited for a thread; null "
+                          "under a server that does not say (only gunicorn does).")
+    max_wait_ms: int = Field(ge=0, description="`OVERLOAD_MAX_WAIT_MS`.")
+    sms_backlog_seconds: float | None = Field(
+        ge=0, description="How long the oldest SMS not sent yet has waited (0: none waits); "
+                          "null when the database did not answer.")
+    max_sms_backlog_seconds: int = Field(ge=0, description="`OVERLOAD_MAX_SMS_BACKLOG_SECONDS`.")
+
+
 class Health(BaseModel):
     status: Literal["ok", "ready", "not_ready"] = Field(
         description="`ok` from `/healthz`; `ready` or `not_ready` from `/readyz`.")
     checks: dict[str, HealthCheck] = _optional(
         description="From `/readyz`: each check by name (`database`, `redis`, `sms`).")
+    overloaded: bool = _optional(
+        description="From `/readyz`: whether new orders are shed now (`503 overloaded`).")
+    overload: Overload = _optional(description="From `/readyz`: why, and the figures.")
 
 
 class Problem(BaseModel):
@@ -216,7 +239,12 @@ class Problem(BaseModel):
     retry_order_id: str = _optional(description="With `order_already_retried`.")
     amount: int = _optional(ge=0, description="With `partial_payment_refused`: the bill's amount.")
     bill_id: str = _optional(description="With `bill_exists`.")
-    retry_after: int = _optional(ge=1, description="With 429: as `Retry-After`.")
+    retry_after: int = _optional(ge=1, description="With 429 and `overloaded`: as `Retry-After`.")
+    retry_after_ms: int = _optional(ge=1, description="With `overloaded`: when to try again, in "
+                                                      "milliseconds.")
+    reason: OverloadReason = _optional(
+        description="With `overloaded`: `queue_wait` (requests stand in a queue for a thread) "
+                    "or `sms_backlog` (SMS leave late, so a code would arrive late).")
 
 
 #: Models the document names though no operation takes or answers them directly.

@@ -62,8 +62,7 @@ PROBLEM_CODES: dict[int, tuple[str, ...]] = {
     413: ("payload_too_large",),
     429: ("phone_rate_limited", "phone_daily_limit", "device_rate_limited",
           "pairing_rate_limited"),
-    503: ("service_unavailable",
-          "too_many_streams"),
+    503: ("service_unavailable", "overloaded", "too_many_streams"),
 }
 
 
@@ -106,6 +105,14 @@ STREAM_UNAVAILABLE: Responses = {503: problems(
     503, "`too_many_streams`: this server holds as many event streams as it may; "
          "`service_unavailable`: the database or Redis is unreachable. Retry after "
          "`Retry-After`.", "too_many_streams", "service_unavailable")}
+
+NEW_ORDER_UNAVAILABLE: Responses = {503: problems(
+    503, "`overloaded`: too busy to take a new order now (requests stand in a queue, or SMS "
+         "leave late); nothing was written, and the same request (the same `Idempotency-Key`) "
+         "may be sent again after `Retry-After` seconds (`retry_after_ms` says it in "
+         "milliseconds). `service_unavailable`: the database or Redis is unreachable; nothing "
+         "changed.", "service_unavailable", "overloaded")}
+
 PAYLOAD_TOO_LARGE: Responses = {413: problems(413, "The body is over 64 KiB.", "payload_too_large")}
 TV_UNAUTHORIZED: Responses = {401: problems(
     401, "A missing, wrong or revoked key, or one that is not a TV app's.", "unauthorized",

@@ -1,0 +1,164 @@
+"""Admission control: shed a new order at once (``503 overloaded``), rather than queue it and
+answer after the viewer has given up, when
+
+- this web worker's requests stand in a queue for a thread longer than ``OVERLOAD_MAX_WAIT_MS``
+  (``gateway.domain.overload.QueueWaits``; gunicorn's worker says how long each request waited,
+  see ``gunicorn.conf.py``, and the web layer hands the wait over: ``observe``), or
+- the oldest SMS not sent yet is older than ``OVERLOAD_MAX_SMS_BACKLOG_SECONDS``: the code of a
+  new order would arrive that late. Read from SQL at most once a second per process, never once
+  per order.
+
+Only what starts a new order is shed (``admit_new_order``, before anything is written): a
+viewer's reply, a page payment or a read of an order already made goes on. One ``Admission``
+per process (``Gateway.admission``); 0 turns a check off.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from gateway import metrics
+from gateway.config import Settings
+from gateway.domain.errors import Overloaded
+from gateway.domain.overload import OverloadReason, QueueWaits, retry_after_ms
+from gateway.store import UNAVAILABLE, outbox
+from gateway.store.db import Database
+
+__all__ = ["BACKLOG_READ_EVERY", "Admission", "Overload"]
+
+log = logging.getLogger(__name__)
+
+BACKLOG_READ_EVERY = timedelta(seconds=1)
+_SAY_EVERY = 10.0  # seconds between two log lines of a process shedding for the same reason
+_DETAIL = {
+    OverloadReason.QUEUE_WAIT: "the service is too busy to take a new order now; retry later",
+    OverloadReason.SMS_BACKLOG: "SMS are leaving late, so a code would arrive late; retry later",
+}
+
+
+@dataclass(frozen=True)
+class Overload:
+    """What this process would say of a new order now, and the figures behind it."""
+
+    reasons: tuple[OverloadReason, ...]
+    queue_wait_ms: float | None  # of the latest request seen; None without gunicorn's figure
+    max_wait_ms: int
+    sms_backlog_seconds: float | None  # the oldest SMS not sent yet; None: no answer from SQL
+    max_sms_backlog_seconds: int
+
+    @property
+    def overloaded(self) -> bool:
+        return bool(self.reasons)
+
+
+class Admission:
+    def __init__(self, settings: Settings, db: Database, clock: Callable[[], datetime]) -> None:
+        self.max_wait_ms = settings.OVERLOAD_MAX_WAIT_MS
+        self.max_backlog_seconds = settings.OVERLOAD_MAX_SMS_BACKLOG_SECONDS
+        bound = self.max_wait_ms / 1000
+        self._waits = QueueWaits(bound, interval=bound)
+        self._db = db
+        self._clock = clock
+        self._oldest: datetime | None = None
+        self._read_at: datetime | None = None
+        self._reading = threading.Lock()
+        self._said: dict[OverloadReason, float] = {}  # when a shedding was last logged
+
+    # --- the two signals -----------------------------------------------------------------------
+
+    def observe(self, wait: float | None) -> bool:
+        """A request waited ``wait`` seconds for its thread (None: the server does not say):
+        say whether it came out of a standing queue, so that it is shed if it starts an order."""
+        if wait is None:
+            return False
+        metrics.QUEUE_WAIT.observe(wait)
+        standing = self._waits.observe(wait, time.monotonic()) and bool(self.max_wait_ms)
+        metrics.OVERLOADED.labels(OverloadReason.QUEUE_WAIT.value).set(standing)
+        return standing
+
+    def sms_backlog_seconds(self, *, read: bool = True) -> float:
+        """How long the oldest SMS not sent yet has waited (0 when none waits), from a reading
+        of SQL at most ``BACKLOG_READ_EVERY`` old (``read=False``: whatever the last reading
+        was); threads that find a reading under way use the one before.
+
+        :raise: one of ``gateway.store.UNAVAILABLE`` when the database does not answer.
+        """
+        now = self._clock()
+        if read and self._stale(now) and self._reading.acquire(blocking=False):
+            try:
+                if self._stale(now):
+                    self._oldest = outbox.oldest_waiting(self._db)
+                    self._read_at = now
+            finally:
+                self._reading.release()
+        oldest = self._oldest
+        age = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
+        metrics.SMS_BACKLOG_AGE.set(age)
+        return age
+
+    def _stale(self, now: datetime) -> bool:
+        return self._read_at is None or not timedelta(0) <= now - self._read_at \
+            < BACKLOG_READ_EVERY
+
+    def _backlog_too_old(self, seconds: float | None) -> bool:
+        too_old = bool(self.max_backlog_seconds) and seconds is not None and \
+            seconds > self.max_backlog_seconds
+        metrics.OVERLOADED.labels(OverloadReason.SMS_BACKLOG.value).set(too_old)
+        return too_old
+
+    # --- deciding ------------------------------------------------------------------------------
+
+    def admit_new_order(self, *, queue_standing: bool = False) -> None:
+        """Let a new order be started, or refuse it before anything is written.
+        ``queue_standing``: what ``observe`` said of the request asking.
+
+        :raise Overloaded: ``overloaded``, with the reason and when to retry.
+        :raise: one of ``gateway.store.UNAVAILABLE`` when the database does not answer.
+        """
+        if queue_standing:
+            reason = OverloadReason.QUEUE_WAIT
+        elif self.max_backlog_seconds and self._backlog_too_old(self.sms_backlog_seconds()):
+            reason = OverloadReason.SMS_BACKLOG
+        else:
+            return
+        metrics.ORDERS_SHED.labels(reason.value).inc()
+        self._say(reason)
+        raise Overloaded(_DETAIL[reason], reason=reason.value,
+                         retry_after_ms=retry_after_ms(reason, random.random))
+
+    def _say(self, reason: OverloadReason) -> None:
+        """Log a shedding once, then again every ``_SAY_EVERY`` seconds while it lasts."""
+        now = time.monotonic()
+        if reason in self._said and now - self._said[reason] < _SAY_EVERY:
+            return
+        self._said[reason] = now
+        if reason is OverloadReason.QUEUE_WAIT:
+            log.warning("shedding new orders: requests waited %.0f ms for a thread "
+                        "(OVERLOAD_MAX_WAIT_MS %s)", (self._waits.last_wait or 0) * 1000,
+                        self.max_wait_ms)
+        else:
+            log.warning("shedding new orders: an SMS has waited %.0f s to be sent "
+                        "(OVERLOAD_MAX_SMS_BACKLOG_SECONDS %s)",
+                        self.sms_backlog_seconds(read=False), self.max_backlog_seconds)
+
+    def state(self, *, read: bool = True) -> Overload:
+        """What a new order would meet now (``/readyz``, the dashboard, ``/metrics``);
+        ``read=False``: without reading SQL, from the last reading of the SMS backlog."""
+        try:
+            backlog: float | None = self.sms_backlog_seconds(read=read)
+        except UNAVAILABLE:  # the readiness check of the database says what is wrong
+            backlog = None
+        reasons = [reason for reason, found in (
+            (OverloadReason.QUEUE_WAIT, self._waits.standing and bool(self.max_wait_ms)),
+            (OverloadReason.SMS_BACKLOG, self._backlog_too_old(backlog))) if found]
+        last_wait = self._waits.last_wait
+        return Overload(tuple(reasons),
+                        None if last_wait is None else round(last_wait * 1000, 1),
+                        self.max_wait_ms, None if backlog is None else round(backlog, 1),
+                        self.max_backlog_seconds)
