@@ -74,6 +74,7 @@ from gateway.store.models import Order  # noqa: E402
 from gateway.wiring import connect  # noqa: E402
 from tests.processes import (  # noqa: E402
     LIMITS_OFF,
+    bench_settings,
     command,
     free_port,
     gunicorn,
@@ -184,9 +185,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="e2e-bench-"))
     with migrate.private_schema(args.database_url, prefix="bench") as scoped_url:
         migrate.upgrade(scoped_url)
-        env = {**os.environ, "DATABASE_URL": scoped_url, "REDIS_URL": args.redis_url,
-               "REDIS_PREFIX": f"bench{os.getpid()}:", "VAR_DIR": str(workdir),
-               "SECRET_KEY": "bench-secret-key-0123456789", "SMS_PROVIDER": "smpp", **LIMITS_OFF}
+        env = {**os.environ, **bench_settings(scoped_url, args.redis_url, workdir, "bench")}
         gw = connect(load_settings(environ=env))
         try:
             with database_roles(gw, scoped_url) as (statements, urls):

@@ -42,7 +42,7 @@ from gateway import create_app, migrate
 from gateway.context import Gateway, services  # noqa: E402
 from gateway.messaging import inbound
 from gateway.store.models import Order, OutboxMessage
-from tests.processes import LIMITS_OFF, seed_payers  # noqa: E402
+from tests.processes import bench_settings, seed_payers  # noqa: E402
 
 PACKAGE = {"id": "hot_month", "name": "Hot 月卡", "price": 3000, "currency": "CNY",
            "period_days": 30}
@@ -124,10 +124,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="hot-paths-"))
     with migrate.private_schema(args.database_url, prefix="hot") as url:
         migrate.upgrade(url)
-        app = create_app({"DATABASE_URL": url, "REDIS_URL": args.redis_url,
-                          "REDIS_PREFIX": f"hot{os.getpid()}:", "VAR_DIR": str(workdir),
-                          "SECRET_KEY": "bench-secret-key-0123456789", "SMS_PROVIDER": "smpp",
-                          **LIMITS_OFF})
+        app = create_app(bench_settings(url, args.redis_url, workdir, "hot"))
         gw: Gateway = services(app)
         log_file = (workdir / "app.log").open("w", encoding="utf-8")
         for handler in logging.getLogger().handlers:  # logs cost what they cost, out of sight

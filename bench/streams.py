@@ -38,12 +38,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psutil  # noqa: E402
 
-from bench.e2e import PACKAGE, ms  # noqa: E402
+from bench.e2e import PACKAGE  # noqa: E402
+from bench.e2e_report import ms  # noqa: E402
 from gateway import migrate  # noqa: E402
 from gateway.config import load_settings  # noqa: E402
 from gateway.wiring import connect  # noqa: E402
 from tests.processes import (  # noqa: E402
     LIMITS_OFF,
+    bench_settings,
     gunicorn,
     seed_payers,
     service_env,
@@ -234,9 +236,8 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="streams-bench-"))
     with migrate.private_schema(args.database_url, prefix="bench") as scoped_url:
         migrate.upgrade(scoped_url)
-        env = {**os.environ, "DATABASE_URL": scoped_url, "REDIS_URL": args.redis_url,
-               "REDIS_PREFIX": f"bench{os.getpid()}:", "VAR_DIR": str(workdir),
-               "SECRET_KEY": "bench-secret-key-0123456789", "SMS_PROVIDER": "log", **LIMITS_OFF}
+        env = {**os.environ, **bench_settings(scoped_url, args.redis_url, workdir, "bench",
+                                              sms_provider="log")}
         gw = connect(load_settings(environ=env))
         try:
             run(args, gw, scoped_url, workdir, levels)

@@ -33,7 +33,7 @@ from flask import Flask  # noqa: E402
 from bench.load import Payment, Run, post_orders  # noqa: E402
 from gateway import create_app, migrate  # noqa: E402
 from gateway.context import Gateway, services  # noqa: E402
-from tests.processes import LIMITS_OFF, gunicorn, seed_payers, service_env  # noqa: E402
+from tests.processes import LIMITS_OFF, bench_settings, gunicorn, seed_payers, service_env  # noqa: E402
 
 PACKAGE = {"id": "web_month", "name": "Web 月卡", "price": 3000, "currency": "CNY",
            "period_days": 30}
@@ -78,10 +78,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="web-cpu-"))
     with migrate.private_schema(args.database_url, prefix="webcpu") as url:
         migrate.upgrade(url)
-        config = {"DATABASE_URL": url, "REDIS_URL": args.redis_url,
-                  "REDIS_PREFIX": f"webcpu{os.getpid()}:", "VAR_DIR": str(workdir),
-                  "SECRET_KEY": "bench-secret-key-0123456789", "SMS_PROVIDER": "smpp",
-                  **LIMITS_OFF}
+        config = bench_settings(url, args.redis_url, workdir, "webcpu")
         app = create_app(config)
         gw = services(app)
         log_file = (workdir / "app.log").open("w", encoding="utf-8")

@@ -31,6 +31,16 @@ LIMITS_OFF = {"LIMIT_PHONE_INTERVAL_SECONDS": "0", "LIMIT_PHONE_CODES_PER_DAY": 
               "LIMIT_DEVICE_ORDERS_PER_HOUR": "0"}
 
 
+def bench_settings(database_url: str, redis_url: str, workdir: Path, prefix: str,
+                   sms_provider: str = "smpp") -> dict[str, str]:
+    """The settings a benchmark runs the service with: its own schema's database, its own
+    Redis key prefix, a fixed secret and every rate limit off."""
+    return {"DATABASE_URL": database_url, "REDIS_URL": redis_url,
+            "REDIS_PREFIX": f"{prefix}{os.getpid()}:", "VAR_DIR": str(workdir),
+            "SECRET_KEY": "bench-secret-key-0123456789", "SMS_PROVIDER": sms_provider,
+            **LIMITS_OFF}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
