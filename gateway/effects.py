@@ -9,6 +9,7 @@ transaction's notes; a rollback drops them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,8 @@ __all__ = ["Handler", "after_commit", "drop", "run"]
 Handler = Callable[[list[Any]], None]
 _EFFECTS = "effects.after_commit"
 
+log = logging.getLogger(__name__)
+
 
 def after_commit(session: Session, kind: str, item: Any) -> None:
     """Note an effect of ``kind`` that happens once ``session``'s transaction commits."""
@@ -26,10 +29,18 @@ def after_commit(session: Session, kind: str, item: Any) -> None:
 
 
 def run(session: Session, handlers: Mapping[str, Sequence[Handler]]) -> None:
-    """After a commit: hand each kind's notes to its handlers."""
+    """After a commit: hand each kind's notes to its handlers.
+
+    A handler that fails is logged, never raised: the change is committed, and a caller told
+    otherwise would answer "failed" for it or do it again (``inbound.receive_together`` acts
+    on each message alone when its shared transaction raises).
+    """
     for kind, items in session.info.pop(_EFFECTS, {}).items():
         for handler in handlers.get(kind, ()):
-            handler(items)
+            try:
+                handler(items)
+            except Exception:
+                log.exception("an after-commit effect (%s) failed; the change stands", kind)
 
 
 def drop(session: Session) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event, func, select
 
+from gateway import metrics
 from gateway.backend import activation
 from gateway.messaging import inbound
 from gateway.payment import ledger
@@ -135,3 +136,18 @@ def test_a_batch_sends_no_confirmation_to_a_phone_that_opted_out(gw, orders, clo
     [refused] = sms_to(gw, quiet, "confirmed")
     assert (refused.status, refused.error) == ("failed", "the recipient opted out")
     assert [m.status for p in PHONES[7:9] for m in sms_to(gw, p, "confirmed")] == ["queued"] * 2
+
+
+def test_an_effect_failing_after_the_commit_does_not_act_on_the_batch_again(gw, orders):
+    """The batch is committed: a failing after-commit handler (a counter, a stream wake-up)
+    must not make it look failed, or each reply would be acted on again, alone."""
+    phone = PHONES[9]
+
+    def broken(_items):
+        raise RuntimeError("the metrics folder is full")
+
+    gw.db.on_commit(metrics.COUNTED, broken)
+    assert inbound.receive_together(gw, [(phone, code_sent_to(gw, phone))]) == [True]
+    assert stored_order(gw, orders[phone]).status == "activated"
+    assert sms_to(gw, phone, "reply") == []  # no "code already used" from a second go
+    assert captures(gw) == {orders[phone]: 1}
