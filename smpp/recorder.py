@@ -28,8 +28,9 @@ from gateway.context import Gateway
 from gateway.domain.sms import SmsStatus
 from gateway.messaging import delivery, inbound
 from gateway.messaging.stream import OutboundStream
-from gateway.store.db import insert_rows, padded, rowcount
+from gateway.store.db import padded, rowcount
 from gateway.store.models import OutboxMessage, SmsPart
+from gateway.store.writes import insert_rows
 from smpp import codec
 from smpp.feeder import PROVIDER, Message, Part
 

@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session
 
 from gateway.backend import boss, tv_events
 from gateway.domain.errors import NotFound
-from gateway.store.db import insert_ignore, insert_rows, padded
+from gateway.store.db import insert_ignore, padded
 from gateway.store.models import Device, Entitlement, Package
+from gateway.store.writes import insert_rows
 
 __all__ = ["activate", "active_entitlements", "ensure_device", "entitlements", "prepare",
            "revoke"]

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from gateway.context import Gateway
 from gateway.domain.errors import Conflict, InvalidInput, NotFound
-from gateway.store.db import insert_ignore
+from gateway.store.db import insert_or_read
 from gateway.store.models import ApiKey, Device, TvApp
 from gateway.store.redis_store import KeyCache
 
@@ -141,18 +141,17 @@ _OWNER = select(Device.app_id).where(Device.id == bindparam("device"))
 
 
 def claim_device(session: Session, app_id: str, device_id: str, now: datetime) -> None:
-    """Make the device the app's if it is nobody's yet (one statement, for a device known or
-    new, in the common case).
+    """Make the device the app's if it is nobody's yet (one statement on PostgreSQL, for a
+    device known or new, in the common case).
 
     :raise NotFound: ``device_not_found`` when another app uses it.
     """
-    owner = session.execute(_OWNER, {"device": device_id}).first()
-    if owner is None and insert_ignore(session, Device, id=device_id, created_at=now,
-                                       app_id=app_id):
-        return
-    if owner is None or owner.app_id is None:  # inserted meanwhile, or made before apps were
+    claimed = insert_or_read(session, Device, "app_id", id=device_id, created_at=now,
+                             app_id=app_id)
+    owner = None if claimed is None else claimed[1]
+    if owner is None:  # inserted meanwhile, or made before apps were
         session.execute(update(Device).where(Device.id == device_id, Device.app_id.is_(None))
                         .values(app_id=app_id))
-        owner = session.execute(_OWNER, {"device": device_id}).one()
-    if owner.app_id != app_id:
+        owner = session.execute(_OWNER, {"device": device_id}).scalar_one()
+    if owner != app_id:
         raise NotFound(f"no device {device_id}", code="device_not_found")

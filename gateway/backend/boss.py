@@ -30,8 +30,8 @@ from sqlalchemy.orm import Session
 
 from gateway.context import Gateway
 from gateway.domain.times import iso
-from gateway.store.db import insert_at_commit
 from gateway.store.models import BossEvent
+from gateway.store.writes import insert_at_commit
 
 __all__ = ["EventStatus", "EventType", "UnknownEvents", "deliver_due", "record", "recent",
            "redeliver", "sign", "verify_signature"]

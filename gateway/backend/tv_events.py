@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from gateway.effects import after_commit
-from gateway.store.db import insert_at_commit
 from gateway.store.models import OrderEvent
+from gateway.store.writes import insert_at_commit
 
 __all__ = ["TOUCHED", "TvEvent", "record"]
 

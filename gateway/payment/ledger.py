@@ -16,11 +16,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from gateway.store.db import insert_ignore, insert_rows, padded, write_at_commit
+from gateway.store.db import insert_ignore, padded
 from gateway.store.models import Account, Hold, JournalEntry, Posting
+from gateway.store.writes import insert_at_commit
 
 __all__ = [
     "InsufficientFunds", "Settled", "audit", "balance", "capture", "card_account", "charge",
@@ -35,9 +36,7 @@ _MOVE = (update(_ACCOUNTS)
                 _ACCOUNTS.c.currency == bindparam("in_currency"),
                 _ACCOUNTS.c.balance + bindparam("delta") >= 0)
          .values(balance=_ACCOUNTS.c.balance + bindparam("delta")))
-# several rows, their ids returned in the order of the rows given
-_NEW_ENTRIES = insert(_ENTRIES).returning(_ENTRIES.c.id, sort_by_parameter_order=True)
-_JOURNAL = "ledger.journal"  # session.info: the entries a transaction has posted, to write
+_HELD_NOW = "ledger.held_now"  # session.info: orders whose hold this transaction placed
 _SETTLE = (update(_HOLDS).where(_HOLDS.c.order_id == bindparam("order"), _HOLDS.c.status == "held")
            .values(status=bindparam("to_status"), settled_at=bindparam("at"))
            .returning(_HOLDS.c.account_id, _HOLDS.c.amount, _HOLDS.c.currency))
@@ -119,23 +118,13 @@ def _post(session: Session, kind: str, legs: Sequence[tuple[str, int]], currency
             if amount > 0 or account is None or account.currency != currency:
                 raise UnusableAccount(f"{account_id} is missing or not in {currency}")
             raise InsufficientFunds(account_id)
-    session.info.setdefault(_JOURNAL, []).append(({"kind": kind, "order_id": order_id,
-                                                   "created_at": now}, legs))
-    write_at_commit(session, _write_journal)
-
-
-def _write_journal(session: Session) -> None:
-    """The transaction's entries and their postings, written at its commit: one statement
-    for the entries and one for the postings (or a few, for many), however many payments the
-    transaction made. The balances moved when the entries were posted; nothing reads the
-    journal back within a transaction."""
-    journal = session.info.pop(_JOURNAL, [])
-    if not journal:
-        return
-    ids = session.connection().execute(_NEW_ENTRIES, [entry for entry, _ in journal]).scalars()
-    insert_rows(session, Posting, *({"entry_id": entry_id, "account_id": account, "amount": amount}
-                                    for entry_id, (_, legs) in zip(ids, journal, strict=True)
-                                    for account, amount in legs))
+    # The balances moved above; the entry and its postings are written at commit, with the
+    # transaction's other rows: nothing reads the journal back within a transaction.
+    entry = insert_at_commit(session, JournalEntry, {"kind": kind, "order_id": order_id,
+                                                     "created_at": now}, keyed=True)
+    for account_id, amount in legs:
+        insert_at_commit(session, Posting, {"entry_id": entry, "account_id": account_id,
+                                            "amount": amount})
 
 
 def fund(session: Session, account_id: str, amount: int, currency: str, now: datetime) -> None:
@@ -153,8 +142,10 @@ def place_hold(session: Session, order_id: str, source: str, amount: int, curren
               currency, now, order_id)
     except (InsufficientFunds, UnusableAccount):
         return False
-    insert_rows(session, Hold, {"order_id": order_id, "account_id": source, "amount": amount,
-                                "currency": currency, "status": "held", "created_at": now})
+    insert_at_commit(session, Hold, {"order_id": order_id, "account_id": source,
+                                     "amount": amount, "currency": currency, "status": "held",
+                                     "created_at": now})
+    session.info.setdefault(_HELD_NOW, set()).add(order_id)
     return True
 
 
@@ -177,11 +168,19 @@ class Settled(NamedTuple):
 
 def _settle(session: Session, order_id: str, status: str, now: datetime) -> Settled:
     """Move a hold out of ``held`` exactly once, or raise if it was already settled."""
+    _refuse_held_now(session, order_id)
     row = session.connection().execute(
         _SETTLE, {"order": order_id, "to_status": status, "at": now}).first()
     if row is None:
         raise RuntimeError(f"hold of order {order_id} is not held")
     return Settled(*row)
+
+
+def _refuse_held_now(session: Session, order_id: str) -> None:
+    """A hold is written at its transaction's commit: settling it in that transaction would
+    find nothing, and leave the money held."""
+    if order_id in session.info.get(_HELD_NOW, ()):
+        raise RuntimeError(f"the hold of order {order_id} is settled where it was placed")
 
 
 def capture(session: Session, order_id: str, now: datetime) -> Settled:
@@ -196,6 +195,7 @@ def capture(session: Session, order_id: str, now: datetime) -> Settled:
 
 def release(session: Session, order_id: str, now: datetime) -> Settled | None:
     """Give a held amount back to its source; no-op for an order that holds nothing."""
+    _refuse_held_now(session, order_id)
     if session.connection().scalar(_HOLD_OF, {"order": order_id}) is None:
         return None
     hold = _settle(session, order_id, "released", now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
@@ -16,10 +16,11 @@ from gateway.context import Gateway
 from gateway.domain.errors import InvalidInput, RateLimited
 from gateway.domain.funding import Funding, Source
 from gateway.payment import ledger
+from gateway.store import outbox
 from gateway.store.db import insert_ignore
 from gateway.store.models import Account, Card, PhoneBinding, Wallet
 
-__all__ = ["bind_phone", "bound_wallet", "card_of", "funding", "sign_in", "sources"]
+__all__ = ["Payer", "bind_phone", "bound_wallet", "card_of", "payer", "sign_in", "sources"]
 
 _WALLET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Checked against when the account is unknown, so that a wrong account takes as long as a
@@ -52,6 +53,7 @@ def _with_sources(table: type[PhoneBinding | Wallet], wallet_id: Any) -> Select[
 
 # the binding's row lock serialises concurrent orders of one phone
 _OF_PHONE = (_with_sources(PhoneBinding, PhoneBinding.wallet_id)
+             .add_columns(outbox.opted_out(PhoneBinding.phone))
              .where(PhoneBinding.phone == bindparam("phone")).with_for_update(of=PhoneBinding))
 _OF_WALLET = _with_sources(Wallet, Wallet.id).where(Wallet.id == bindparam("wallet"))
 
@@ -59,7 +61,7 @@ _OF_WALLET = _with_sources(Wallet, Wallet.id).where(Wallet.id == bindparam("wall
 def _funding(row: Sequence[Any] | None) -> Funding | None:
     if row is None:
         return None
-    wallet_id, balance, currency, bank, last4, card_balance, card_currency = row
+    wallet_id, balance, currency, bank, last4, card_balance, card_currency = row[:7]
     sources = []
     if balance is not None:
         sources.append(Source(ledger.wallet_account(wallet_id), "wallet", balance, currency))
@@ -69,10 +71,19 @@ def _funding(row: Sequence[Any] | None) -> Funding | None:
     return Funding(wallet_id, tuple(sources))
 
 
-def funding(session: Session, phone: str) -> Funding | None:
-    """The wallet bound to ``phone`` and what it can pay from, its binding locked; None when
-    the phone is bound to no wallet."""
-    return _funding(session.execute(_OF_PHONE, {"phone": phone}).first())
+class Payer(NamedTuple):
+    """A bound phone, as an order reads it."""
+
+    funding: Funding
+    sms_opted_out: bool  # the phone said STOP: no code SMS can reach it
+
+
+def payer(session: Session, phone: str) -> Payer | None:
+    """The wallet bound to ``phone``, what it can pay from and whether the phone takes SMS,
+    in one read, its binding locked; None when the phone is bound to no wallet."""
+    row = session.execute(_OF_PHONE, {"phone": phone}).first()
+    found = _funding(row)
+    return None if row is None or found is None else Payer(found, bool(row[7]))
 
 
 def sources(session: Session, wallet_id: str) -> tuple[Source, ...]:

@@ -1,4 +1,4 @@
-"""The engine for SQLite or PostgreSQL, the transaction, and how rows are written fast."""
+"""The engine for SQLite or PostgreSQL and the transaction (rows written fast: ``writes``)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,11 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
-    insert,
+    false,
+    select,
     text,
+    true,
+    union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Dialect, Result, make_url
@@ -24,13 +27,13 @@ from sqlalchemy.exc import DataError, DBAPIError, InvalidatePoolError, Operation
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.dml import Insert
-from sqlalchemy.sql.elements import TextClause
 
 from gateway import effects
+from gateway.store import writes
 from gateway.store.models import Base
 
-__all__ = ["UNAVAILABLE", "Database", "ValueRefused", "insert_at_commit", "insert_ignore",
-           "insert_rows", "make_engine", "padded", "rowcount", "write_at_commit"]
+__all__ = ["UNAVAILABLE", "Database", "ValueRefused", "insert_ignore", "insert_or_read",
+           "make_engine", "padded", "rowcount"]
 
 #: What the database raises when it cannot be reached or does not answer: callers answer
 #: "retry later" (503) rather than fail.
@@ -115,7 +118,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        event.listen(self._sessions, "before_commit", _write_queued)
+        event.listen(self._sessions, "before_commit", writes.write_queued)
         self._handlers: dict[str, list[effects.Handler]] = {}
         event.listen(self._sessions, "after_commit",
                      lambda session: effects.run(session, self._handlers))
@@ -192,92 +195,6 @@ def padded(ids: Iterable[T]) -> list[T]:
     return values + [values[-1]] * (size - len(values))
 
 
-def insert_rows(session: Session, model: type[Base], *rows: dict[str, Any]) -> None:
-    """Write rows that nothing reads back as objects in this transaction, as plain SQL.
-
-    The hot paths write several such rows per payment (events, postings, SMS), and the unit
-    of work costs more Python than the statement. Unlike ``session.add`` this writes at once and
-    does not flush pending objects first: a row must not point at an object not yet flushed.
-    """
-    if not rows:
-        return
-    sql = session.connection()
-    if len(rows) == 1:
-        sql.execute(_plain_insert(model), rows[0])
-        return
-    # several rows as multi-row INSERTs (an executemany runs a statement per row), in chunks
-    # whose sizes are powers of two, so that a handful of statements is built and cached and a
-    # batch of n rows costs at most log2(n) + 1 statements
-    columns = tuple(rows[0])
-    start = 0
-    while start < len(rows):
-        size = min(_MAX_ROWS_PER_INSERT, 1 << ((len(rows) - start).bit_length() - 1))
-        chunk = rows[start:start + size]
-        sql.execute(_multi_row_insert(model, size, columns), {
-            f"{column}_{i}": row[column] for i, row in enumerate(chunk) for column in columns})
-        start += size
-
-
-_MAX_ROWS_PER_INSERT = 128
-
-
-@functools.cache
-def _plain_insert(model: type[Base]) -> Insert:
-    return insert(model.__table__)
-
-
-@functools.cache
-def _multi_row_insert(model: type[Base], count: int, columns: tuple[str, ...]) -> TextClause:
-    """``INSERT ... VALUES (...), (...)`` as text: SQLAlchemy compiles a multi-row ``insert()``
-    anew at every execution, a text clause once."""
-    table = model.__table__
-    names = ", ".join(f'"{column}"' for column in columns)
-    rows = ", ".join("(" + ", ".join(f":{column}_{i}" for column in columns) + ")"
-                     for i in range(count))
-    return text(f'INSERT INTO "{table.name}" ({names}) VALUES {rows}').bindparams(*(
-        bindparam(f"{column}_{i}", type_=table.c[column].type)
-        for i in range(count) for column in columns))
-
-
-_QUEUED_ROWS = "db.queued_rows"
-_WRITERS = "db.writers_at_commit"
-
-
-def insert_at_commit(session: Session, model: type[Base], row: dict[str, Any]) -> None:
-    """Queue a row that nothing reads in this transaction, to be written at its commit.
-
-    A transaction's queued rows go just before it commits, each table's run of rows in one
-    statement: the two or three events of a payment's step cost one statement, not three.
-    (Not for use inside a SAVEPOINT that may roll back alone: the row would still be written.)
-    """
-    session.info.setdefault(_QUEUED_ROWS, []).append((model, row))
-
-
-def write_at_commit(session: Session, writer: Callable[[Session], None]) -> None:
-    """Have ``writer`` run just before the transaction commits, once however often it is
-    asked for: for a module that gathers what a transaction writes to its tables and writes
-    it together (``gateway.payment.ledger``'s journal). The same caveat as ``insert_at_commit``
-    about SAVEPOINTs holds."""
-    session.info.setdefault(_WRITERS, {})[writer] = None  # an ordered set
-
-
-def _write_queued(session: Session) -> None:
-    """Before a commit: the writers first (their rows may refer to nothing queued), then the
-    queued rows, each table's in one statement (or a few, for many rows)."""
-    writers = session.info.pop(_WRITERS, {})
-    queued = session.info.pop(_QUEUED_ROWS, [])
-    if not writers and not queued:
-        return
-    session.flush()  # what is written now may refer to an object still pending
-    for writer in writers:
-        writer(session)
-    by_table: dict[type[Base], list[dict[str, Any]]] = {}
-    for model, row in queued:
-        by_table.setdefault(model, []).append(row)
-    for model, rows in by_table.items():
-        insert_rows(session, model, *rows)
-
-
 def insert_ignore(session: Session, model: type[Base], **values: Any) -> bool:
     """Insert a row unless one with the same key exists (race-free on both databases); say
     whether it was inserted."""
@@ -294,3 +211,46 @@ def _insert_ignoring(dialect: str, model: type[Base]) -> Insert:
     table = model.__table__
     return dialect_insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
 
+
+
+def insert_or_read(session: Session, model: type[Base], column: str,
+                   **values: Any) -> tuple[bool, Any] | None:
+    """Insert the row unless one with the same key exists; return whether it was inserted
+    and ``column`` of the row now under that key, or None when another transaction's row of
+    that key is not visible yet (it committed after this statement began).
+
+    One statement on PostgreSQL, new row or known; on SQLite, whose writers take turns, a
+    read and, for a new row, the insert.
+    """
+    session.flush()
+    sql = session.connection()
+    if sql.dialect.name != "postgresql":
+        found = sql.execute(_reading(model, column), values).first()
+        if found is not None:
+            return False, found[0]
+        if insert_ignore(session, model, **values):
+            return True, values[column]
+        found = sql.execute(_reading(model, column), values).first()
+        return None if found is None else (False, found[0])
+    found = sql.execute(_inserting_or_reading(model, column, tuple(values)), values).first()
+    return None if found is None else (bool(found[0]), found[1])
+
+
+@functools.cache
+def _reading(model: type[Base], column: str) -> Any:
+    table = model.__table__
+    return select(table.c[column]).where(*(key == bindparam(key.name)
+                                           for key in table.primary_key.columns))
+
+
+@functools.cache
+def _inserting_or_reading(model: type[Base], column: str, columns: tuple[str, ...]) -> Any:
+    """``WITH inserted AS (INSERT ... ON CONFLICT DO NOTHING RETURNING ...) SELECT true, ...
+    FROM inserted UNION ALL SELECT false, ... FROM the table``: the second part reads the
+    statement's snapshot, which does not hold the row the first part inserts."""
+    table = model.__table__
+    inserted = (postgresql.insert(table).values({c: bindparam(c) for c in columns})
+                .on_conflict_do_nothing().returning(table.c[column]).cte("inserted"))
+    return union_all(select(true(), inserted.c[column]),
+                     select(false(), table.c[column]).where(*(
+                         key == bindparam(key.name) for key in table.primary_key.columns)))

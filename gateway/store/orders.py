@@ -1,7 +1,7 @@
 """The store seam of the order use cases: orders changed in hand, each written once.
 
 The hot paths do not let SQLAlchemy's unit of work track their orders (its bookkeeping cost
-more Python than the order's own statements). A use case inserts a new order or loads orders
+more Python than the order's own statements). A use case makes a new order or loads orders
 locked through an ``OrderBook``, changes the objects in hand (``gateway.backend.checkout``
 asks the domain what changes), and the book writes what changed when asked (``write``): for
 each order the columns whose values differ from what was read or inserted, found from the
@@ -21,8 +21,8 @@ from sqlalchemy import Executable, bindparam, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Update
 
-from gateway.store.db import insert_rows
 from gateway.store.models import Order
+from gateway.store.writes import insert_at_commit
 
 __all__ = ["OrderBook"]
 
@@ -43,11 +43,16 @@ class OrderBook:
     def __init__(self, session: Session) -> None:
         self._session = session
         self._kept: dict[str, tuple[Order, tuple[Any, ...]]] = {}
+        self._new: dict[str, tuple[Order, dict[str, Any]]] = {}
 
     def insert(self, row: Mapping[str, Any]) -> Order:
-        """Write a new order as plain SQL and keep it, outside the session, for changes."""
-        insert_rows(self._session, Order, dict(row))
-        return self._keep(Order(**row))
+        """A new order, kept outside the session for changes and written at the commit as it
+        then is (``write`` brings its row up to date): once, in its final state."""
+        order = Order(**row)
+        queued = dict(zip(_COLUMNS, _values(order), strict=True))
+        insert_at_commit(self._session, Order, queued)
+        self._new[order.id] = (order, queued)
+        return order
 
     def load_locked(self, statement: Executable, params: Mapping[str, Any]) -> list[Order]:
         """The orders ``statement`` selects (``FOR UPDATE``), kept outside the session: the
@@ -59,7 +64,10 @@ class OrderBook:
         return orders
 
     def write(self) -> None:
-        """Write every kept order's changed columns, one statement per set of columns."""
+        """Write every kept order's changed columns, one statement per set of columns (a new
+        order's, in its row queued for the commit)."""
+        for order, queued in self._new.values():
+            queued.update(zip(_COLUMNS, _values(order), strict=True))
         changes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for order_id, (order, before) in self._kept.items():
             after = _values(order)

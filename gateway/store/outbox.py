@@ -8,19 +8,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import bindparam, case, func, insert, select, update
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy import ColumnElement, Exists, bindparam, case, func, insert, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session, object_session
 
 from gateway import metrics
 from gateway.domain.sms import WAITING, SmsStatus
 from gateway.phones import mask
-from gateway.store.db import Database, insert_ignore, insert_rows, padded, write_at_commit
+from gateway.store.db import Database, insert_ignore, padded
 from gateway.store.models import OutboxMessage, SmsOptOut
+from gateway.store.writes import insert_at_commit, write_at_commit
 
 __all__ = ["LogProvider", "Queued", "SmsProvider", "SmsStatus", "close_code_messages",
-           "dispatch_queued", "fail_if_expired", "oldest_waiting", "opt_in", "opt_out", "queue",
+           "dispatch_queued", "fail_if_expired", "oldest_waiting", "opt_in", "opt_out", "opted_out",
+           "queue",
            "queue_at_commit", "recent", "waiting"]
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,14 @@ log = logging.getLogger(__name__)
 
 _OUTBOX = OutboxMessage.__table__
 _OPTED_OUT_ERROR = "the recipient opted out"
-_OPTED_OUT = select(SmsOptOut.phone).where(SmsOptOut.phone == bindparam("recipient")).exists()
+
+
+def opted_out(phone: ColumnElement[str] | InstrumentedAttribute[str]) -> Exists:
+    """Whether ``phone`` opted out of SMS, as a column of a read that has the phone."""
+    return select(SmsOptOut.phone).where(SmsOptOut.phone == phone).exists()
+
+
+_OPTED_OUT = opted_out(bindparam("recipient"))
 _QUEUE = (insert(_OUTBOX)
           .values(to_phone=bindparam("recipient"),
                   status=case((_OPTED_OUT, SmsStatus.FAILED.value), else_=bindparam("wanted")),
@@ -88,13 +97,21 @@ def queue(session: Session, *, to: str, kind: str, body: str, now: datetime,
 
 
 def queue_at_commit(session: Session, *, to: str, kind: str, body: str, order_id: str,
-                    now: datetime) -> None:
-    """Write an SMS to send at the transaction's commit, with the others queued so: for a
-    message whose row nobody needs back (a payment's confirmation), so that a transaction
-    that confirms many payments writes their messages together. To a phone that opted out
-    nothing is sent: the row is written ``failed``, as by ``queue``."""
-    session.info.setdefault(_LATER, []).append(_Later(to, kind, body, order_id, now))
-    write_at_commit(session, _queue_later)
+                    now: datetime, redacted_body: str | None = None,
+                    expires_at: datetime | None = None, opted_out: bool | None = None) -> None:
+    """Write an SMS to send at the transaction's commit: for a message whose row nobody needs
+    back (a code, a link, a payment's confirmation), so that it goes with the transaction's
+    other rows. To a phone that opted out nothing is sent: the row is written ``failed``, as
+    by ``queue``. ``opted_out``: whether the phone did, if the caller read it already; else
+    it is read at the commit, once for all the messages of the transaction."""
+    message = _Later(to, kind, body, order_id, now, redacted_body, expires_at)
+    if opted_out is None:
+        session.info.setdefault(_LATER, []).append(message)
+        write_at_commit(session, _queue_later)
+        return
+    status = SmsStatus.FAILED if opted_out else SmsStatus.QUEUED
+    insert_at_commit(session, OutboxMessage, message.row(status))
+    metrics.count_sms(session, None, status)
 
 
 class _Later(NamedTuple):
@@ -103,6 +120,17 @@ class _Later(NamedTuple):
     body: str
     order_id: str
     now: datetime
+    redacted_body: str | None
+    expires_at: datetime | None
+
+    def row(self, status: SmsStatus) -> dict[str, Any]:
+        return {"to_phone": self.to, "kind": self.kind, "order_id": self.order_id,
+                "body": self.body,
+                "redacted_body": self.body if self.redacted_body is None else self.redacted_body,
+                "status": status.value, "provider": None,
+                "error": _OPTED_OUT_ERROR if status == SmsStatus.FAILED else None,
+                "created_at": self.now, "updated_at": self.now, "expires_at": self.expires_at,
+                "attempts": 0}
 
 
 _LATER = "outbox.later"  # session.info: messages to write at commit
@@ -111,24 +139,19 @@ _LATER = "outbox.later"  # session.info: messages to write at commit
 def _queue_later(session: Session) -> None:
     later: list[_Later] = session.info.pop(_LATER, [])
     if len(later) == 1:  # one statement, the opt-out checked in it
-        queue(session, **later[0]._asdict())
+        message = later[0]
+        queue(session, to=message.to, kind=message.kind, body=message.body, now=message.now,
+              redacted_body=message.redacted_body, order_id=message.order_id,
+              expires_at=message.expires_at)
         return
     if not later:
         return
     opted_out = set(session.scalars(select(SmsOptOut.phone).where(
         SmsOptOut.phone.in_(padded({message.to for message in later})))))
-    rows = []
     for message in later:
-        refused = message.to in opted_out
-        status = SmsStatus.FAILED if refused else SmsStatus.QUEUED
-        rows.append({"to_phone": message.to, "kind": message.kind, "order_id": message.order_id,
-                     "body": message.body, "redacted_body": message.body,
-                     "status": status.value, "provider": None,
-                     "error": _OPTED_OUT_ERROR if refused else None,
-                     "created_at": message.now, "updated_at": message.now, "expires_at": None,
-                     "attempts": 0})
+        status = SmsStatus.FAILED if message.to in opted_out else SmsStatus.QUEUED
+        insert_at_commit(session, OutboxMessage, message.row(status))
         metrics.count_sms(session, None, status)
-    insert_rows(session, OutboxMessage, *rows)
 
 
 def opt_out(session: Session, phone: str, source: str, now: datetime) -> None:

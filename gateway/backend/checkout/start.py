@@ -18,13 +18,12 @@ from sqlalchemy.orm import Session
 from gateway import phones
 from gateway.backend import activation, apps, bills, catalog
 from gateway.backend.checkout.codes import digest, unique_code
-from gateway.backend.checkout.lifecycle import end, move, record_event
+from gateway.backend.checkout.lifecycle import move, record_event
 from gateway.context import Gateway
 from gateway.domain import funding, tokens
 from gateway.domain.errors import Conflict, InvalidInput, RateLimited
 from gateway.domain.money import Money
 from gateway.domain.orders import FINAL, Channel, Kind, Reason, Status
-from gateway.domain.sms import SmsStatus
 from gateway.domain.texts import CODE_MASK
 from gateway.payment import ledger, wallets
 from gateway.store import outbox
@@ -173,13 +172,13 @@ def start_order(gw: Gateway, *, device_id: object, phone: object, package_id: ob
                          amount=amount)
             # only now: another app's device or an unknown item uses up no limit
             _acquire_limits(gw, session, limits.all(), order_id, interval=limits.interval)
-            paying = wallets.funding(session, e164)
+            payer = wallets.payer(session, e164)
             book = OrderBook(session)
             order = _new_order(gw, book, session, order_id, item, device_id, phone=e164,
-                               wallet_id=paying.wallet_id if paying else None,
+                               wallet_id=payer.funding.wallet_id if payer else None,
                                retry_of=retry_of, now=now)
-            if paying is not None:
-                _request_code(gw, session, order, item.name, paying.sources, now)
+            if payer is not None:
+                _request_code(gw, session, order, item.name, payer, now)
             else:
                 _send_link(gw, session, order, item.name, now)
             book.write()
@@ -281,28 +280,41 @@ def _hold_funds(session: Session, order: Order, sources: Sequence[funding.Source
 
 
 def _request_code(gw: Gateway, session: Session, order: Order, item_name: str,
-                  sources: Sequence[funding.Source], now: datetime) -> None:
-    source = _hold_funds(session, order, sources, now)
+                  payer: wallets.Payer, now: datetime) -> None:
+    if payer.sms_opted_out:  # no code can reach the phone: hold nothing, fail at once
+        move(session, order, Status.FAILED, now, Reason.SMS_UNDELIVERABLE)
+        outbox.queue_at_commit(session, to=order.phone or "", kind="code", order_id=order.id,
+                               now=now, body=gw.texts.render("code", **_code_values(
+                                   gw, order, item_name, payer.funding.sources[0]
+                                   if payer.funding.sources else None, CODE_MASK)),
+                               opted_out=True)
+        return
+    source = _hold_funds(session, order, payer.funding.sources, now)
     if source is None:
         move(session, order, Status.FAILED, now, Reason.INSUFFICIENT_FUNDS)
         return
-    ttl = gw.settings.CODE_TTL_SECONDS
     code = unique_code(gw, session, order)
     order.code_hash = digest(gw, order, code)
-    order.expires_at = now + timedelta(seconds=ttl)
+    order.expires_at = now + timedelta(seconds=gw.settings.CODE_TTL_SECONDS)
     move(session, order, Status.AWAITING_CODE, now, data={"phone": phones.mask(order.phone)})
+    outbox.queue_at_commit(
+        session, to=order.phone or "", kind="code", order_id=order.id, now=now,
+        body=gw.texts.render("code", **_code_values(gw, order, item_name, source, code)),
+        redacted_body=gw.texts.render("code", **_code_values(gw, order, item_name, source,
+                                                              CODE_MASK)),
+        expires_at=order.expires_at, opted_out=False)
+
+
+def _code_values(gw: Gateway, order: Order, item_name: str, source: funding.Source | None,
+                 code: str) -> dict[str, object]:
     texts = gw.texts
-    values = {
-        "source": texts.source(source.kind, bank=source.bank, last4=source.last4),
-        "package": item_name, "amount": texts.amount(Money(order.amount, order.currency)),
-        "minutes": math.ceil(ttl / 60),
+    return {
+        "code": code, "package": item_name,
+        "source": texts.source(source.kind, bank=source.bank, last4=source.last4)
+        if source else "",
+        "amount": texts.amount(Money(order.amount, order.currency)),
+        "minutes": math.ceil(gw.settings.CODE_TTL_SECONDS / 60),
     }
-    queued = outbox.queue(session, to=order.phone or "", kind="code", order_id=order.id,
-                          now=now, body=texts.render("code", code=code, **values),
-                          redacted_body=texts.render("code", code=CODE_MASK, **values),
-                          expires_at=order.expires_at)
-    if queued.status == SmsStatus.FAILED:  # the phone opted out of our SMS
-        end(session, order, Status.FAILED, Reason.SMS_UNDELIVERABLE, now)
 
 
 def _send_link(gw: Gateway, session: Session, order: Order, item_name: str,
@@ -314,10 +326,11 @@ def _send_link(gw: Gateway, session: Session, order: Order, item_name: str,
     values = {"package": item_name, "amount": texts.amount(Money(order.amount, order.currency)),
               "minutes": math.ceil(ttl / 60)}
     url = payment_url(gw, order)
-    outbox.queue(session, to=order.phone or "", kind="link", order_id=order.id, now=now,
-                 body=texts.render("link", url=url, **values),
-                 redacted_body=texts.render("link", url=url.rsplit("/", 1)[0] + "/…", **values),
-                 expires_at=order.expires_at)
+    outbox.queue_at_commit(
+        session, to=order.phone or "", kind="link", order_id=order.id, now=now,
+        body=texts.render("link", url=url, **values),
+        redacted_body=texts.render("link", url=url.rsplit("/", 1)[0] + "/…", **values),
+        expires_at=order.expires_at)
 
 
 def payment_url(gw: Gateway, order: Order) -> str:
