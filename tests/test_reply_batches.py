@@ -3,6 +3,8 @@ exactly once, each phone's in the order they came; one that fails costs the othe
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import event, func, select
 
@@ -11,7 +13,7 @@ from gateway.backend import activation
 from gateway.messaging import inbound
 from gateway.payment import ledger
 from gateway.store import outbox
-from gateway.store.models import JournalEntry, Order
+from gateway.store.models import Hold, JournalEntry, Order
 from tests.conftest import code_sent_to, order, sms_to, stored_order
 from tests.processes import seed_payers
 
@@ -151,3 +153,23 @@ def test_an_effect_failing_after_the_commit_does_not_act_on_the_batch_again(gw, 
     assert stored_order(gw, orders[phone]).status == "activated"
     assert sms_to(gw, phone, "reply") == []  # no "code already used" from a second go
     assert captures(gw) == {orders[phone]: 1}
+
+
+def test_two_payments_for_one_tv_in_a_batch_extend_its_package_twice(client, gw, tmp_path,
+                                                                      clock):
+    """The first starts the entitlement and the second extends it, though neither is written
+    until the batch commits; both holds are captured once."""
+    phones = ["+8613900009001", "+8613900009002"]
+    seed_payers(gw, tmp_path, PACKAGE, phones, 2, "same-tv")
+    made = [order(client, phone, PACKAGE["id"], device="tv-twice").get_json()["id"]
+            for phone in phones]
+    batch = [(phone, code_sent_to(gw, phone)) for phone in phones]
+    assert inbound.receive_together(gw, batch) == [True, True]
+    with gw.db.read() as session:
+        [entitlement] = activation.active_entitlements(session, "tv-twice", clock())
+        held = dict(session.execute(select(Hold.order_id, Hold.status)
+                                    .where(Hold.order_id.in_(made))).all())
+    assert entitlement.active_until == clock() + timedelta(days=2 * PACKAGE["period_days"])
+    assert held == {order_id: "captured" for order_id in made}
+    assert captures(gw) == {order_id: 1 for order_id in made}
+    assert audit(gw) == []

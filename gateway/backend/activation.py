@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
@@ -12,7 +13,7 @@ from gateway.backend import boss, tv_events
 from gateway.domain.errors import NotFound
 from gateway.store.db import insert_ignore, padded
 from gateway.store.models import Device, Entitlement, Package
-from gateway.store.writes import insert_rows
+from gateway.store.writes import insert_at_commit
 
 __all__ = ["activate", "active_entitlements", "ensure_device", "entitlements", "prepare",
            "revoke"]
@@ -42,6 +43,7 @@ _ENTITLEMENTS_OF = select(Entitlement.device_id, Entitlement.package_id,
 # session.info: (device, package) -> the entitlement's end (None: none yet), for devices this
 # transaction has locked
 _KNOWN = "activation.known"
+_NEW = "activation.new"  # session.info: (device, package) -> an entitlement to write at commit
 
 
 def prepare(session: Session, pairs: Iterable[tuple[str, str]]) -> None:
@@ -74,9 +76,13 @@ def activate(session: Session, device_id: str, package: Package, now: datetime) 
         running = sql.execute(_ACTIVE_UNTIL, {"device": device_id,
                                               "package": package.id}).scalar()
     until = max(running or now, now) + timedelta(days=package.period_days)
-    if running is None:
-        insert_rows(session, Entitlement, {"device_id": device_id, "package_id": package.id,
-                                           "active_until": until, "updated_at": now})
+    new: dict[tuple[str, str], dict[str, Any]] = session.info.setdefault(_NEW, {})
+    if running is None:  # a new entitlement: written at the commit, with the payment's rows
+        new[device_id, package.id] = {"device_id": device_id, "package_id": package.id,
+                                      "active_until": until, "updated_at": now}
+        insert_at_commit(session, Entitlement, new[device_id, package.id])
+    elif (device_id, package.id) in new:  # started in this transaction: not written yet
+        new[device_id, package.id].update(active_until=until, updated_at=now)
     else:
         sql.execute(_EXTEND, {"device": device_id, "package": package.id, "until": until,
                               "at": now})

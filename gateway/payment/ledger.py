@@ -19,9 +19,9 @@ from typing import NamedTuple
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from gateway.store.db import insert_ignore, padded
+from gateway.store.db import insert_ignore, padded, rowcount
 from gateway.store.models import Account, Hold, JournalEntry, Posting
-from gateway.store.writes import insert_at_commit
+from gateway.store.writes import insert_at_commit, write_at_commit
 
 __all__ = [
     "InsufficientFunds", "Settled", "audit", "balance", "capture", "card_account", "charge",
@@ -43,8 +43,15 @@ _SETTLE = (update(_HOLDS).where(_HOLDS.c.order_id == bindparam("order"), _HOLDS.
 _HOLD_OF = select(_HOLDS.c.order_id).where(_HOLDS.c.order_id == bindparam("order"))
 # Two statements, not one with OR: "id IN (list) OR id IN (subquery)" makes PostgreSQL scan
 # every account (and, planned while holds was small, every hold) to lock a few.
-_HELD_BY = select(_HOLDS.c.account_id).where(
+_HELD_BY = select(_HOLDS.c.order_id, _HOLDS.c.account_id, _HOLDS.c.amount,
+                  _HOLDS.c.currency).where(
     _HOLDS.c.order_id.in_(bindparam("orders", expanding=True)), _HOLDS.c.status == "held")
+# many holds settled in one statement, at commit: what ``lock_accounts`` read for them is theirs
+_SETTLE_MANY = (update(_HOLDS).where(_HOLDS.c.order_id.in_(bindparam("orders", expanding=True)),
+                                     _HOLDS.c.status == "held")
+                .values(status=bindparam("to_status"), settled_at=bindparam("at")))
+_HELD = "ledger.held"  # session.info: order -> its hold (None: none held), as lock_accounts read
+_SETTLING = "ledger.settling"  # session.info: (status, when) -> orders whose hold goes so
 _LOCK = (select(_ACCOUNTS.c.id).where(_ACCOUNTS.c.id.in_(bindparam("accounts", expanding=True)))
          .order_by(_ACCOUNTS.c.id).with_for_update(key_share=True))
 CUSTOMER_KINDS = frozenset({"wallet", "card", "device"})
@@ -167,13 +174,34 @@ class Settled(NamedTuple):
 
 
 def _settle(session: Session, order_id: str, status: str, now: datetime) -> Settled:
-    """Move a hold out of ``held`` exactly once, or raise if it was already settled."""
+    """Move a hold out of ``held`` exactly once, or raise if it was already settled.
+
+    A hold ``lock_accounts`` read (the caller holds the order's lock, so nobody else settles
+    it) is settled at the commit, with the transaction's other holds in one statement.
+    """
     _refuse_held_now(session, order_id)
+    read = session.info.get(_HELD, {})
+    if order_id in read:
+        if (hold := read[order_id]) is None:
+            raise RuntimeError(f"hold of order {order_id} is not held")
+        read[order_id] = None  # settled now, whatever the database says until the commit
+        session.info.setdefault(_SETTLING, {}).setdefault((status, now), []).append(order_id)
+        write_at_commit(session, _write_settled)
+        return hold
     row = session.connection().execute(
         _SETTLE, {"order": order_id, "to_status": status, "at": now}).first()
     if row is None:
         raise RuntimeError(f"hold of order {order_id} is not held")
     return Settled(*row)
+
+
+def _write_settled(session: Session) -> None:
+    for (status, now), orders in session.info.pop(_SETTLING, {}).items():
+        settled = rowcount(session.connection().execute(_SETTLE_MANY, {
+            "orders": padded(orders), "to_status": status, "at": now}))
+        if settled != len(orders):  # the order lock should have made this impossible
+            raise RuntimeError(f"{len(orders) - settled} of the holds of {orders} were settled "
+                               "by another transaction")
 
 
 def _refuse_held_now(session: Session, order_id: str) -> None:
@@ -196,7 +224,10 @@ def capture(session: Session, order_id: str, now: datetime) -> Settled:
 def release(session: Session, order_id: str, now: datetime) -> Settled | None:
     """Give a held amount back to its source; no-op for an order that holds nothing."""
     _refuse_held_now(session, order_id)
-    if session.connection().scalar(_HOLD_OF, {"order": order_id}) is None:
+    read = session.info.get(_HELD, {})
+    if read.get(order_id, 0) is None or (
+            order_id not in read
+            and session.connection().scalar(_HOLD_OF, {"order": order_id}) is None):
         return None
     hold = _settle(session, order_id, "released", now)
     holds = _system("holds", hold.currency)
@@ -216,7 +247,11 @@ def lock_accounts(session: Session, account_ids: Iterable[str] = (), *,
     sql = session.connection()
     accounts = set(account_ids)
     if held_by:
-        accounts.update(sql.scalars(_HELD_BY, {"orders": padded(held_by)}))
+        read: dict[str, Settled | None] = session.info.setdefault(_HELD, {})
+        read.update(dict.fromkeys(held_by))
+        for order_id, *hold in sql.execute(_HELD_BY, {"orders": padded(held_by)}):
+            read[order_id] = Settled(*hold)
+            accounts.add(hold[0])
     if accounts:
         sql.execute(_LOCK, {"accounts": padded(sorted(accounts))})
 

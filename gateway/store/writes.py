@@ -21,7 +21,7 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import String, bindparam, insert, text
+from sqlalchemy import Integer, String, bindparam, insert, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
@@ -157,8 +157,15 @@ class _Group(NamedTuple):
         refer to keyed rows (by the table they are in) and whether its own rows are keyed."""
         refs = tuple(value.model.__table__.name if isinstance(value, Key) else ""
                      for value in (self.rows[0][column] for column in self.columns))
-        return (self.model.__table__.name, self.columns, len(self.rows), refs,
+        return (self.model.__table__.name, self.columns, _padded(len(self.rows)), refs,
                 self.keys[0] is not None)
+
+
+def _padded(count: int) -> int:
+    """Rows a statement has room for: ``count`` up to a power of two, so that the batches of
+    a busy process make a handful of statements (each built, parsed and planned once), not
+    one for every mix of row counts."""
+    return 1 << (count - 1).bit_length()
 
 
 def _groups(queued: Sequence[_Queued]) -> list[_Group]:
@@ -209,9 +216,12 @@ def _write_in_one_statement(session: Session, groups: Sequence[_Group]) -> None:
         for n, key in enumerate(group.keys):
             if key is not None:
                 numbers[id(key)] = n
-    values = {}
+    values: dict[str, Any] = {}
     for g, group in enumerate(groups):
-        for i, row in enumerate(group.rows):
+        values[f"n{g}"] = len(group.rows)
+        rows = group.rows
+        for i in range(_padded(len(rows))):  # the room left over repeats the last row
+            row = rows[min(i, len(rows) - 1)]
             for c, column in enumerate(group.columns):
                 value = row[column]
                 values[f"p{g}_{i}_{c}"] = numbers[id(value)] if isinstance(value, Key) else value
@@ -219,14 +229,15 @@ def _write_in_one_statement(session: Session, groups: Sequence[_Group]) -> None:
     session.connection().execute(statement, values)  # keys stay unread: ids the database gave
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=256)
 def _one_statement(shapes: tuple[tuple[str, tuple[str, ...], int, tuple[str, ...], bool], ...]
                    ) -> TextClause:
     """Every group's rows in one statement (PostgreSQL): each group an ``INSERT ... SELECT``
-    from its ``VALUES`` (cast to the columns' types) in the ``WITH`` clause.
+    from its ``VALUES`` (cast to the columns' types) in the ``WITH`` clause, of which the first
+    ``n<group>`` rows (numbered ``_i``) are real and the rest room left over.
 
-    A keyed table's rows first take their ids from its sequence (CTE ``k_<table>``, with
-    each row's number ``_n``), where the rows that refer to them look them up.
+    A keyed table's rows first take their ids from its sequence (CTE ``k_<table>``), where
+    the rows that refer to them look them up by number.
     """
     tables = Base.metadata.tables
     parts: list[str] = []
@@ -235,24 +246,25 @@ def _one_statement(shapes: tuple[tuple[str, tuple[str, ...], int, tuple[str, ...
         table = tables[name]
         types = ["INTEGER" if refs[c] else _sql_type(table.c[column].type)
                  for c, column in enumerate(columns)]
+        params.append(bindparam(f"n{g}", type_=Integer()))
         params += [bindparam(f"p{g}_{i}_{c}", type_=None if refs[c] else table.c[column].type)
                    for i in range(count) for c, column in enumerate(columns)]
         rows = ", ".join(
-            "(" + ", ".join([str(i)] * keyed + [f"CAST(:p{g}_{i}_{c} AS {types[c]})"
-                                               for c in range(len(columns))]) + ")"
+            f"({i}, " + ", ".join(f"CAST(:p{g}_{i}_{c} AS {types[c]})"
+                                  for c in range(len(columns))) + ")"
             for i in range(count))
         names = ", ".join(f'"{column}"' for column in columns)
-        picked = ", ".join(f'(SELECT k.id FROM "k_{refs[c]}" AS k WHERE k._n = v."{column}")'
+        real = f"FROM (VALUES {rows}) AS v(_i, {names}) WHERE v._i < :n{g}"
+        picked = ", ".join(f'(SELECT k.id FROM "k_{refs[c]}" AS k WHERE k._i = v."{column}")'
                            if refs[c] else f'v."{column}"' for c, column in enumerate(columns))
         if keyed:
             [key] = table.primary_key.columns
             parts.append(f'"k_{name}" AS (SELECT nextval(pg_get_serial_sequence(\'"{name}"\', '
-                         f"'{key.name}')) AS id, v.* FROM (VALUES {rows}) AS v(_n, {names}))")
+                         f"'{key.name}')) AS id, v.* {real})")
             parts.append(f'"w{g}" AS (INSERT INTO "{name}" ("{key.name}", {names}) '
                          f'SELECT v.id, {picked} FROM "k_{name}" AS v)')
         else:
-            parts.append(f'"w{g}" AS (INSERT INTO "{name}" ({names}) SELECT {picked} '
-                         f"FROM (VALUES {rows}) AS v({names}))")
+            parts.append(f'"w{g}" AS (INSERT INTO "{name}" ({names}) SELECT {picked} {real})')
     return text("WITH " + ", ".join(parts) + " SELECT 1").bindparams(*params)
 
 
