@@ -15,8 +15,9 @@ reply belongs to one order), makes a TV app key, and switches every LIMIT_* off.
      --app app worker``, ``python -m smpp`` bound to the built-in SMSC run in its own process
      with phones that reply with their code --reply-delay seconds after the code SMS lands;
      CLIENTS threads (one keep-alive connection each, as a TV app) post PAYMENTS orders back
-     to back for distinct TVs and phones; the run lasts until every order has ended. Its
-     completed payments a second are the stack's capacity C;
+     to back for distinct TVs and phones, retrying a ``503 overloaded`` after the
+     ``retry_after_ms`` it gives, as a TV app does; the run lasts until every order has ended.
+     Its completed payments a second are the stack's capacity C;
   3. with --rate: PAYMENTS more, posted on a schedule of R a second (open loop: a late post's
      latency counts from when it was due); ``--rate auto`` is 0.8 × C;
   4. overload, unless --overload-seconds is 0: new orders offered at 3 × C for that many
@@ -284,7 +285,9 @@ def run(args: argparse.Namespace, gw: Gateway, database_url: str, workdir: Path,
                 reply_times(phones_port, one, args.reply_delay)
                 print(f"run {one.name}: {sum(p.status == 201 for p in one.payments)} of "
                       f"{len(one.payments)} accepted, "
-                      f"{sum(p.activated_at is not None for p in one.payments)} activated",
+                      f"{sum(p.activated_at is not None for p in one.payments)} activated"
+                      + ("" if one.open_loop else
+                         f", {sum(p.refusals for p in one.payments)} refusals retried"),
                       flush=True)
                 return figures(one)
 

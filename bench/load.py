@@ -40,6 +40,7 @@ class Payment:
     ended: str | None = None  # the order's final status
     activated_at: float | None = None  # wall clock
     replied_at: float | None = None  # wall clock
+    refusals: int = 0  # closed loop: 503 overloaded answers it had, each retried as told
 
 
 @dataclass
@@ -155,8 +156,15 @@ def sent(payment: Payment) -> None:
     payment.posted_at = time.time()
 
 
+# a closed-loop client retries a refused order as a TV app does, this many times at most
+RETRIES = 50
+
+
 def post_orders(base: str, key: str, package_id: str, run: Run, clients: int) -> None:
-    """Post every payment of ``run``: client k posts payments k, k + clients, ... in turn."""
+    """Post every payment of ``run``: client k posts payments k, k + clients, ... in turn.
+
+    A ``503 overloaded`` is retried as a TV app does, after the ``retry_after_ms`` it gives
+    (counted in the payment's ``refusals``; its latency is the accepted attempt's)."""
     reconnects = [0] * clients
     paced_from = time.perf_counter() + 0.5
 
@@ -167,9 +175,16 @@ def post_orders(base: str, key: str, package_id: str, run: Run, clients: int) ->
             if run.rate:
                 payment.due = paced_from + payment.index / run.rate
                 time.sleep(max(0.0, payment.due - time.perf_counter()))
-            sent(payment)
-            answered(payment, *client.request("POST", "/api/v1/orders",
-                                              order_body(payment, package_id)))
+            for _ in range(RETRIES):
+                sent(payment)
+                status, body = client.request("POST", "/api/v1/orders",
+                                              order_body(payment, package_id))
+                answered(payment, status, body)
+                if status != 503 or body.get("code") != "overloaded":
+                    break
+                payment.refusals += 1
+                payment.due = None  # the retry's latency counts from its own sending
+                time.sleep(body.get("retry_after_ms", 100) / 1000)
         reconnects[k] = client.reconnects
 
     in_threads(clients, work)

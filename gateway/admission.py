@@ -1,16 +1,23 @@
 """Admission control: shed a new order at once (``503 overloaded``), rather than queue it and
-answer after the viewer has given up, when
+answer after the viewer has given up.
 
-- this web worker's requests stand in a queue for a thread longer than ``OVERLOAD_MAX_WAIT_MS``
-  (``gateway.domain.overload.QueueWaits``; gunicorn's worker says how long each request waited,
-  see ``gunicorn.conf.py``, and the web layer hands the wait over: ``observe``), or
-- the oldest SMS not sent yet is older than ``OVERLOAD_MAX_SMS_BACKLOG_SECONDS``: the code of a
-  new order would arrive that late. Read from SQL at most once a second per process, never once
-  per order.
+- ``queue_wait``: a new order would wait too long in one of its web worker's two queues. Every
+  request waits for a thread: gunicorn's worker says how long (``gunicorn.conf.py``; the web
+  layer hands it over: ``observe``), and a new order that waited longer than
+  ``OVERLOAD_MAX_WAIT_MS`` is shed while that queue stands (CoDel's rule,
+  ``gateway.domain.overload.QueueWaits``). Then every new order waits for one of the worker's
+  ``OVERLOAD_MAX_CONCURRENT_ORDERS`` order slots (``take_order_slot``), and is shed at once
+  when the orders ahead of it would keep it from starting within the bound
+  (``gateway.domain.overload.OrderSlots``). One worker runs its Python on one core at a time,
+  so that more orders at once would only make each slower, and keep busy the threads that
+  should refuse the rest.
+- ``sms_backlog``: the oldest SMS not sent yet is older than
+  ``OVERLOAD_MAX_SMS_BACKLOG_SECONDS``: the code of a new order would arrive that late. Read
+  from SQL at most once a second per process, never once per order.
 
-Only what starts a new order is shed (``admit_new_order``, before anything is written): a
-viewer's reply, a page payment or a read of an order already made goes on. One ``Admission``
-per process (``Gateway.admission``); 0 turns a check off.
+Only what starts a new order is shed, before anything is written: a viewer's reply, a page
+payment or a read of an order already made goes on. One ``Admission`` per process
+(``Gateway.admission``); a setting of 0 turns its check off.
 """
 
 from __future__ import annotations
@@ -22,11 +29,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from gateway import metrics
 from gateway.config import Settings
 from gateway.domain.errors import Overloaded
-from gateway.domain.overload import OverloadReason, QueueWaits, retry_after_ms
+from gateway.domain.overload import OrderSlots, OverloadReason, QueueWaits, retry_after_ms
 from gateway.store import UNAVAILABLE, outbox
 from gateway.store.db import Database
 
@@ -48,7 +56,9 @@ class Overload:
 
     reasons: tuple[OverloadReason, ...]
     queue_wait_ms: float | None  # of the latest request seen; None without gunicorn's figure
+    order_wait_ms: float | None  # of the latest new order, for a slot; None before any
     max_wait_ms: int
+    max_concurrent_orders: int
     sms_backlog_seconds: float | None  # the oldest SMS not sent yet; None: no answer from SQL
     max_sms_backlog_seconds: int
 
@@ -60,9 +70,14 @@ class Overload:
 class Admission:
     def __init__(self, settings: Settings, db: Database, clock: Callable[[], datetime]) -> None:
         self.max_wait_ms = settings.OVERLOAD_MAX_WAIT_MS
+        self.max_concurrent_orders = settings.OVERLOAD_MAX_CONCURRENT_ORDERS
         self.max_backlog_seconds = settings.OVERLOAD_MAX_SMS_BACKLOG_SECONDS
-        bound = self.max_wait_ms / 1000
-        self._waits = QueueWaits(bound, interval=bound)
+        self._bound = self.max_wait_ms / 1000
+        self._threads = QueueWaits(self._bound, interval=self._bound)  # every request's wait
+        self._slots = OrderSlots(self.max_concurrent_orders) \
+            if self.max_concurrent_orders else None
+        self._slot_wait: float | None = None  # of the latest new order
+        self._slots_full = False  # the latest new order found no slot in time
         self._db = db
         self._clock = clock
         self._oldest: datetime | None = None
@@ -70,7 +85,7 @@ class Admission:
         self._reading = threading.Lock()
         self._said: dict[OverloadReason, float] = {}  # when a shedding was last logged
 
-    # --- the two signals -----------------------------------------------------------------------
+    # --- the queues of a web worker -------------------------------------------------------------
 
     def observe(self, wait: float | None) -> bool:
         """A request waited ``wait`` seconds for its thread (None: the server does not say):
@@ -78,9 +93,43 @@ class Admission:
         if wait is None:
             return False
         metrics.QUEUE_WAIT.observe(wait)
-        standing = self._waits.observe(wait, time.monotonic()) and bool(self.max_wait_ms)
-        metrics.OVERLOADED.labels(OverloadReason.QUEUE_WAIT.value).set(standing)
+        standing = self._threads.observe(wait, time.monotonic()) and bool(self.max_wait_ms)
+        self._show_queues()
         return standing
+
+    def take_order_slot(self, waited: float | None) -> float | None:
+        """Take one of this worker's order slots for a new order that waited ``waited`` seconds
+        for its thread: at once if one is free, else after the orders ahead of it if they leave
+        it time to start within the bound; give it back with ``give_order_slot(taken)``.
+
+        :return: when it was taken (None without slots).
+        :raise Overloaded: ``queue_wait``, at once when the orders ahead of it would make it
+            wait too long.
+        """
+        if self._slots is None:
+            return None
+        asked = time.monotonic()
+        taken = self._slots.take(max(0.0, self._bound - (waited or 0.0))
+                                 if self.max_wait_ms else None)
+        self._slot_wait, self._slots_full = time.monotonic() - asked, taken is None
+        self._show_queues()
+        if taken is None:
+            self._refuse(OverloadReason.QUEUE_WAIT)
+        return taken
+
+    def give_order_slot(self, taken: float | None) -> None:
+        """The new order that took its slot at ``taken`` is done (written, or refused on its
+        merits)."""
+        if self._slots is not None and taken is not None:
+            self._slots.give(taken)
+
+    def _queues_stand(self) -> bool:
+        return bool(self.max_wait_ms) and (self._threads.standing or self._slots_full)
+
+    def _show_queues(self) -> None:
+        metrics.OVERLOADED.labels(OverloadReason.QUEUE_WAIT.value).set(self._queues_stand())
+
+    # --- the SMS backlog -----------------------------------------------------------------------
 
     def sms_backlog_seconds(self, *, read: bool = True) -> float:
         """How long the oldest SMS not sent yet has waited (0 when none waits), from a reading
@@ -116,17 +165,18 @@ class Admission:
 
     def admit_new_order(self, *, queue_standing: bool = False) -> None:
         """Let a new order be started, or refuse it before anything is written.
-        ``queue_standing``: what ``observe`` said of the request asking.
+        ``queue_standing``: what ``observe`` said of the request asking (a web worker then takes
+        an order slot for it: ``take_order_slot``).
 
         :raise Overloaded: ``overloaded``, with the reason and when to retry.
         :raise: one of ``gateway.store.UNAVAILABLE`` when the database does not answer.
         """
         if queue_standing:
-            reason = OverloadReason.QUEUE_WAIT
-        elif self.max_backlog_seconds and self._backlog_too_old(self.sms_backlog_seconds()):
-            reason = OverloadReason.SMS_BACKLOG
-        else:
-            return
+            self._refuse(OverloadReason.QUEUE_WAIT)
+        if self.max_backlog_seconds and self._backlog_too_old(self.sms_backlog_seconds()):
+            self._refuse(OverloadReason.SMS_BACKLOG)
+
+    def _refuse(self, reason: OverloadReason) -> NoReturn:
         metrics.ORDERS_SHED.labels(reason.value).inc()
         self._say(reason)
         raise Overloaded(_DETAIL[reason], reason=reason.value,
@@ -139,8 +189,10 @@ class Admission:
             return
         self._said[reason] = now
         if reason is OverloadReason.QUEUE_WAIT:
-            log.warning("shedding new orders: requests waited %.0f ms for a thread "
-                        "(OVERLOAD_MAX_WAIT_MS %s)", (self._waits.last_wait or 0) * 1000,
+            log.warning("shedding new orders: the latest request waited %.0f ms for a thread, "
+                        "the latest new order %.0f ms for one of %s order slots "
+                        "(OVERLOAD_MAX_WAIT_MS %s)", (self._threads.last_wait or 0) * 1000,
+                        (self._slot_wait or 0) * 1000, self.max_concurrent_orders,
                         self.max_wait_ms)
         else:
             log.warning("shedding new orders: an SMS has waited %.0f s to be sent "
@@ -155,10 +207,12 @@ class Admission:
         except UNAVAILABLE:  # the readiness check of the database says what is wrong
             backlog = None
         reasons = [reason for reason, found in (
-            (OverloadReason.QUEUE_WAIT, self._waits.standing and bool(self.max_wait_ms)),
+            (OverloadReason.QUEUE_WAIT, self._queues_stand()),
             (OverloadReason.SMS_BACKLOG, self._backlog_too_old(backlog))) if found]
-        last_wait = self._waits.last_wait
-        return Overload(tuple(reasons),
-                        None if last_wait is None else round(last_wait * 1000, 1),
-                        self.max_wait_ms, None if backlog is None else round(backlog, 1),
-                        self.max_backlog_seconds)
+        return Overload(tuple(reasons), _ms(self._threads.last_wait), _ms(self._slot_wait),
+                        self.max_wait_ms, self.max_concurrent_orders,
+                        None if backlog is None else round(backlog, 1), self.max_backlog_seconds)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)

@@ -64,7 +64,8 @@ class Settings:
     LIMIT_DEVICE_ORDERS_PER_HOUR: int
     PHONE_COUNTRIES: tuple[str, ...]  # the first is assumed for numbers without a country code
     # Shedding new orders (0 turns a check off): gateway.admission
-    OVERLOAD_MAX_WAIT_MS: int  # a standing queue for a web worker's threads above this sheds
+    OVERLOAD_MAX_WAIT_MS: int  # a queue standing above this in a web worker sheds
+    OVERLOAD_MAX_CONCURRENT_ORDERS: int  # new orders a web worker works on at once
     OVERLOAD_MAX_SMS_BACKLOG_SECONDS: int  # an SMS waiting to be sent longer than this sheds
     # Twilio
     TWILIO_ACCOUNT_SID: str | None
@@ -259,7 +260,9 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         "LIMIT_PHONE_CODES_PER_DAY": get("LIMIT_PHONE_CODES_PER_DAY", _int(10, 0, 1000)),
         "LIMIT_DEVICE_ORDERS_PER_HOUR": get("LIMIT_DEVICE_ORDERS_PER_HOUR", _int(30, 0, 10000)),
         "PHONE_COUNTRIES": regions,
-        "OVERLOAD_MAX_WAIT_MS": get("OVERLOAD_MAX_WAIT_MS", _int(20, 0, 10000)),
+        "OVERLOAD_MAX_WAIT_MS": get("OVERLOAD_MAX_WAIT_MS", _int(50, 0, 10000)),
+        "OVERLOAD_MAX_CONCURRENT_ORDERS": get("OVERLOAD_MAX_CONCURRENT_ORDERS",
+                                              _int(2, 0, 1000)),
         "OVERLOAD_MAX_SMS_BACKLOG_SECONDS": get("OVERLOAD_MAX_SMS_BACKLOG_SECONDS",
                                                 _int(30, 0, 3600)),
         "SMPP_HOST": get("SMPP_HOST", _text(None)),

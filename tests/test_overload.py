@@ -8,6 +8,8 @@ here a test gives it in the WSGI environ, as that worker does.
 from __future__ import annotations
 
 import math
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -15,7 +17,7 @@ from sqlalchemy import func, select
 
 from gateway.config import ConfigError, load_settings
 from gateway.domain.errors import Overloaded
-from gateway.domain.overload import OverloadReason, QueueWaits, retry_after_ms
+from gateway.domain.overload import OrderSlots, OverloadReason, QueueWaits, retry_after_ms
 from gateway.store import outbox
 from gateway.store.models import Base, Order
 from tests.conftest import RICH, UNBOUND, code_sent_to, order, reply, stored_order
@@ -25,7 +27,7 @@ from tests.test_ops import scrape, value
 from tests.test_wap import PayPage, link_in_sms
 
 QUEUE_WAIT = "gateway.queue_wait"  # the environ key of gunicorn.conf.py's worker
-STANDING = {QUEUE_WAIT: 0.2}  # with the default bound of 20 ms, a queue that stood 180 ms
+STANDING = {QUEUE_WAIT: 0.2}  # with the default bound of 50 ms, a queue that stood 150 ms
 BRIEF = {QUEUE_WAIT: 0.001}
 ADMIN_KEY = "admin-key-0123456789abcdef"
 
@@ -54,6 +56,27 @@ def test_one_request_that_waited_the_bound_and_the_interval_shows_a_standing_que
     assert not waits.observe(0.0, now=6.1)
 
 
+def test_order_slots_let_an_order_wait_its_turn_only_if_it_can_start_in_time():
+    slots = OrderSlots(1)
+    for _ in range(5):  # five orders timed: a worker's own pace, after its first slow ones
+        taken = slots.take(0.05)
+        time.sleep(0.01)
+        slots.give(taken)
+    assert 0.01 <= slots.hold < 0.5
+    working = slots.take(0.05)
+    assert slots.take(0.001) is None  # an order's turn takes longer than that: no wait at all
+    threading.Timer(0.02, slots.give, [working]).start()
+    assert slots.take(1.0) is not None  # it waited for the order at work to give its slot back
+    assert slots.expected_wait() >= slots.hold
+
+
+def test_a_new_workers_first_orders_wait_their_turn_whatever_the_guess():
+    slots = OrderSlots(1)
+    working = slots.take(None)
+    threading.Timer(0.02, slots.give, [working]).start()
+    assert slots.take(0.005) is not None  # nothing timed yet: no guess to refuse it on
+
+
 @pytest.mark.parametrize("reason, low, high", [
     (OverloadReason.QUEUE_WAIT, 500, 1500), (OverloadReason.SMS_BACKLOG, 5000, 10000)])
 def test_a_refusal_says_when_to_retry_spread_over_a_range(reason, low, high):
@@ -65,19 +88,23 @@ def test_a_refusal_says_when_to_retry_spread_over_a_range(reason, low, high):
 
 @pytest.mark.parametrize("name, raw", [
     ("OVERLOAD_MAX_WAIT_MS", "-1"), ("OVERLOAD_MAX_WAIT_MS", "fast"),
-    ("OVERLOAD_MAX_WAIT_MS", "10001"), ("OVERLOAD_MAX_SMS_BACKLOG_SECONDS", "1.5"),
+    ("OVERLOAD_MAX_WAIT_MS", "10001"), ("OVERLOAD_MAX_CONCURRENT_ORDERS", "-2"),
+    ("OVERLOAD_MAX_SMS_BACKLOG_SECONDS", "1.5"),
     ("OVERLOAD_MAX_SMS_BACKLOG_SECONDS", "3601")])
 def test_a_bad_bound_stops_the_service_naming_the_variable(tmp_path, name, raw):
     with pytest.raises(ConfigError, match=f"^{name} must be"):
         load_settings({"VAR_DIR": str(tmp_path), name: raw}, environ={})
 
 
+NAMES = ("OVERLOAD_MAX_WAIT_MS", "OVERLOAD_MAX_CONCURRENT_ORDERS",
+         "OVERLOAD_MAX_SMS_BACKLOG_SECONDS")
+
+
 def test_the_bounds_default_for_two_cores_and_0_turns_a_check_off(tmp_path):
     defaults = load_settings({"VAR_DIR": str(tmp_path)}, environ={})
-    assert (defaults.OVERLOAD_MAX_WAIT_MS, defaults.OVERLOAD_MAX_SMS_BACKLOG_SECONDS) == (20, 30)
-    off = load_settings({"VAR_DIR": str(tmp_path), "OVERLOAD_MAX_WAIT_MS": "0",
-                         "OVERLOAD_MAX_SMS_BACKLOG_SECONDS": "0"}, environ={})
-    assert (off.OVERLOAD_MAX_WAIT_MS, off.OVERLOAD_MAX_SMS_BACKLOG_SECONDS) == (0, 0)
+    assert tuple(getattr(defaults, name) for name in NAMES) == (50, 2, 30)
+    off = load_settings({"VAR_DIR": str(tmp_path), **dict.fromkeys(NAMES, "0")}, environ={})
+    assert tuple(getattr(off, name) for name in NAMES) == (0, 0, 0)
 
 
 # --- what is shed, and what it leaves ------------------------------------------------------------
@@ -169,6 +196,34 @@ def test_the_document_lists_the_refusal_where_a_new_order_starts_and_answers_mat
     assert contract.check(client.get("/readyz")).get_json()["overloaded"] is True
 
 
+@pytest.mark.settings(OVERLOAD_MAX_CONCURRENT_ORDERS=1)  # the worker's one slot
+def test_a_new_order_that_would_wait_too_long_for_its_turn_is_shed_at_once(client, seeded):
+    for device in range(5):  # the worker times its first orders: it knows how long one takes
+        assert order(client, f"+86136000000{device:02d}", device=f"tv-{device}").status_code == 201
+    admission = seeded.admission
+    taken = admission.take_order_slot(0.0)  # an order at work in the worker's one slot...
+    time.sleep(0.06)  # ...longer than the 50 ms a new order may wait already
+    before = footprint(seeded)
+    started = time.monotonic()
+    assert_overloaded(order(client), "queue_wait")
+    assert time.monotonic() - started < 0.25  # at once: a wait would have lasted 0.5 s
+    assert footprint(seeded) == before
+    assert client.get("/readyz").get_json()["overload"]["reasons"] == ["queue_wait"]
+
+    admission.give_order_slot(taken)  # the order at work is done: the next one is taken
+    assert order(client).status_code == 201
+    assert client.get("/readyz").get_json()["overloaded"] is False
+
+
+@pytest.mark.settings(OVERLOAD_MAX_CONCURRENT_ORDERS=1)  # the worker's one slot
+def test_a_new_order_waits_for_its_turn_when_it_may(client, seeded):
+    admission = seeded.admission
+    taken = admission.take_order_slot(0.0)
+    threading.Timer(0.2, admission.give_order_slot, [taken]).start()  # in a new worker's time
+    assert order(client).status_code == 201
+    assert client.get("/readyz").get_json()["overload"]["order_wait_ms"] >= 100
+
+
 @pytest.mark.settings(OVERLOAD_MAX_WAIT_MS=0)
 def test_with_the_bound_at_0_waits_shed_nothing(client, seeded):
     assert order(client, environ_base={QUEUE_WAIT: 30.0}).status_code == 201
@@ -180,7 +235,8 @@ def test_readyz_and_the_metrics_show_the_standing_queue(client, seeded):
     assert status == 200 and body["status"] == "ready"  # overloaded, and ready to say so at once
     assert body["overloaded"] is True
     assert body["overload"] == {"reasons": ["queue_wait"], "queue_wait_ms": 200.0,
-                                "max_wait_ms": 20, "sms_backlog_seconds": 0.0,
+                                "order_wait_ms": None, "max_wait_ms": 50,
+                                "max_concurrent_orders": 2, "sms_backlog_seconds": 0.0,
                                 "max_sms_backlog_seconds": 0}
     samples = scrape(client)
     assert value(samples, "tvpay_overloaded", reason="queue_wait") == 1

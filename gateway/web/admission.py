@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, g, request
 
 from gateway.context import services
 
@@ -36,12 +36,20 @@ def starts_an_order(view: View) -> View:
 def _admit() -> None:
     """:raise Overloaded: for a view that starts an order, while the service is overloaded."""
     admission = services().admission
-    standing = admission.observe(request.environ.get(QUEUE_WAIT))
+    waited = request.environ.get(QUEUE_WAIT)
+    standing = admission.observe(waited)
     view = current_app.view_functions.get(request.endpoint or "")
     if getattr(view, _MARK, False):
         admission.admit_new_order(queue_standing=standing)
+        g.order_slot = admission.take_order_slot(waited)
+
+
+def _done(error: BaseException | None) -> None:
+    if "order_slot" in g:
+        services().admission.give_order_slot(g.pop("order_slot"))
 
 
 def register(app: Flask) -> None:
     """Look at every request before its other hooks but the request log's."""
     app.before_request(_admit)
+    app.teardown_request(_done)

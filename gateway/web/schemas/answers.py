@@ -201,13 +201,18 @@ class Overload(BaseModel):
     """Why new orders are shed now, with the figures and their bounds (a bound of 0 is off)."""
 
     reasons: list[OverloadReason] = Field(
-        description="Empty while new orders are taken. `queue_wait`: this worker's requests "
-                    "stand in a queue for a thread longer than `max_wait_ms`; `sms_backlog`: "
-                    "the oldest SMS not sent yet is older than `max_sms_backlog_seconds`.")
+        description="Empty while new orders are taken. `queue_wait`: in this worker, requests "
+                    "stand in a queue for a thread, or new orders for an order slot, longer "
+                    "than `max_wait_ms`; `sms_backlog`: the oldest SMS not sent yet is older "
+                    "than `max_sms_backlog_seconds`.")
     queue_wait_ms: float | None = Field(
         ge=0, description="How long the latest request of this worker waited for a thread; null "
                           "under a server that does not say (only gunicorn does).")
+    order_wait_ms: float | None = Field(
+        ge=0, description="How long the latest new order of this worker waited for an order "
+                          "slot; null before any.")
     max_wait_ms: int = Field(ge=0, description="`OVERLOAD_MAX_WAIT_MS`.")
+    max_concurrent_orders: int = Field(ge=0, description="`OVERLOAD_MAX_CONCURRENT_ORDERS`.")
     sms_backlog_seconds: float | None = Field(
         ge=0, description="How long the oldest SMS not sent yet has waited (0: none waits); "
                           "null when the database did not answer.")
