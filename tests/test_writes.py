@@ -1,5 +1,6 @@
 """Rows written at a transaction's commit (``gateway.store.writes``): each journal entry with
-its own postings, on PostgreSQL in one statement, and whole however many there are."""
+its own postings (on PostgreSQL in one statement, the rows as arrays), however many there
+are."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def test_entries_posted_in_one_transaction_each_keep_their_own_postings(gw, cloc
         assert [ledger.balance(session, account) for account in WALLETS] == [4100, 251, 7]
 
 
-def test_a_transaction_too_big_for_one_statement_is_written_whole(gw, clock):
+def test_a_transaction_of_thousands_of_entries_is_written_whole(gw, clock):
     amounts = [1 + i % 97 for i in range(4000)]  # 4,000 entries, 8,000 postings
     fund_in_one_transaction(gw, clock(), amounts)
     entries = funding_entries(gw)

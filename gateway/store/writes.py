@@ -8,8 +8,7 @@ events. Just before the commit they are written together, parents before childre
   (foreign keys are checked at the end of a statement, so the order of the parts is free);
   a queued row may refer to a queued parent whose id the database assigns (a journal entry's
   postings), and gets it from ``nextval`` in the same statement;
-- on SQLite (and on PostgreSQL for a transaction too big for one statement), one statement
-  per table, or a few for many rows.
+- on SQLite, one statement per table, or a few for many rows.
 
 Then the writers asked for with ``write_at_commit`` run, for work that is more than rows
 (updates, reads of opt-outs): their statements may refer to the rows just written.
@@ -21,10 +20,10 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import Integer, String, bindparam, insert, text
+from sqlalchemy import String, bindparam, insert, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.elements import BindParameter, TextClause
 
 from gateway.store.models import Base
 
@@ -139,10 +138,6 @@ def write_queued(session: Session) -> None:
 
 # the order in which a parent table comes before the tables that refer to it
 _TABLE_ORDER = {table.name: i for i, table in enumerate(Base.metadata.sorted_tables)}
-# PostgreSQL takes at most 65,535 parameters in a statement
-_MAX_PARAMETERS = 30_000
-
-
 class _Group(NamedTuple):
     """A table's queued rows (with the same columns), in the order queued."""
 
@@ -152,20 +147,13 @@ class _Group(NamedTuple):
     keys: list[Key | None]
 
     @property
-    def shape(self) -> tuple[str, tuple[str, ...], int, tuple[str, ...], bool]:
-        """What the statement's text depends on: table, columns, rows, and which columns
-        refer to keyed rows (by the table they are in) and whether its own rows are keyed."""
+    def shape(self) -> tuple[str, tuple[str, ...], tuple[str, ...], bool]:
+        """What the statement's text depends on: the table, its columns, which of them refer
+        to keyed rows (by the table those are in), and whether its own rows are keyed. Not
+        the number of rows: they go as arrays, one a column."""
         refs = tuple(value.model.__table__.name if isinstance(value, Key) else ""
                      for value in (self.rows[0][column] for column in self.columns))
-        return (self.model.__table__.name, self.columns, _padded(len(self.rows)), refs,
-                self.keys[0] is not None)
-
-
-def _padded(count: int) -> int:
-    """Rows a statement has room for: ``count`` up to a power of two, so that the batches of
-    a busy process make a handful of statements (each built, parsed and planned once), not
-    one for every mix of row counts."""
-    return 1 << (count - 1).bit_length()
+        return self.model.__table__.name, self.columns, refs, self.keys[0] is not None
 
 
 def _groups(queued: Sequence[_Queued]) -> list[_Group]:
@@ -185,9 +173,8 @@ def _groups(queued: Sequence[_Queued]) -> list[_Group]:
 
 def _write_rows(session: Session, queued: Sequence[_Queued]) -> None:
     groups = _groups(queued)
-    parameters = sum(len(group.rows) * len(group.columns) for group in groups)
     keyed_tables = [group.model for group in groups if group.keys[0] is not None]
-    if (session.get_bind().dialect.name == "postgresql" and parameters <= _MAX_PARAMETERS
+    if (session.get_bind().dialect.name == "postgresql"
             and len(keyed_tables) == len(set(keyed_tables))):
         _write_in_one_statement(session, groups)
         return
@@ -211,60 +198,56 @@ def _keyed_insert(model: type[Base]) -> Any:
 
 
 def _write_in_one_statement(session: Session, groups: Sequence[_Group]) -> None:
-    numbers: dict[int, int] = {}  # id(key) -> the keyed row's number in its table
+    numbers: dict[int, int] = {}  # id(key) -> the keyed row's number in its table, from 1
     for group in groups:
-        for n, key in enumerate(group.keys):
+        for n, key in enumerate(group.keys, 1):
             if key is not None:
                 numbers[id(key)] = n
-    values: dict[str, Any] = {}
+    values: dict[str, list[Any]] = {}
     for g, group in enumerate(groups):
-        values[f"n{g}"] = len(group.rows)
-        rows = group.rows
-        for i in range(_padded(len(rows))):  # the room left over repeats the last row
-            row = rows[min(i, len(rows) - 1)]
-            for c, column in enumerate(group.columns):
-                value = row[column]
-                values[f"p{g}_{i}_{c}"] = numbers[id(value)] if isinstance(value, Key) else value
+        for c, column in enumerate(group.columns):
+            values[f"g{g}_{c}"] = [numbers[id(value)] if isinstance(value, Key) else value
+                                   for value in (row[column] for row in group.rows)]
     statement = _one_statement(tuple(group.shape for group in groups))
     session.connection().execute(statement, values)  # keys stay unread: ids the database gave
 
 
 @functools.lru_cache(maxsize=256)
-def _one_statement(shapes: tuple[tuple[str, tuple[str, ...], int, tuple[str, ...], bool], ...]
+def _one_statement(shapes: tuple[tuple[str, tuple[str, ...], tuple[str, ...], bool], ...]
                    ) -> TextClause:
     """Every group's rows in one statement (PostgreSQL): each group an ``INSERT ... SELECT``
-    from its ``VALUES`` (cast to the columns' types) in the ``WITH`` clause, of which the first
-    ``n<group>`` rows (numbered ``_i``) are real and the rest room left over.
+    from ``unnest`` of one array a column (cast to the column's type) in the ``WITH`` clause.
+    The text does not depend on how many rows there are: a busy process runs a handful of
+    statements, which the driver and the server parse once and keep prepared.
 
-    A keyed table's rows first take their ids from its sequence (CTE ``k_<table>``), where
-    the rows that refer to them look them up by number.
+    A keyed table's rows first take their ids from its sequence (CTE ``k_<table>``, with each
+    row's number ``_i``), where the rows that refer to them look them up.
     """
     tables = Base.metadata.tables
     parts: list[str] = []
-    params = []
-    for g, (name, columns, count, refs, keyed) in enumerate(shapes):
+    params: list[BindParameter[Any]] = []
+    for g, (name, columns, refs, keyed) in enumerate(shapes):
         table = tables[name]
-        types = ["INTEGER" if refs[c] else _sql_type(table.c[column].type)
-                 for c, column in enumerate(columns)]
-        params.append(bindparam(f"n{g}", type_=Integer()))
-        params += [bindparam(f"p{g}_{i}_{c}", type_=None if refs[c] else table.c[column].type)
-                   for i in range(count) for c, column in enumerate(columns)]
-        rows = ", ".join(
-            f"({i}, " + ", ".join(f"CAST(:p{g}_{i}_{c} AS {types[c]})"
-                                  for c in range(len(columns))) + ")"
-            for i in range(count))
+        arrays = ", ".join(
+            f"CAST(:g{g}_{c} AS {'INTEGER' if refs[c] else _sql_type(table.c[column].type)}[])"
+            for c, column in enumerate(columns))
+        params += [bindparam(f"g{g}_{c}") for c in range(len(columns))]
         names = ", ".join(f'"{column}"' for column in columns)
-        real = f"FROM (VALUES {rows}) AS v(_i, {names}) WHERE v._i < :n{g}"
         picked = ", ".join(f'(SELECT k.id FROM "k_{refs[c]}" AS k WHERE k._i = v."{column}")'
                            if refs[c] else f'v."{column}"' for c, column in enumerate(columns))
         if keyed:
             [key] = table.primary_key.columns
             parts.append(f'"k_{name}" AS (SELECT nextval(pg_get_serial_sequence(\'"{name}"\', '
-                         f"'{key.name}')) AS id, v.* {real})")
+                         f"'{key.name}')) AS id, v.* FROM unnest({arrays}) WITH ORDINALITY "
+                         f"AS v({names}, _i))")
             parts.append(f'"w{g}" AS (INSERT INTO "{name}" ("{key.name}", {names}) '
                          f'SELECT v.id, {picked} FROM "k_{name}" AS v)')
-        else:
-            parts.append(f'"w{g}" AS (INSERT INTO "{name}" ({names}) SELECT {picked} {real})')
+        elif any(refs):
+            parts.append(f'"w{g}" AS (INSERT INTO "{name}" ({names}) SELECT {picked} '
+                         f"FROM unnest({arrays}) AS v({names}))")
+        else:  # the shortest text: the driver keeps statements under 4 kB parsed
+            parts.append(f'"w{g}" AS (INSERT INTO "{name}" ({names}) SELECT * '
+                         f"FROM unnest({arrays}))")
     return text("WITH " + ", ".join(parts) + " SELECT 1").bindparams(*params)
 
 
