@@ -173,3 +173,19 @@ def test_two_payments_for_one_tv_in_a_batch_extend_its_package_twice(client, gw,
     assert held == {order_id: "captured" for order_id in made}
     assert captures(gw) == {order_id: 1 for order_id in made}
     assert audit(gw) == []
+
+
+def test_a_hold_released_once_stays_released_when_its_accounts_are_locked_again(gw, orders,
+                                                                                 clock):
+    """The hold's row says "held" until the commit: a second lock must not read it back as
+    held, or a second release would pay the money back twice."""
+    order_id = orders[PHONES[0]]
+    with gw.db.transaction() as session:
+        ledger.lock_accounts(session, held_by=[order_id])
+        first = ledger.release(session, order_id, clock())
+        ledger.lock_accounts(session, held_by=[order_id])
+        second = ledger.release(session, order_id, clock())
+    assert first is not None and second is None
+    with gw.db.read() as session:
+        assert session.scalar(select(Hold.status).where(Hold.order_id == order_id)) == "released"
+    assert audit(gw) == []

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from gateway.context import Gateway
 from gateway.payment import ledger
@@ -72,3 +72,19 @@ def test_rows_of_a_transaction_that_fails_are_not_written(gw, clock):
     assert funding_entries(gw) == []
     with gw.db.read() as session:
         assert ledger.balance(session, WALLETS[0]) == 0
+
+
+def test_times_written_at_commit_are_utc_whatever_the_servers_time_zone(gw, clock):
+    """The rows go as arrays cast to the columns' types: an aware time must be made naive UTC
+    first, as for any other statement, or the cast turns it to the server's zone."""
+    if gw.db.dialect != "postgresql":
+        pytest.skip("SQLite has no time zone of its own")
+    with gw.db.transaction() as session:
+        session.execute(text("SET LOCAL TIME ZONE 'Asia/Shanghai'"))
+        ledger.open_system_accounts(session, "CNY")
+        ledger.open_account(session, WALLETS[0], "CNY")
+        ledger.fund(session, WALLETS[0], 500, "CNY", clock())
+    with gw.db.read() as session:
+        written = session.scalar(select(JournalEntry.created_at).join(
+            Posting, Posting.entry_id == JournalEntry.id).where(Posting.account_id == WALLETS[0]))
+    assert written == clock()

@@ -248,10 +248,11 @@ def lock_accounts(session: Session, account_ids: Iterable[str] = (), *,
     accounts = set(account_ids)
     if held_by:
         read: dict[str, Settled | None] = session.info.setdefault(_HELD, {})
-        read.update(dict.fromkeys(held_by))
-        for order_id, *hold in sql.execute(_HELD_BY, {"orders": padded(held_by)}):
-            read[order_id] = Settled(*hold)
-            accounts.add(hold[0])
+        found = {order_id: Settled(*hold)
+                 for order_id, *hold in sql.execute(_HELD_BY, {"orders": padded(held_by)})}
+        accounts.update(hold.account_id for hold in found.values())
+        for order_id in held_by:  # one read before stands: a hold settled since is not held
+            read.setdefault(order_id, found.get(order_id))
     if accounts:
         sql.execute(_LOCK, {"accounts": padded(sorted(accounts))})
 

@@ -4,8 +4,9 @@ A use case queues the rows nothing reads back in its transaction (``insert_at_co
 order in its final state, its hold, its SMS, the journal's entries and postings, the TV's
 events. Just before the commit they are written together, parents before children:
 
-- on PostgreSQL in one statement, each table's rows an ``INSERT`` in a ``WITH`` clause
-  (foreign keys are checked at the end of a statement, so the order of the parts is free);
+- on PostgreSQL in one statement, each table's rows an ``INSERT`` in a ``WITH`` clause, each
+  column's values one array (foreign keys are checked at the end of a statement, so the order
+  of the parts is free);
   a queued row may refer to a queued parent whose id the database assigns (a journal entry's
   postings), and gets it from ``nextval`` in the same statement;
 - on SQLite, one statement per table, or a few for many rows.
@@ -22,6 +23,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import String, bindparam, insert, text
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter, TextClause
 
@@ -203,13 +205,28 @@ def _write_in_one_statement(session: Session, groups: Sequence[_Group]) -> None:
         for n, key in enumerate(group.keys, 1):
             if key is not None:
                 numbers[id(key)] = n
+    dialect = session.get_bind().dialect
     values: dict[str, list[Any]] = {}
     for g, group in enumerate(groups):
         for c, column in enumerate(group.columns):
-            values[f"g{g}_{c}"] = [numbers[id(value)] if isinstance(value, Key) else value
-                                   for value in (row[column] for row in group.rows)]
+            column_values = [row[column] for row in group.rows]
+            if isinstance(column_values[0], Key):  # a group's rows all refer, or none
+                values[f"g{g}_{c}"] = [numbers[id(key)] for key in column_values]
+                continue
+            # The column type's own conversion, as a typed parameter gets it: an aware time
+            # becomes naive UTC (sent aware, the cast would turn it to the server's zone).
+            process = _bind_processor(group.model.__table__.name, column, dialect)
+            values[f"g{g}_{c}"] = column_values if process is None else \
+                [process(value) for value in column_values]
     statement = _one_statement(tuple(group.shape for group in groups))
     session.connection().execute(statement, values)  # keys stay unread: ids the database gave
+
+
+@functools.cache
+def _bind_processor(table: str, column: str, dialect: Dialect) -> Callable[[Any], Any] | None:
+    processor: Callable[[Any], Any] | None = \
+        Base.metadata.tables[table].c[column].type.bind_processor(dialect)
+    return processor
 
 
 @functools.lru_cache(maxsize=256)
