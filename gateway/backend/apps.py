@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from gateway.context import Gateway
 from gateway.domain.errors import Conflict, InvalidInput, NotFound
-from gateway.store.db import insert_or_read
+from gateway.store.db import read_or_insert
 from gateway.store.models import ApiKey, Device, TvApp
 from gateway.store.redis_store import KeyCache
 
@@ -146,9 +146,8 @@ def claim_device(session: Session, app_id: str, device_id: str, now: datetime) -
 
     :raise NotFound: ``device_not_found`` when another app uses it.
     """
-    claimed = insert_or_read(session, Device, "app_id", id=device_id, created_at=now,
-                             app_id=app_id)
-    owner = None if claimed is None else claimed[1]
+    owner = read_or_insert(session, Device, "app_id", id=device_id, created_at=now,
+                           app_id=app_id)
     if owner is None:  # inserted meanwhile, or made before apps were
         session.execute(update(Device).where(Device.id == device_id, Device.app_id.is_(None))
                         .values(app_id=app_id))

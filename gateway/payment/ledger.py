@@ -179,7 +179,6 @@ def _settle(session: Session, order_id: str, status: str, now: datetime) -> Sett
     A hold ``lock_accounts`` read (the caller holds the order's lock, so nobody else settles
     it) is settled at the commit, with the transaction's other holds in one statement.
     """
-    _refuse_held_now(session, order_id)
     read = session.info.get(_HELD, {})
     if order_id in read:
         if (hold := read[order_id]) is None:
@@ -205,8 +204,8 @@ def _write_settled(session: Session) -> None:
 
 
 def _refuse_held_now(session: Session, order_id: str) -> None:
-    """A hold is written at its transaction's commit: settling it in that transaction would
-    find nothing, and leave the money held."""
+    """A hold is written at its transaction's commit: releasing it in that transaction would
+    find nothing and leave the money held (a capture finds nothing to settle, and raises)."""
     if order_id in session.info.get(_HELD_NOW, ()):
         raise RuntimeError(f"the hold of order {order_id} is settled where it was placed")
 
@@ -223,11 +222,12 @@ def capture(session: Session, order_id: str, now: datetime) -> Settled:
 
 def release(session: Session, order_id: str, now: datetime) -> Settled | None:
     """Give a held amount back to its source; no-op for an order that holds nothing."""
-    _refuse_held_now(session, order_id)
     read = session.info.get(_HELD, {})
-    if read.get(order_id, 0) is None or (
-            order_id not in read
-            and session.connection().scalar(_HOLD_OF, {"order": order_id}) is None):
+    if order_id in read:
+        if read[order_id] is None:
+            return None
+    elif session.connection().scalar(_HOLD_OF, {"order": order_id}) is None:
+        _refuse_held_now(session, order_id)
         return None
     hold = _settle(session, order_id, "released", now)
     holds = _system("holds", hold.currency)

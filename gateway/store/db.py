@@ -15,10 +15,8 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
-    false,
     select,
     text,
-    true,
     union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -32,7 +30,7 @@ from gateway import effects
 from gateway.store import writes
 from gateway.store.models import Base
 
-__all__ = ["UNAVAILABLE", "Database", "ValueRefused", "insert_ignore", "insert_or_read",
+__all__ = ["UNAVAILABLE", "Database", "ValueRefused", "insert_ignore", "read_or_insert",
            "make_engine", "padded", "rowcount"]
 
 #: What the database raises when it cannot be reached or does not answer: callers answer
@@ -212,45 +210,41 @@ def _insert_ignoring(dialect: str, model: type[Base]) -> Insert:
     return dialect_insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
 
 
-
-def insert_or_read(session: Session, model: type[Base], column: str,
-                   **values: Any) -> tuple[bool, Any] | None:
-    """Insert the row unless one with the same key exists; return whether it was inserted
-    and ``column`` of the row now under that key, or None when another transaction's row of
-    that key is not visible yet (it committed after this statement began).
+def read_or_insert(session: Session, model: type[Base], column: str, **values: Any) -> Any:
+    """``column`` of the row under the key of ``values``, inserting ``values`` first when
+    there is none; None when that is NULL, or when another transaction's row of that key is
+    not visible yet (it committed after this statement began).
 
     One statement on PostgreSQL, new row or known; on SQLite, whose writers take turns, a
     read and, for a new row, the insert.
     """
     session.flush()
     sql = session.connection()
-    if sql.dialect.name != "postgresql":
-        found = sql.execute(_reading(model, column), values).first()
-        if found is not None:
-            return False, found[0]
-        if insert_ignore(session, model, **values):
-            return True, values[column]
-        found = sql.execute(_reading(model, column), values).first()
-        return None if found is None else (False, found[0])
-    found = sql.execute(_inserting_or_reading(model, column, tuple(values)), values).first()
-    return None if found is None else (bool(found[0]), found[1])
+    if sql.dialect.name == "postgresql":
+        return sql.execute(_inserting_or_reading(model, column, tuple(values)), values).scalar()
+    found = sql.execute(_reading(model, column), values).first()
+    if found is not None:
+        return found[0]
+    return values[column] if insert_ignore(session, model, **values) else None
+
+
+def _key_is_given(table: Table) -> list[Any]:
+    return [key == bindparam(key.name) for key in table.primary_key.columns]
 
 
 @functools.cache
 def _reading(model: type[Base], column: str) -> Any:
     table = model.__table__
-    return select(table.c[column]).where(*(key == bindparam(key.name)
-                                           for key in table.primary_key.columns))
+    return select(table.c[column]).where(*_key_is_given(table))
 
 
 @functools.cache
 def _inserting_or_reading(model: type[Base], column: str, columns: tuple[str, ...]) -> Any:
-    """``WITH inserted AS (INSERT ... ON CONFLICT DO NOTHING RETURNING ...) SELECT true, ...
-    FROM inserted UNION ALL SELECT false, ... FROM the table``: the second part reads the
-    statement's snapshot, which does not hold the row the first part inserts."""
+    """``WITH inserted AS (INSERT ... ON CONFLICT DO NOTHING RETURNING ...) SELECT ... FROM
+    inserted UNION ALL SELECT ... FROM the table``: the second part reads the statement's
+    snapshot, which does not hold the row the first part inserts, so one row comes back."""
     table = model.__table__
     inserted = (postgresql.insert(table).values({c: bindparam(c) for c in columns})
                 .on_conflict_do_nothing().returning(table.c[column]).cte("inserted"))
-    return union_all(select(true(), inserted.c[column]),
-                     select(false(), table.c[column]).where(*(
-                         key == bindparam(key.name) for key in table.primary_key.columns)))
+    return union_all(select(inserted.c[column]),
+                     select(table.c[column]).where(*_key_is_given(table)))

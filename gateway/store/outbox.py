@@ -21,9 +21,8 @@ from gateway.store.models import OutboxMessage, SmsOptOut
 from gateway.store.writes import insert_at_commit, write_at_commit
 
 __all__ = ["LogProvider", "Queued", "SmsProvider", "SmsStatus", "close_code_messages",
-           "dispatch_queued", "fail_if_expired", "oldest_waiting", "opt_in", "opt_out", "opted_out",
-           "queue",
-           "queue_at_commit", "recent", "waiting"]
+           "dispatch_queued", "fail_if_expired", "oldest_waiting", "opt_in", "opt_out",
+           "opted_out", "queue", "queue_at_commit", "recent", "waiting"]
 
 log = logging.getLogger(__name__)
 

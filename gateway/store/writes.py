@@ -6,9 +6,8 @@ events. Just before the commit they are written together, parents before childre
 
 - on PostgreSQL in one statement, each table's rows an ``INSERT`` in a ``WITH`` clause, each
   column's values one array (foreign keys are checked at the end of a statement, so the order
-  of the parts is free);
-  a queued row may refer to a queued parent whose id the database assigns (a journal entry's
-  postings), and gets it from ``nextval`` in the same statement;
+  of the parts is free); a queued row may refer to a queued parent whose id the database
+  assigns (a journal entry's postings), and gets it from ``nextval`` in the same statement;
 - on SQLite, one statement per table, or a few for many rows.
 
 Then the writers asked for with ``write_at_commit`` run, for work that is more than rows
@@ -140,42 +139,44 @@ def write_queued(session: Session) -> None:
 
 # the order in which a parent table comes before the tables that refer to it
 _TABLE_ORDER = {table.name: i for i, table in enumerate(Base.metadata.sorted_tables)}
+
+
 class _Group(NamedTuple):
-    """A table's queued rows (with the same columns), in the order queued."""
+    """A table's queued rows with the same columns, in the order queued."""
 
     model: type[Base]
     columns: tuple[str, ...]
+    refs: tuple[str, ...]  # by column: the table of the keyed rows it refers to, or ""
+    keyed: bool  # whether other rows refer to these (each has a ``Key``)
     rows: list[dict[str, Any]]
     keys: list[Key | None]
 
     @property
     def shape(self) -> tuple[str, tuple[str, ...], tuple[str, ...], bool]:
-        """What the statement's text depends on: the table, its columns, which of them refer
-        to keyed rows (by the table those are in), and whether its own rows are keyed. Not
-        the number of rows: they go as arrays, one a column."""
-        refs = tuple(value.model.__table__.name if isinstance(value, Key) else ""
-                     for value in (self.rows[0][column] for column in self.columns))
-        return self.model.__table__.name, self.columns, refs, self.keys[0] is not None
+        """What the statement's text depends on; not the number of rows (they go as arrays,
+        one a column)."""
+        return self.model.__table__.name, self.columns, self.refs, self.keyed
 
 
 def _groups(queued: Sequence[_Queued]) -> list[_Group]:
-    """The rows by table, columns and which of them hold keys, parents first."""
+    """The rows by table, columns, what they refer to and whether they are keyed; parents
+    first."""
     groups: dict[tuple[Any, ...], _Group] = {}
     for model, row, key in queued:
         columns = tuple(row)
-        refs = tuple(type(value) is Key for value in row.values())
-        group = groups.setdefault((model, columns, refs), _Group(model, columns, [], []))
+        refs = tuple(value.model.__table__.name if type(value) is Key else ""
+                     for value in row.values())
+        keyed = key is not None
+        group = groups.setdefault((model, columns, refs, keyed),
+                                  _Group(model, columns, refs, keyed, [], []))
         group.rows.append(row)
         group.keys.append(key)
-    for group in groups.values():
-        if len({key is None for key in group.keys}) > 1:
-            raise ValueError(f"rows of {group.model.__name__} queued keyed and not")
     return sorted(groups.values(), key=lambda g: _TABLE_ORDER[g.model.__table__.name])
 
 
 def _write_rows(session: Session, queued: Sequence[_Queued]) -> None:
     groups = _groups(queued)
-    keyed_tables = [group.model for group in groups if group.keys[0] is not None]
+    keyed_tables = [group.model for group in groups if group.keyed]
     if (session.get_bind().dialect.name == "postgresql"
             and len(keyed_tables) == len(set(keyed_tables))):
         _write_in_one_statement(session, groups)
@@ -183,7 +184,7 @@ def _write_rows(session: Session, queued: Sequence[_Queued]) -> None:
     for group in groups:  # parents first: each row's keys are known when it is written
         rows = [{column: value.value if isinstance(value, Key) else value
                  for column, value in row.items()} for row in group.rows]
-        if group.keys[0] is None:
+        if not group.keyed:
             insert_rows(session, group.model, *rows)
             continue
         ids = session.connection().execute(_keyed_insert(group.model), rows).scalars()
@@ -210,7 +211,7 @@ def _write_in_one_statement(session: Session, groups: Sequence[_Group]) -> None:
     for g, group in enumerate(groups):
         for c, column in enumerate(group.columns):
             column_values = [row[column] for row in group.rows]
-            if isinstance(column_values[0], Key):  # a group's rows all refer, or none
+            if group.refs[c]:
                 values[f"g{g}_{c}"] = [numbers[id(key)] for key in column_values]
                 continue
             # The column type's own conversion, as a typed parameter gets it: an aware time

@@ -281,12 +281,12 @@ def _hold_funds(session: Session, order: Order, sources: Sequence[funding.Source
 
 def _request_code(gw: Gateway, session: Session, order: Order, item_name: str,
                   payer: wallets.Payer, now: datetime) -> None:
+    texts = gw.texts
     if payer.sms_opted_out:  # no code can reach the phone: hold nothing, fail at once
         move(session, order, Status.FAILED, now, Reason.SMS_UNDELIVERABLE)
+        refused = _code_values(gw, order, item_name, next(iter(payer.funding.sources), None))
         outbox.queue_at_commit(session, to=order.phone or "", kind="code", order_id=order.id,
-                               now=now, body=gw.texts.render("code", **_code_values(
-                                   gw, order, item_name, payer.funding.sources[0]
-                                   if payer.funding.sources else None, CODE_MASK)),
+                               now=now, body=texts.render("code", code=CODE_MASK, **refused),
                                opted_out=True)
         return
     source = _hold_funds(session, order, payer.funding.sources, now)
@@ -297,22 +297,21 @@ def _request_code(gw: Gateway, session: Session, order: Order, item_name: str,
     order.code_hash = digest(gw, order, code)
     order.expires_at = now + timedelta(seconds=gw.settings.CODE_TTL_SECONDS)
     move(session, order, Status.AWAITING_CODE, now, data={"phone": phones.mask(order.phone)})
-    outbox.queue_at_commit(
-        session, to=order.phone or "", kind="code", order_id=order.id, now=now,
-        body=gw.texts.render("code", **_code_values(gw, order, item_name, source, code)),
-        redacted_body=gw.texts.render("code", **_code_values(gw, order, item_name, source,
-                                                              CODE_MASK)),
-        expires_at=order.expires_at, opted_out=False)
+    values = _code_values(gw, order, item_name, source)
+    outbox.queue_at_commit(session, to=order.phone or "", kind="code", order_id=order.id,
+                           now=now, body=texts.render("code", code=code, **values),
+                           redacted_body=texts.render("code", code=CODE_MASK, **values),
+                           expires_at=order.expires_at, opted_out=False)
 
 
-def _code_values(gw: Gateway, order: Order, item_name: str, source: funding.Source | None,
-                 code: str) -> dict[str, object]:
+def _code_values(gw: Gateway, order: Order, item_name: str,
+                 source: funding.Source | None) -> dict[str, object]:
+    """What a code SMS says besides the code."""
     texts = gw.texts
     return {
-        "code": code, "package": item_name,
         "source": texts.source(source.kind, bank=source.bank, last4=source.last4)
         if source else "",
-        "amount": texts.amount(Money(order.amount, order.currency)),
+        "package": item_name, "amount": texts.amount(Money(order.amount, order.currency)),
         "minutes": math.ceil(gw.settings.CODE_TTL_SECONDS / 60),
     }
 
