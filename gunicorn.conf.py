@@ -91,10 +91,12 @@ timeout = 30
 # cut; their clients reconnect with Last-Event-ID and miss nothing.
 graceful_timeout = 30
 keepalive = 5  # seconds an idle connection stays open; a proxy reusing them must drop them sooner
-# A worker is replaced after about 2000 requests, the jitter keeping workers from all restarting
-# at once: a slow leak cannot grow for ever.
-max_requests = 2000
-max_requests_jitter = 200
+# A worker is replaced after about 100,000 requests, the jitter keeping workers from all
+# restarting at once: a slow leak cannot grow for ever. Not sooner: a new worker costs about a
+# second of CPU (it imports the app) and starts with cold caches; at 2,000 a saturated web tier
+# replaced a worker every 15-25 s, which showed in the tail of its answers (bench/RESULTS.md).
+max_requests = 100_000
+max_requests_jitter = 10_000
 # X-Forwarded-* are trusted only from these addresses (the proxy in front), default localhost.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 # The heartbeat file in memory: on a container's disk-backed /tmp it can block a worker.

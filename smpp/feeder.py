@@ -27,7 +27,7 @@ from gateway.context import Gateway
 from gateway.domain.sms import SmsStatus
 from gateway.messaging import delivery
 from gateway.messaging.stream import OutboundStream
-from gateway.store.db import padded
+from gateway.store.db import one_of, padded
 from gateway.store.models import OutboxMessage, SmsPart
 from smpp import codec
 
@@ -126,9 +126,10 @@ class Feeder:
         now = self.gw.clock()
         with self.gw.db.transaction() as session:
             session.execute(update(_OUTBOX)
-                            .where(_OUTBOX.c.id.in_(padded(m.outbox_id for m in held)),
+                            .where(one_of(_OUTBOX.c.id, "ids"),
                                    _OUTBOX.c.status == SmsStatus.SENDING)
-                            .values(lease_until=now + self.lease))
+                            .values(lease_until=now + self.lease),
+                            {"ids": padded(m.outbox_id for m in held)})
         self.stream.touch(self.consumer, [m.entry_id for m in held])
 
     def _claim(self, entries: list[tuple[str, int]]) -> None:
@@ -144,19 +145,20 @@ class Feeder:
             with self.gw.db.transaction() as session:
                 claimed_rows = session.execute(
                     update(_OUTBOX)
-                    .where(rows.id.in_(padded(wanted)),
+                    .where(one_of(rows.id, "ids"),
                            or_(rows.status == SmsStatus.QUEUED,
                                and_(rows.status == SmsStatus.SENDING,
                                     or_(rows.lease_until.is_(None), rows.lease_until < now))))
                     .values(status=SmsStatus.SENDING, provider=PROVIDER, updated_at=now,
                             lease_until=now + self.lease)
                     .returning(rows.id, rows.to_phone, rows.body, rows.kind, rows.order_id,
-                               rows.expires_at)
-                ).all()
+                               rows.expires_at),
+                    {"ids": padded(wanted)}).all()
                 # parts a dead worker had got accepted are not sent again
                 accepted = set(session.execute(
                     select(_PARTS.c.outbox_id, _PARTS.c.part)
-                    .where(_PARTS.c.outbox_id.in_(padded(r.id for r in claimed_rows))))
+                    .where(one_of(_PARTS.c.outbox_id, "ids")),
+                    {"ids": padded(r.id for r in claimed_rows)})
                 ) if claimed_rows else set()
         claimed = {row.id: row for row in claimed_rows}
         done: list[str] = []

@@ -28,7 +28,7 @@ from gateway.context import Gateway
 from gateway.domain.sms import SmsStatus
 from gateway.messaging import delivery, inbound
 from gateway.messaging.stream import OutboundStream
-from gateway.store.db import padded, rowcount
+from gateway.store.db import one_of, padded, rowcount
 from gateway.store.models import OutboxMessage, SmsPart
 from gateway.store.writes import insert_rows
 from smpp import codec
@@ -167,17 +167,19 @@ class Recorder:
             delivered, others, self._unmatched = _apply_receipts(session, receipts, now)
             if delivered:
                 done = session.execute(
-                    update(_OUTBOX).where(_OUTBOX.c.id.in_(padded(delivered)),
+                    update(_OUTBOX).where(one_of(_OUTBOX.c.id, "ids"),
                                           _OUTBOX.c.status == SmsStatus.SUBMITTED)
-                    .values(status=SmsStatus.DELIVERED, updated_at=now))
+                    .values(status=SmsStatus.DELIVERED, updated_at=now),
+                    {"ids": padded(delivered)})
                 delivery.reached(session, PROVIDER, SmsStatus.DELIVERED, now,
                                  count=rowcount(done))
             _conclude(session, touched | others, now)
             if released:
                 session.execute(
-                    update(_OUTBOX).where(_OUTBOX.c.id.in_(padded(released)),
+                    update(_OUTBOX).where(one_of(_OUTBOX.c.id, "ids"),
                                           _OUTBOX.c.status == SmsStatus.SENDING)
-                    .values(status=SmsStatus.QUEUED, lease_until=None, updated_at=now))
+                    .values(status=SmsStatus.QUEUED, lease_until=None, updated_at=now),
+                    {"ids": padded(released)})
 
     def _after_commit(self, batch: list[Result]) -> None:
         """Acknowledge what the commit recorded. Only the stream ack can fail, and it comes
@@ -235,8 +237,9 @@ class Recorder:
                 .limit(50)
             ).all()
             if due:
-                session.execute(update(_PARTS).where(parts.id.in_(padded(r.id for r in due)))
-                                .values(queried_at=now, queries=parts.queries + 1))
+                session.execute(update(_PARTS).where(one_of(parts.id, "ids"))
+                                .values(queried_at=now, queries=parts.queries + 1),
+                                {"ids": padded(r.id for r in due)})
         for row in due:
             self.queries.put(row.message_id)
 
@@ -259,15 +262,17 @@ def _settle(session: Session, settled: list[Message], now: datetime) -> set[int]
     for count, ids in accepted.items():
         submitted = session.execute(
             update(_OUTBOX)
-            .where(_OUTBOX.c.id.in_(padded(ids)), _OUTBOX.c.status == SmsStatus.SENDING)
-            .values(status=SmsStatus.SUBMITTED, parts=count, error=None, updated_at=now))
+            .where(one_of(_OUTBOX.c.id, "ids"), _OUTBOX.c.status == SmsStatus.SENDING)
+            .values(status=SmsStatus.SUBMITTED, parts=count, error=None, updated_at=now),
+            {"ids": padded(ids)})
         delivery.reached(session, PROVIDER, SmsStatus.SUBMITTED, now, count=rowcount(submitted))
     # Receipts can only have come first for a part of a message of several parts.
     ids = [outbox_id for count, group in accepted.items() if count > 1 for outbox_id in group]
     if not ids:
         return set()
     return set(session.scalars(select(_PARTS.c.outbox_id).where(
-        _PARTS.c.outbox_id.in_(padded(ids)), _PARTS.c.status != "submitted")))
+        one_of(_PARTS.c.outbox_id, "ids"), _PARTS.c.status != "submitted"),
+        {"ids": padded(ids)}))
 
 
 def _apply_receipts(session: Session, receipts: list[codec.Receipt],
@@ -286,8 +291,8 @@ def _apply_receipts(session: Session, receipts: list[codec.Receipt],
         return {row.message_id: row for row in session.execute(
             select(columns.id, columns.outbox_id, columns.message_id, columns.status,
                    columns.total)
-            .where(columns.provider == PROVIDER, columns.message_id.in_(padded(ids)))
-            .order_by(columns.id))}
+            .where(columns.provider == PROVIDER, one_of(columns.message_id, "ids"))
+            .order_by(columns.id), {"ids": padded(ids)})}
 
     parts = find({r.message_id for r in receipts})
     missing = [r for r in receipts if r.message_id not in parts]
@@ -311,8 +316,8 @@ def _apply_receipts(session: Session, receipts: list[codec.Receipt],
                                    "new_error": f"{state} err:{receipt.error}"
                                    if receipt.error else state}
     if delivered:
-        session.execute(update(_PARTS).where(columns.id.in_(padded(delivered)))
-                        .values(status="delivered", done_at=now))
+        session.execute(update(_PARTS).where(one_of(columns.id, "ids"))
+                        .values(status="delivered", done_at=now), {"ids": padded(delivered)})
     if failed:
         session.execute(
             update(_PARTS).where(columns.id == bindparam("part_id"))
@@ -329,14 +334,14 @@ def _conclude(session: Session, outbox_ids: set[int], now: datetime) -> None:
     """Decide messages' outcomes from their parts: one undeliverable part is enough."""
     if not outbox_ids:
         return
-    ids = padded(outbox_ids)
+    ids = {"ids": padded(outbox_ids)}
     parts, outbox = _PARTS.c, _OUTBOX.c
     failed = session.execute(
         select(outbox.id, outbox.kind, outbox.order_id)
-        .where(outbox.id.in_(ids),
+        .where(one_of(outbox.id, "ids"),
                outbox.status.in_([SmsStatus.SENDING, SmsStatus.SUBMITTED]),
-               outbox.id.in_(select(parts.outbox_id).where(parts.status == "undeliverable")))
-    ).all()
+               outbox.id.in_(select(parts.outbox_id).where(parts.status == "undeliverable"))),
+        ids).all()
     for message in failed:
         session.execute(update(_OUTBOX).where(outbox.id == message.id)
                         .values(status=SmsStatus.UNDELIVERABLE, updated_at=now,
@@ -347,7 +352,8 @@ def _conclude(session: Session, outbox_ids: set[int], now: datetime) -> None:
                        .where(parts.outbox_id == outbox.id, parts.status == "delivered")
                        .scalar_subquery())
     done = session.execute(update(_OUTBOX)
-                           .where(outbox.id.in_(ids), outbox.status == SmsStatus.SUBMITTED,
+                           .where(one_of(outbox.id, "ids"),
+                                  outbox.status == SmsStatus.SUBMITTED,
                                   outbox.parts == delivered_parts)
-                           .values(status=SmsStatus.DELIVERED, updated_at=now))
+                           .values(status=SmsStatus.DELIVERED, updated_at=now), ids)
     delivery.reached(session, PROVIDER, SmsStatus.DELIVERED, now, count=rowcount(done))

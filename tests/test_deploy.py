@@ -132,7 +132,7 @@ def test_the_settings_follow_the_environment(load_config, tmp_path):
     assert issubclass(defaults.worker_class, ThreadWorker) and defaults.threads == 16
     assert 2 <= defaults.workers <= 4
     assert (defaults.timeout, defaults.graceful_timeout, defaults.keepalive) == (30, 30, 5)
-    assert defaults.max_requests == 2000 and 0 < defaults.max_requests_jitter < 2000
+    assert defaults.max_requests == 100_000 and 0 < defaults.max_requests_jitter < 100_000
     assert defaults.accesslog is None
     assert defaults.logconfig_dict["loggers"]["gunicorn.access"]["level"] == "CRITICAL"
     assert defaults.forwarded_allow_ips == "127.0.0.1,::1"

@@ -1,6 +1,6 @@
 """Rows written at a transaction's commit (``gateway.store.writes``): each journal entry with
-its own postings (on PostgreSQL in one statement, the rows as arrays), however many there
-are."""
+its own postings (on PostgreSQL in one statement, each table's rows as JSON), however many
+there are; rows written together, and rows picked by a list of values, whatever their text."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from sqlalchemy import select, text
 
 from gateway.context import Gateway
 from gateway.payment import ledger
-from gateway.store.models import JournalEntry, Posting
+from gateway.store.db import one_of, padded
+from gateway.store.models import JournalEntry, OutboxMessage, Posting
+from gateway.store.writes import insert_rows
 
 WALLETS = [ledger.wallet_account(f"writes-{i}") for i in range(3)]
 
@@ -75,8 +77,8 @@ def test_rows_of_a_transaction_that_fails_are_not_written(gw, clock):
 
 
 def test_times_written_at_commit_are_utc_whatever_the_servers_time_zone(gw, clock):
-    """The rows go as arrays cast to the columns' types: an aware time must be made naive UTC
-    first, as for any other statement, or the cast turns it to the server's zone."""
+    """The rows go as JSON read into the columns' types: an aware time must be made naive UTC
+    first, as for any other statement, or the server would read it in its own zone."""
     if gw.db.dialect != "postgresql":
         pytest.skip("SQLite has no time zone of its own")
     with gw.db.transaction() as session:
@@ -88,3 +90,46 @@ def test_times_written_at_commit_are_utc_whatever_the_servers_time_zone(gw, cloc
         written = session.scalar(select(JournalEntry.created_at).join(
             Posting, Posting.entry_id == JournalEntry.id).where(Posting.account_id == WALLETS[0]))
     assert written == clock()
+
+
+AWKWARD_TEXTS = ['【TV Pay】"引号" \\ 反斜杠', "line\nbreak\ttab", "emoji 😀 and ' quote", "{}[],:",
+                 "null", ""]
+
+
+def test_many_rows_written_together_keep_every_value(gw, clock):
+    now = clock()
+    rows = [{"to_phone": f"+861380013{i:04d}", "kind": "link",
+             "body": AWKWARD_TEXTS[i % len(AWKWARD_TEXTS)], "redacted_body": f"#{i}",
+             "status": "queued", "expires_at": None if i % 2 else now,
+             "created_at": now, "updated_at": now} for i in range(300)]
+    with gw.db.transaction() as session:
+        insert_rows(session, OutboxMessage, *rows)
+    with gw.db.read() as session:
+        written = session.execute(
+            select(OutboxMessage.to_phone, OutboxMessage.body, OutboxMessage.redacted_body,
+                   OutboxMessage.expires_at, OutboxMessage.created_at)
+            .where(OutboxMessage.to_phone.like("+861380013%")).order_by(OutboxMessage.id)).all()
+    assert [tuple(row) for row in written] == [
+        (row["to_phone"], row["body"], row["redacted_body"], row["expires_at"], now)
+        for row in rows]
+
+
+@pytest.mark.parametrize("count", [1, 7, 300])
+def test_one_of_picks_exactly_the_rows_named(gw, clock, count):
+    now = clock()
+    phones = [f"+861390013{i:04d}" for i in range(400)]
+    with gw.db.transaction() as session:
+        insert_rows(session, OutboxMessage, *(
+            {"to_phone": phone, "kind": "link", "body": "b", "redacted_body": "b",
+             "status": "queued", "created_at": now, "updated_at": now} for phone in phones))
+    wanted = phones[::3][:count]
+    with gw.db.read() as session:
+        found = session.scalars(select(OutboxMessage.to_phone)
+                                .where(one_of(OutboxMessage.to_phone, "phones")),
+                                {"phones": padded(wanted)}).all()
+        ids = session.scalars(select(OutboxMessage.id).where(
+            OutboxMessage.to_phone.in_(wanted))).all()
+        by_id = session.scalars(select(OutboxMessage.to_phone)
+                                .where(one_of(OutboxMessage.id, "ids")),
+                                {"ids": padded(ids)}).all()
+    assert sorted(found) == sorted(by_id) == sorted(wanted)

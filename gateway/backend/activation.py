@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from gateway.backend import boss, tv_events
 from gateway.domain.errors import NotFound
-from gateway.store.db import insert_ignore, padded
+from gateway.store.db import insert_ignore, one_of, padded
 from gateway.store.models import Device, Entitlement, Package
 from gateway.store.writes import insert_at_commit
 
@@ -35,11 +35,11 @@ _EXTEND = (update(Entitlement)
            .values(active_until=bindparam("until"), updated_at=bindparam("at")))
 
 
-_LOCK_DEVICES = (select(Device.id).where(Device.id.in_(bindparam("devices", expanding=True)))
+_LOCK_DEVICES = (select(Device.id).where(one_of(Device.id, "devices"))
                  .order_by(Device.id).with_for_update(key_share=True))
 _ENTITLEMENTS_OF = select(Entitlement.device_id, Entitlement.package_id,
                           Entitlement.active_until).where(
-    Entitlement.device_id.in_(bindparam("devices", expanding=True)))
+    one_of(Entitlement.device_id, "devices"))
 # session.info: (device, package) -> the entitlement's end (None: none yet), for devices this
 # transaction has locked
 _KNOWN = "activation.known"

@@ -19,7 +19,7 @@ from typing import NamedTuple
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from gateway.store.db import insert_ignore, padded, rowcount
+from gateway.store.db import insert_ignore, one_of, padded, rowcount
 from gateway.store.models import Account, Hold, JournalEntry, Posting
 from gateway.store.writes import insert_at_commit, write_at_commit
 
@@ -45,14 +45,14 @@ _HOLD_OF = select(_HOLDS.c.order_id).where(_HOLDS.c.order_id == bindparam("order
 # every account (and, planned while holds was small, every hold) to lock a few.
 _HELD_BY = select(_HOLDS.c.order_id, _HOLDS.c.account_id, _HOLDS.c.amount,
                   _HOLDS.c.currency).where(
-    _HOLDS.c.order_id.in_(bindparam("orders", expanding=True)), _HOLDS.c.status == "held")
+    one_of(_HOLDS.c.order_id, "orders"), _HOLDS.c.status == "held")
 # many holds settled in one statement, at commit: what ``lock_accounts`` read for them is theirs
-_SETTLE_MANY = (update(_HOLDS).where(_HOLDS.c.order_id.in_(bindparam("orders", expanding=True)),
+_SETTLE_MANY = (update(_HOLDS).where(one_of(_HOLDS.c.order_id, "orders"),
                                      _HOLDS.c.status == "held")
                 .values(status=bindparam("to_status"), settled_at=bindparam("at")))
 _HELD = "ledger.held"  # session.info: order -> its hold (None: none held), as lock_accounts read
 _SETTLING = "ledger.settling"  # session.info: (status, when) -> orders whose hold goes so
-_LOCK = (select(_ACCOUNTS.c.id).where(_ACCOUNTS.c.id.in_(bindparam("accounts", expanding=True)))
+_LOCK = (select(_ACCOUNTS.c.id).where(one_of(_ACCOUNTS.c.id, "accounts"))
          .order_by(_ACCOUNTS.c.id).with_for_update(key_share=True))
 CUSTOMER_KINDS = frozenset({"wallet", "card", "device"})
 SYSTEM_KINDS = frozenset({"external", "holds", "merchant"})

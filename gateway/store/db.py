@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
+    Boolean,
     Engine,
     Table,
+    any_,
     bindparam,
     create_engine,
     event,
@@ -22,16 +24,20 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Dialect, Result, make_url
 from sqlalchemy.exc import DataError, DBAPIError, InvalidatePoolError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from gateway import effects
 from gateway.store import writes
 from gateway.store.models import Base
 
 __all__ = ["UNAVAILABLE", "Database", "ValueRefused", "insert_ignore", "read_or_insert",
-           "make_engine", "padded", "rowcount"]
+           "make_engine", "one_of", "padded", "rowcount"]
 
 #: What the database raises when it cannot be reached or does not answer: callers answer
 #: "retry later" (503) rather than fail.
@@ -176,6 +182,40 @@ def rowcount(result: Result[Any]) -> int:
     Its result is then a ``CursorResult``, which the method's annotation does not say.
     """
     return cast(CursorResult[Any], result).rowcount
+
+
+class _OneOf(ColumnElement[bool]):
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True  # a condition as it is, not compared with 1 (SQLite)
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement),
+                           ("name", InternalTraversal.dp_string)]
+
+    def __init__(self, column: ColumnElement[Any], name: str) -> None:
+        self.column, self.name = column, name
+
+
+def one_of(column: ColumnElement[Any] | QueryableAttribute[Any], name: str
+           ) -> ColumnElement[bool]:
+    """``column`` is one of the values of the list parameter ``name`` (pass it ``padded``).
+
+    One SQL text for any number of values: on PostgreSQL ``= ANY`` of an array, which the
+    driver parses once and the server plans once; elsewhere an ``IN`` list, whose text the
+    padding keeps to a handful of lengths. (An ``IN`` list of more than 50 values makes
+    psycopg parse the statement again at every execution.)
+    """
+    return _OneOf(column if isinstance(column, ColumnElement) else column.__clause_element__(),
+                  name)
+
+
+@compiles(_OneOf)
+def _in_list(element: _OneOf, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column.in_(bindparam(element.name, expanding=True)), **kw)
+
+
+@compiles(_OneOf, "postgresql")
+def _any_of_array(element: _OneOf, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column == any_(bindparam(element.name)), **kw)
 
 
 def padded(ids: Iterable[T]) -> list[T]:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, object_session
 from gateway import metrics
 from gateway.domain.sms import WAITING, SmsStatus
 from gateway.phones import mask
-from gateway.store.db import Database, insert_ignore, padded
+from gateway.store.db import Database, insert_ignore, one_of, padded
 from gateway.store.models import OutboxMessage, SmsOptOut
 from gateway.store.writes import insert_at_commit, write_at_commit
 
@@ -49,7 +49,7 @@ _WAITING = _OUTBOX.c.status == SmsStatus.QUEUED.value
 # one statement: the order's code messages lose their code, and those still queued are failed
 _CLOSE_CODES = (
     update(_OUTBOX)
-    .where(_OUTBOX.c.order_id.in_(bindparam("orders", expanding=True)), _OUTBOX.c.kind == "code")
+    .where(one_of(_OUTBOX.c.order_id, "orders"), _OUTBOX.c.kind == "code")
     .values(body=_OUTBOX.c.redacted_body, updated_at=bindparam("at"),
             status=case((_WAITING, SmsStatus.FAILED.value), else_=_OUTBOX.c.status),
             error=case((_WAITING, _CLOSED_WHILE_QUEUED), else_=_OUTBOX.c.error))
@@ -145,8 +145,9 @@ def _queue_later(session: Session) -> None:
         return
     if not later:
         return
-    opted_out = set(session.scalars(select(SmsOptOut.phone).where(
-        SmsOptOut.phone.in_(padded({message.to for message in later})))))
+    opted_out = set(session.scalars(
+        select(SmsOptOut.phone).where(one_of(SmsOptOut.phone, "phones")),
+        {"phones": padded({message.to for message in later})}))
     for message in later:
         status = SmsStatus.FAILED if message.to in opted_out else SmsStatus.QUEUED
         insert_at_commit(session, OutboxMessage, message.row(status))

@@ -4,10 +4,10 @@ A use case queues the rows nothing reads back in its transaction (``insert_at_co
 order in its final state, its hold, its SMS, the journal's entries and postings, the TV's
 events. Just before the commit they are written together, parents before children:
 
-- on PostgreSQL in one statement, each table's rows an ``INSERT`` in a ``WITH`` clause, each
-  column's values one array (foreign keys are checked at the end of a statement, so the order
-  of the parts is free); a queued row may refer to a queued parent whose id the database
-  assigns (a journal entry's postings), and gets it from ``nextval`` in the same statement;
+- on PostgreSQL in one statement, each table's rows an ``INSERT`` in a ``WITH`` clause from
+  one JSON parameter (foreign keys are checked at the end of a statement, so the order of the
+  parts is free); a queued row may refer to a queued parent whose id the database assigns (a
+  journal entry's postings), and gets it from ``nextval`` in the same statement;
 - on SQLite, one statement per table, or a few for many rows.
 
 Then the writers asked for with ``write_at_commit`` run, for work that is more than rows
@@ -17,14 +17,16 @@ Then the writers asked for with ``write_at_commit`` run, for work that is more t
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Sequence
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import String, bindparam, insert, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import BindParameter, TextClause
+from sqlalchemy.sql.elements import TextClause
 
 from gateway.store.models import Base
 
@@ -32,7 +34,8 @@ __all__ = ["Key", "insert_at_commit", "insert_rows", "write_at_commit", "write_q
 
 
 def insert_rows(session: Session, model: type[Base], *rows: dict[str, Any]) -> None:
-    """Write rows that nothing reads back as objects in this transaction, as plain SQL.
+    """Write rows that nothing reads back as objects in this transaction, as plain SQL: on
+    PostgreSQL one statement (its rows as JSON), on SQLite multi-row ``INSERT``s.
 
     The hot paths write several such rows per payment (events, postings, SMS), and the unit
     of work costs more Python than the statement. Unlike ``session.add`` this writes at once and
@@ -44,9 +47,14 @@ def insert_rows(session: Session, model: type[Base], *rows: dict[str, Any]) -> N
     if len(rows) == 1:
         sql.execute(_plain_insert(model), rows[0])
         return
-    # several rows as multi-row INSERTs (an executemany runs a statement per row), in chunks
-    # whose sizes are powers of two, so that a handful of statements is built and cached and a
-    # batch of n rows costs at most log2(n) + 1 statements
+    if sql.dialect.name == "postgresql":  # one statement, whose text is the same for any count
+        columns = tuple(rows[0])
+        _write_in_one_statement(session, [_Group(model, columns, ("",) * len(columns), False,
+                                                 list(rows), [None] * len(rows))])
+        return
+    # SQLite: several rows as multi-row INSERTs (an executemany runs a statement per row), in
+    # chunks whose sizes are powers of two, so that a handful of statements is built and cached
+    # and a batch of n rows costs at most log2(n) + 1 statements
     columns = tuple(rows[0])
     start = 0
     while start < len(rows):
@@ -207,20 +215,34 @@ def _write_in_one_statement(session: Session, groups: Sequence[_Group]) -> None:
             if key is not None:
                 numbers[id(key)] = n
     dialect = session.get_bind().dialect
-    values: dict[str, list[Any]] = {}
+    values: dict[str, str] = {}
     for g, group in enumerate(groups):
-        for c, column in enumerate(group.columns):
-            column_values = [row[column] for row in group.rows]
-            if group.refs[c]:
-                values[f"g{g}_{c}"] = [numbers[id(key)] for key in column_values]
-                continue
-            # The column type's own conversion, as a typed parameter gets it: an aware time
-            # becomes naive UTC (sent aware, the cast would turn it to the server's zone).
-            process = _bind_processor(group.model.__table__.name, column, dialect)
-            values[f"g{g}_{c}"] = column_values if process is None else \
-                [process(value) for value in column_values]
+        # The column type's own conversion, as a typed parameter gets it: an aware time
+        # becomes naive UTC (sent aware, the cast would drop its offset or apply the server's).
+        converted = [(column, process) for c, column in enumerate(group.columns)
+                     if not group.refs[c] and (process := _bind_processor(
+                         group.model.__table__.name, column, dialect)) is not None]
+        refs = [column for c, column in enumerate(group.columns) if group.refs[c]]
+        rows = []
+        for n, row in enumerate(group.rows, 1):
+            if converted or refs or group.keyed:
+                row = dict(row)
+                for column, process in converted:
+                    row[column] = process(row[column])
+                for column in refs:
+                    row[column] = numbers[id(row[column])]
+                if group.keyed:
+                    row["_i"] = n
+            rows.append(row)
+        values[f"g{g}"] = json.dumps(rows, default=_json_value, separators=(",", ":"))
     statement = _one_statement(tuple(group.shape for group in groups))
     session.connection().execute(statement, values)  # keys stay unread: ids the database gave
+
+
+def _json_value(value: Any) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not written at commit")
 
 
 @functools.cache
@@ -234,39 +256,38 @@ def _bind_processor(table: str, column: str, dialect: Dialect) -> Callable[[Any]
 def _one_statement(shapes: tuple[tuple[str, tuple[str, ...], tuple[str, ...], bool], ...]
                    ) -> TextClause:
     """Every group's rows in one statement (PostgreSQL): each group an ``INSERT ... SELECT``
-    from ``unnest`` of one array a column (cast to the column's type) in the ``WITH`` clause.
-    The text does not depend on how many rows there are: a busy process runs a handful of
-    statements, which the driver and the server parse once and keep prepared.
+    from ``jsonb_to_recordset`` of one JSON parameter (its rows, each column typed as the
+    table's) in the ``WITH`` clause. The text does not depend on how many rows there are, and a
+    parameter a group keeps it within what the driver keeps parsed (4 kB, 50 parameters): a
+    busy process runs a handful of statements, parsed once and kept prepared by the server.
 
-    A keyed table's rows first take their ids from its sequence (CTE ``k_<table>``, with each
-    row's number ``_i``), where the rows that refer to them look them up.
+    A keyed table's rows first take their ids from its sequence (CTE ``k_<table>``, each row
+    with its number ``_i``), where the rows that refer to them look them up.
     """
     tables = Base.metadata.tables
     parts: list[str] = []
-    params: list[BindParameter[Any]] = []
     for g, (name, columns, refs, keyed) in enumerate(shapes):
         table = tables[name]
-        arrays = ", ".join(
-            f"CAST(:g{g}_{c} AS {'INTEGER' if refs[c] else _sql_type(table.c[column].type)}[])"
+        typed = ", ".join(
+            f'"{column}" {"INTEGER" if refs[c] else _sql_type(table.c[column].type)}'
             for c, column in enumerate(columns))
-        params += [bindparam(f"g{g}_{c}") for c in range(len(columns))]
+        if keyed:
+            typed = f'"_i" INTEGER, {typed}'
+        rows = f"jsonb_to_recordset(CAST(:g{g} AS JSONB)) AS v({typed})"
         names = ", ".join(f'"{column}"' for column in columns)
         picked = ", ".join(f'(SELECT k.id FROM "k_{refs[c]}" AS k WHERE k._i = v."{column}")'
                            if refs[c] else f'v."{column}"' for c, column in enumerate(columns))
         if keyed:
             [key] = table.primary_key.columns
             parts.append(f'"k_{name}" AS (SELECT nextval(pg_get_serial_sequence(\'"{name}"\', '
-                         f"'{key.name}')) AS id, v.* FROM unnest({arrays}) WITH ORDINALITY "
-                         f"AS v({names}, _i))")
+                         f"'{key.name}')) AS id, v.* FROM {rows})")
             parts.append(f'"w{g}" AS (INSERT INTO "{name}" ("{key.name}", {names}) '
                          f'SELECT v.id, {picked} FROM "k_{name}" AS v)')
-        elif any(refs):
+        else:
             parts.append(f'"w{g}" AS (INSERT INTO "{name}" ({names}) SELECT {picked} '
-                         f"FROM unnest({arrays}) AS v({names}))")
-        else:  # the shortest text: the driver keeps statements under 4 kB parsed
-            parts.append(f'"w{g}" AS (INSERT INTO "{name}" ({names}) SELECT * '
-                         f"FROM unnest({arrays}))")
-    return text("WITH " + ", ".join(parts) + " SELECT 1").bindparams(*params)
+                         f"FROM {rows})")
+    return text("WITH " + ", ".join(parts) + " SELECT 1").bindparams(
+        *(bindparam(f"g{g}") for g in range(len(shapes))))
 
 
 def _sql_type(column_type: Any) -> str:

@@ -18,7 +18,7 @@ from gateway.domain import replies
 from gateway.domain.orders import Reason, Status
 from gateway.domain.replies import CodeOutcome, CodeResult
 from gateway.payment import ledger
-from gateway.store.db import padded
+from gateway.store.db import one_of, padded
 from gateway.store.models import Order
 from gateway.store.orders import OrderBook
 
@@ -30,7 +30,7 @@ _CODE_LOOKBACK = timedelta(days=1)  # how far back a reply may name a code, for 
 
 
 _CODE_CANDIDATES = (select(Order)
-                    .where(Order.phone.in_(bindparam("phones", expanding=True)),
+                    .where(one_of(Order.phone, "phones"),
                            Order.code_hash.is_not(None), Order.created_at >= bindparam("since"))
                     .order_by(Order.id).with_for_update())
 
