@@ -4,10 +4,12 @@
                         [--overload-seconds 20] [--reply-delay 0.2]
                         [--database-url URL] [--redis-url URL] [--bare-seconds 10]
                         [--smpp-max-tps 10000] [--redeliver-after 30] [--no-record]
+                        [--history 50000]
 
 Works in a PostgreSQL schema and under a Redis key prefix of its own (both removed at the
 end); seeds one wallet per client holding the phones of its payments (a phone pays once, so a
-reply belongs to one order), makes a TV app key, and switches every LIMIT_* off. Then:
+reply belongs to one order) and a history of --history past orders (seed_history), makes a TV
+app key, and switches every LIMIT_* off. Then:
 
   1. baseline: ``gunicorn bench.bare_app:app`` with the same gunicorn.conf.py, POST /orders
      from the same CLIENTS threads for --bare-seconds: requests per second;
@@ -179,6 +181,8 @@ def main() -> None:
                         help="seconds the SMSC waits for a deliver_sm_resp before offering "
                              "the reply again (the simulator's own default is 2)")
     parser.add_argument("--no-record", action="store_true", help="do not write RESULTS.md")
+    parser.add_argument("--history", type=int, default=50_000,
+                        help="past orders in the tables before the runs (seed_history)")
     args = parser.parse_args()
     if args.payments < args.clients or args.clients < 1:
         parser.error("--payments must be at least --clients, and --clients at least 1")
@@ -209,6 +213,46 @@ def database_roles(gw: Gateway, database_url: str) -> Iterator[tuple[StatementLo
         yield roles
 
 
+# A day of a TV operator's past orders, shaped as the service leaves them (PostgreSQL): each a
+# device, an order that ended (expired: no money moved, so the ledger needs no rows), its code
+# SMS delivered in one part, and an entitlement on the device.
+_HISTORY = [
+    "INSERT INTO devices (id, created_at) SELECT 'history-tv-' || g, :at "
+    "FROM generate_series(1, :n) AS g",
+    "INSERT INTO orders (id, kind, device_id, package_id, phone, channel, status, reason, "
+    "amount, currency, code_attempts, link_token_hash, created_at, updated_at, expires_at) "
+    "SELECT 'history-' || g, 'package', 'history-tv-' || g, :package, "
+    "'+86136' || lpad(g::text, 8, '0'), 'sms_code', 'expired', 'expired', :price, :currency, "
+    "0, md5('history-' || g), :at, :at, :at FROM generate_series(1, :n) AS g",
+    "INSERT INTO sms_outbox (to_phone, kind, order_id, body, redacted_body, status, provider, "
+    "created_at, updated_at, parts) SELECT phone, 'code', id, 'history', 'history', "
+    "'delivered', 'smpp', :at, :at, 1 FROM orders WHERE id LIKE 'history-%'",
+    "INSERT INTO sms_parts (outbox_id, part, total, provider, message_id, status, "
+    "submitted_at, done_at, queries) SELECT id, 1, 1, 'smpp', 'history-' || id, 'delivered', "
+    ":at, :at, 0 FROM sms_outbox WHERE order_id LIKE 'history-%'",
+    "INSERT INTO entitlements (device_id, package_id, active_until, updated_at) "
+    "SELECT 'history-tv-' || g, :package, :until, :at FROM generate_series(1, :n) AS g",
+]
+
+
+def seed_history(gw: Gateway, count: int) -> None:
+    """``count`` past orders in the tables (PostgreSQL), analyzed, as in a service that has run
+    for a while. The service's statements are prepared, and PostgreSQL keeps the plan it made
+    from the statistics it had: on tables that start empty, lookups by index become scans of
+    whole tables that a run then fills (bench/smpp_throughput.py's seed_history says more)."""
+    if not count or gw.db.dialect != "postgresql":
+        return
+    at = gw.clock().replace(tzinfo=None) - timedelta(days=1)
+    values = {"n": count, "at": at, "until": at + timedelta(days=30), "package": PACKAGE["id"],
+              "price": PACKAGE["price"], "currency": PACKAGE["currency"]}
+    with gw.db.transaction() as session:
+        for statement in _HISTORY:
+            session.execute(text(statement), values)
+        for table in session.scalars(text(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")).all():
+            session.execute(text(f'ANALYZE "{table}"'))
+
+
 def phones(start: int, count: int) -> list[str]:
     return [f"+86139{n:08d}" for n in range(start, start + count)]
 
@@ -225,9 +269,10 @@ def run(args: argparse.Namespace, gw: Gateway, database_url: str, workdir: Path,
     began = time.perf_counter()
     key = seed_payers(gw, workdir, PACKAGE, phones(0, args.payments * len(closed)),
                       args.clients, "e2e-bench")
-    print(f"seeded {args.payments * len(closed)} phones on {args.clients} wallets in "
-          f"{time.perf_counter() - began:.0f} s; rate limits off (LIMIT_* = 0), "
-          f"SMPP_MAX_TPS {args.smpp_max_tps}", flush=True)
+    seed_history(gw, args.history)
+    print(f"seeded {args.payments * len(closed)} phones on {args.clients} wallets and a "
+          f"history of {args.history} orders in {time.perf_counter() - began:.0f} s; rate "
+          f"limits off (LIMIT_* = 0), SMPP_MAX_TPS {args.smpp_max_tps}", flush=True)
     sampler = Sampler()
     sampler.start()
     watch_servers(sampler, tuple(statements.users.values()),
