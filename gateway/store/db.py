@@ -219,10 +219,11 @@ def _any_of_array(element: _OneOf, compiler: SQLCompiler, **kw: Any) -> str:
 
 
 def padded(ids: Iterable[T]) -> list[T]:
-    """``ids`` for an ``IN`` list, padded (by repeating one) to a power-of-two length.
+    """``ids`` for a ``one_of`` parameter, padded (by repeating one) to a power-of-two length.
 
-    An ``IN`` list of every length makes a new SQL text, which the driver parses and the
-    server plans again; a handful of lengths keeps the hot statements cached and prepared.
+    Where ``one_of`` is an ``IN`` list (SQLite), a list of every length makes a new SQL text,
+    which is compiled and prepared again; a handful of lengths keeps the statements cached. (On
+    PostgreSQL the array takes any length in one text; the repeats cost nothing there.)
     """
     values = list(ids)
     if not values:

@@ -161,8 +161,8 @@ class _Group(NamedTuple):
 
     @property
     def shape(self) -> tuple[str, tuple[str, ...], tuple[str, ...], bool]:
-        """What the statement's text depends on; not the number of rows (they go as arrays,
-        one a column)."""
+        """What the statement's text depends on; not the number of rows (they go as one JSON
+        parameter)."""
         return self.model.__table__.name, self.columns, self.refs, self.keyed
 
 
