@@ -163,16 +163,24 @@ class Admission:
 
     # --- deciding ------------------------------------------------------------------------------
 
-    def admit_new_order(self, *, queue_standing: bool = False) -> None:
-        """Let a new order be started, or refuse it before anything is written.
-        ``queue_standing``: what ``observe`` said of the request asking (a web worker then takes
-        an order slot for it: ``take_order_slot``).
+    def admit_by_queues(self, queue_standing: bool, waited: float | None) -> float | None:
+        """Let a new order of a web worker past its queues, or refuse it: ``queue_standing`` and
+        ``waited`` are what ``observe`` said and was told of the request asking. Return its
+        order slot (``take_order_slot``), for ``give_order_slot``.
 
-        :raise Overloaded: ``overloaded``, with the reason and when to retry.
-        :raise: one of ``gateway.store.UNAVAILABLE`` when the database does not answer.
+        :raise Overloaded: ``overloaded``, ``queue_wait``, with when to retry.
         """
         if queue_standing:
             self._refuse(OverloadReason.QUEUE_WAIT)
+        return self.take_order_slot(waited)
+
+    def admit_new_order(self) -> None:
+        """Let a new order be started, or refuse it before anything is written while SMS leave
+        late (a web worker asks ``admit_by_queues`` first).
+
+        :raise Overloaded: ``overloaded``, ``sms_backlog``, with when to retry.
+        :raise: one of ``gateway.store.UNAVAILABLE`` when the database does not answer.
+        """
         if self.max_backlog_seconds and self._backlog_too_old(self.sms_backlog_seconds()):
             self._refuse(OverloadReason.SMS_BACKLOG)
 

@@ -7,7 +7,9 @@ here a test gives it in the WSGI environ, as that worker does.
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 import threading
 import time
 from typing import Any
@@ -155,6 +157,43 @@ def test_a_standing_queue_sheds_new_orders_before_anything_is_written(client, se
                         json={"device_id": "tv-42", "package_id": "vip_year", "phone": RICH})
     assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
     assert again.get_json()["status"] == "awaiting_code"
+
+
+def test_a_refusal_at_the_door_has_its_request_id_and_its_access_line(client, seeded, caplog):
+    def access_line() -> tuple[Any, ...]:
+        line = [r for r in caplog.records if r.name == "gateway.access"][-1]
+        return line.request_id, line.method, line.route, line.status
+
+    def refusals_timed() -> float:
+        return value(scrape(client), "tvpay_http_request_duration_seconds_count", method="POST",
+                     route="/api/v1/orders", status="503")
+
+    caplog.set_level(logging.INFO)
+    before = refusals_timed()
+    refused = client.post("/api/v1/orders", environ_base=STANDING,
+                          headers={"X-Request-ID": "tv-42.order_7"},
+                          json={"device_id": "tv-42", "package_id": "vip_year", "phone": RICH})
+    assert_overloaded(refused, "queue_wait")
+    assert refused.headers["X-Request-ID"] == "tv-42.order_7"
+    assert access_line() == ("tv-42.order_7", "POST", "/api/v1/orders", 503)
+    assert refusals_timed() == before + 1
+    anonymous = client.post(f"/api/v1/devices/{'9' * 12}/payment-codes", environ_base=STANDING,
+                            json={"kind": "recharge", "amount": 100})
+    assert re.fullmatch(r"[0-9a-f]{32}", anonymous.headers["X-Request-ID"])
+    assert access_line() == (anonymous.headers["X-Request-ID"], "POST",
+                             "/api/v1/devices/<device_id>/payment-codes", 503)
+
+
+@pytest.mark.settings(OVERLOAD_MAX_CONCURRENT_ORDERS=1)  # the worker's one slot
+def test_an_order_gives_its_slot_back_however_it_is_answered(client, seeded):
+    """A new order refused on its merits, failed or made leaves the worker's slot free."""
+    assert client.post("/api/v1/orders", json={"device_id": "tv-1", "package_id": "nope",
+                                               "phone": RICH}).status_code == 400
+    assert order(client, "+8613700137000", "vip_year").get_json()["status"] == "failed"
+    assert order(client).status_code == 201
+    taken = seeded.admission.take_order_slot(0.0)
+    assert taken is not None  # free: taken at once, with no time to wait
+    seeded.admission.give_order_slot(taken)
 
 
 def test_replies_page_payments_and_reads_go_on_while_new_orders_are_shed(client, seeded):

@@ -22,7 +22,7 @@ from gateway.domain.errors import (
 )
 from gateway.web import request_log, wap
 
-__all__ = ["json_body", "problem", "register", "require", "response_for"]
+__all__ = ["api_problem", "json_body", "problem", "register", "require", "response_for"]
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,21 @@ def _on_page() -> bool:
 
 
 def response_for(error: GatewayError) -> Response:
-    status = next(s for cls, s in _STATUS.items() if isinstance(error, cls))
     if _on_page():
-        return wap.error_page(status, error.code)
-    response = problem(status, error.code, error.detail, **error.extra)
+        return wap.error_page(_status(error), error.code)
+    return api_problem(error)
+
+
+def api_problem(error: GatewayError) -> Response:
+    """The ``application/problem+json`` answer to ``error``; needs no request context."""
+    response = problem(_status(error), error.code, error.detail, **error.extra)
     if isinstance(error, RateLimited | Overloaded):
         response.headers["Retry-After"] = str(error.retry_after)
     return response
+
+
+def _status(error: GatewayError) -> int:
+    return next(s for cls, s in _STATUS.items() if isinstance(error, cls))
 
 
 def json_body() -> dict[str, Any]:

@@ -18,7 +18,7 @@ from flask import Flask, Response, g, has_request_context, request
 
 from gateway import metrics
 
-__all__ = ["HEADER", "register", "request_id", "route"]
+__all__ = ["HEADER", "log_access", "new_request_id", "register", "request_id", "route"]
 
 HEADER = "X-Request-ID"
 
@@ -56,9 +56,28 @@ def _install_request_ids() -> None:
     logging.setLogRecordFactory(record_with_request_id)
 
 
+def new_request_id(given: str) -> str:
+    """The id of a request whose ``X-Request-ID`` header was ``given`` ("" when absent)."""
+    return given if _SANE_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def log_access(method: str, rule: str | None, status: int, seconds: float, *,
+               outside_flask_id: str | None = None) -> None:
+    """The request-duration metric and the access line of a finished request;
+    ``outside_flask_id``: its id, for a request answered before Flask (``gateway.web.admission``),
+    where no request context gives it to the record."""
+    metrics.observe_request(method, rule, status, seconds)
+    duration_ms = round(seconds * 1000, 1)
+    extra: dict[str, object] = {"method": method, "route": rule, "status": status,
+                                "duration_ms": duration_ms}
+    if outside_flask_id is not None:
+        extra["request_id"] = outside_flask_id
+    access_log.log(logging.DEBUG if rule in _POLLED else logging.INFO, "%s %s %s %.1f ms",
+                   method, rule or "-", status, duration_ms, extra=extra)
+
+
 def _start() -> None:
-    given = request.headers.get(HEADER, "")
-    g.request_id = given if _SANE_ID.fullmatch(given) else uuid.uuid4().hex
+    g.request_id = new_request_id(request.headers.get(HEADER, ""))
     g.request_started = time.perf_counter()
 
 
@@ -66,15 +85,8 @@ def _finish(response: Response) -> Response:
     if "request_id" not in g:  # an error raised before the before_request hooks ran
         _start()
     response.headers[HEADER] = g.request_id
-    rule = route()
-    seconds = time.perf_counter() - g.request_started
-    metrics.observe_request(request.method, rule, response.status_code, seconds)
-    duration_ms = round(seconds * 1000, 1)
-    access_log.log(logging.DEBUG if rule in _POLLED else logging.INFO,
-                   "%s %s %s %.1f ms", request.method, rule or "-", response.status_code,
-                   duration_ms, extra={"method": request.method, "route": rule,
-                                       "status": response.status_code,
-                                       "duration_ms": duration_ms})
+    log_access(request.method, route(), response.status_code,
+               time.perf_counter() - g.request_started)
     return response
 
 
