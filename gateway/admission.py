@@ -163,20 +163,24 @@ class Admission:
 
     # --- deciding ------------------------------------------------------------------------------
 
-    def admit_by_queues(self, queue_standing: bool, waited: float | None) -> float | None:
-        """Let a new order of a web worker past its queues, or refuse it: ``queue_standing`` and
-        ``waited`` are what ``observe`` said and was told of the request asking. Return its
-        order slot (``take_order_slot``), for ``give_order_slot``.
+    def admit_web_order(self, queue_standing: bool, waited: float | None) -> float | None:
+        """Let a new order of a web worker start, or refuse it before anything is written:
+        ``queue_standing`` and ``waited`` are what ``observe`` said and was told of the request
+        asking. The checks go from the cheapest: the worker's queue, the SMS backlog, then an
+        order slot, which may wait. Return the slot (``take_order_slot``), for
+        ``give_order_slot``.
 
-        :raise Overloaded: ``overloaded``, ``queue_wait``, with when to retry.
+        :raise Overloaded: ``overloaded``, with the reason and when to retry.
+        :raise: one of ``gateway.store.UNAVAILABLE`` when the database does not answer.
         """
         if queue_standing:
             self._refuse(OverloadReason.QUEUE_WAIT)
+        self.admit_new_order()
         return self.take_order_slot(waited)
 
     def admit_new_order(self) -> None:
         """Let a new order be started, or refuse it before anything is written while SMS leave
-        late (a web worker asks ``admit_by_queues`` first).
+        late.
 
         :raise Overloaded: ``overloaded``, ``sms_backlog``, with when to retry.
         :raise: one of ``gateway.store.UNAVAILABLE`` when the database does not answer.

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+from werkzeug.test import EnvironBuilder
 
 from gateway.config import ConfigError, load_settings
 from gateway.domain.errors import Overloaded
@@ -300,6 +302,42 @@ def test_without_a_figure_from_the_server_the_queue_is_not_known(client, seeded)
 
 
 # --- the SMS backlog -----------------------------------------------------------------------------
+
+
+@pytest.mark.settings(OVERLOAD_MAX_SMS_BACKLOG_SECONDS=30, OVERLOAD_MAX_CONCURRENT_ORDERS=1)
+def test_an_sms_backlog_refuses_at_once_without_waiting_for_an_order_slot(client, seeded, clock):
+    order(client, RICH, "vip_month")  # its code SMS waits: nothing sends
+    clock.advance(seconds=31)
+    taken = seeded.admission.take_order_slot(0.0)  # the worker's one slot, busy
+    try:
+        started = time.monotonic()
+        problem = assert_overloaded(order(client, UNBOUND, environ_base=BRIEF), "sms_backlog")
+        assert time.monotonic() - started < 0.25  # not after a wait for the slot
+        assert 5000 <= problem["retry_after_ms"] < 10000
+    finally:
+        seeded.admission.give_order_slot(taken)
+
+
+@pytest.mark.settings(OVERLOAD_MAX_SMS_BACKLOG_SECONDS=30)
+def test_a_database_away_while_the_backlog_is_read_answers_503_service_unavailable(
+        client, seeded, monkeypatch):
+    def database_away(_db):
+        raise OperationalError("select", {}, Exception("database away"))
+
+    monkeypatch.setattr(outbox, "oldest_waiting", database_away)
+    refused = order(client, UNBOUND, **{"X-Request-ID": "tv-8.order_1"})
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
+    assert refused.get_json()["code"] == "service_unavailable"
+    assert refused.headers["X-Request-ID"] == "tv-8.order_1"
+
+
+def test_a_method_in_lower_case_is_judged_at_the_door_too(app, seeded):
+    """Werkzeug reads the method in any case (as `python app.py`'s server hands it over)."""
+    environ = EnvironBuilder(path="/api/v1/orders", method="POST", json={}).get_environ()
+    environ.update(STANDING, REQUEST_METHOD="post")
+    status = []
+    body = b"".join(app.wsgi_app(environ, lambda line, headers: status.append(line)))
+    assert status == ["503 SERVICE UNAVAILABLE"] and b'"queue_wait"' in body
 
 
 @pytest.mark.settings(OVERLOAD_MAX_SMS_BACKLOG_SECONDS=30, ADMIN_API_KEY=ADMIN_KEY)

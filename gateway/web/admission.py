@@ -5,13 +5,13 @@ starts a new order (``starts_an_order``) is refused with ``503 overloaded`` whil
 queues stand, before anything else runs for it: before the TV app's key is checked, a device
 claimed, an ``Idempotency-Key`` taken or a row written.
 
-The queues are judged at the door (``_Door``), a WSGI layer in front of Flask, which needs
-no request context: at three times the capacity the refusals outnumber the orders taken two
-to one, and inside Flask they took 15-20% of two cores from the orders taken; at the door a
+All of it is judged at the door (``_Door``), a WSGI layer in front of Flask, which needs no
+request context: at three times the capacity the refusals outnumber the orders taken two to
+one, and inside Flask they took 15-20% of two cores from the orders taken; at the door a
 refusal runs 1,105 Python function calls where it ran 1,520 (with the test client's own,
 ``bench/RESULTS.md``). It carries the same problem, ``Retry-After`` and ``X-Request-ID``, and
-has the same access line. Whether SMS leave late needs SQL, so it is asked inside Flask (``_admit``), where
-a database that does not answer is answered as everywhere else.
+has the same access line; a database that does not answer while the SMS backlog is read is
+answered as everywhere else (``503 service_unavailable``).
 
 gunicorn's worker (``gunicorn.conf.py``) puts the wait into the WSGI environ as
 ``gateway.queue_wait`` (seconds). Other servers (``python app.py``, the tests' client) give
@@ -24,9 +24,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from flask import Flask, current_app, request
+from flask import Flask
 from werkzeug.exceptions import HTTPException
 
+from gateway import store
 from gateway.context import services
 from gateway.domain.errors import Overloaded
 from gateway.web import problems, request_log
@@ -44,10 +45,6 @@ def starts_an_order(view: View) -> View:
     overloaded."""
     setattr(view, _MARK, True)
     return view
-
-
-def _starts_an_order(app: Flask, endpoint: str | None) -> bool:
-    return getattr(app.view_functions.get(endpoint or ""), _MARK, False)
 
 
 class _Door:
@@ -68,39 +65,34 @@ class _Door:
             return self._flask(environ, start_response)
         started = time.perf_counter()
         try:
-            slot = admission.admit_by_queues(standing, waited)
+            slot = admission.admit_web_order(standing, waited)
         except Overloaded as refusal:
-            request_id = request_log.new_request_id(environ.get("HTTP_X_REQUEST_ID", ""))
-            response = problems.api_problem(refusal)
-            response.headers[request_log.HEADER] = request_id
-            request_log.log_access("POST", rule, response.status_code,
-                                   time.perf_counter() - started, outside_flask_id=request_id)
-            return response(environ, start_response)
-        try:
-            return self._flask(environ, start_response)
-        finally:
-            admission.give_order_slot(slot)
+            answer = problems.api_problem(refusal)
+        except store.UNAVAILABLE as error:  # the SMS backlog could not be read
+            answer = problems.store_unavailable_answer("POST", rule, error)
+        else:
+            try:
+                return self._flask(environ, start_response)
+            finally:
+                admission.give_order_slot(slot)
+        request_id = request_log.new_request_id(environ.get("HTTP_X_REQUEST_ID", ""))
+        answer.headers[request_log.HEADER] = request_id
+        request_log.log_access("POST", rule, answer.status_code, time.perf_counter() - started,
+                               outside_flask_id=request_id)
+        return answer(environ, start_response)
 
     def _new_order_rule(self, environ: dict[str, Any]) -> str | None:
         """The rule of the route asked for, when its view starts a new order (all are POSTs)."""
-        if environ.get("REQUEST_METHOD") != "POST":
+        if str(environ.get("REQUEST_METHOD", "")).upper() != "POST":  # as Werkzeug reads it
             return None
         try:
             rule, _ = self._app.url_map.bind_to_environ(environ).match(return_rule=True)
         except HTTPException:  # no such route, another method, a redirect: Flask answers it
             return None
-        return rule.rule if _starts_an_order(self._app, rule.endpoint) else None
-
-
-def _admit() -> None:
-    """:raise Overloaded: ``sms_backlog``, for a view that starts an order, while SMS leave
-    late."""
-    if _starts_an_order(current_app, request.endpoint):
-        services().admission.admit_new_order()
+        view = self._app.view_functions.get(rule.endpoint)
+        return rule.rule if getattr(view, _MARK, False) else None
 
 
 def register(app: Flask) -> None:
-    """Put the door in front of the app, and look at every request before its other hooks but
-    the request log's."""
+    """Put the door in front of the app."""
     app.wsgi_app = _Door(app)  # type: ignore[method-assign]
-    app.before_request(_admit)

@@ -22,7 +22,8 @@ from gateway.domain.errors import (
 )
 from gateway.web import request_log, wap
 
-__all__ = ["api_problem", "json_body", "problem", "register", "require", "response_for"]
+__all__ = ["api_problem", "json_body", "problem", "register", "require", "response_for",
+           "store_unavailable_answer"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,18 @@ def api_problem(error: GatewayError) -> Response:
     response = problem(_status(error), error.code, error.detail, **error.extra)
     if isinstance(error, RateLimited | Overloaded):
         response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+def store_unavailable_answer(method: str, rule: str | None, error: Exception, *,
+                             page: bool = False) -> Response:
+    """The answer, logged, to a request of ``method`` on route ``rule`` that found a data store
+    away (``error``): a page for a payment page, else a problem, which needs no request
+    context."""
+    log.error("store unavailable on %s %s: %s", method, rule or "-", type(error).__name__)
+    response = wap.error_page(503, "error") if page else \
+        problem(503, "service_unavailable", "a data store is unavailable; retry")
+    response.headers["Retry-After"] = "5"
     return response
 
 
@@ -109,12 +122,8 @@ def register(app: Flask) -> None:
         return response
 
     def store_unavailable(error: Exception) -> Response:
-        log.error("store unavailable on %s %s: %s", request.method, request_log.route() or "-",
-                  type(error).__name__)
-        response = wap.error_page(503, "error") if _on_page() else \
-            problem(503, "service_unavailable", "a data store is unavailable; retry")
-        response.headers["Retry-After"] = "5"
-        return response
+        return store_unavailable_answer(request.method, request_log.route(), error,
+                                        page=_on_page())
 
     unavailable_kinds: tuple[type[Exception], ...] = (
         redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, *store.UNAVAILABLE)

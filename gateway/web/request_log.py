@@ -70,7 +70,7 @@ def log_access(method: str, rule: str | None, status: int, seconds: float, *,
     duration_ms = round(seconds * 1000, 1)
     extra: dict[str, object] = {"method": method, "route": rule, "status": status,
                                 "duration_ms": duration_ms}
-    if outside_flask_id is not None:
+    if outside_flask_id is not None and request_id() is None:
         extra["request_id"] = outside_flask_id
     access_log.log(logging.DEBUG if rule in _POLLED else logging.INFO, "%s %s %s %.1f ms",
                    method, rule or "-", status, duration_ms, extra=extra)
