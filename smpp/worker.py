@@ -299,10 +299,6 @@ class SmppWorker:
             self._queries.pop(pdu.sequence, None)
             log.warning("generic_nack %#04x from the SMSC", int(pdu.status))
 
-    def _on_reply(self, pdu: Any, replies: list[bytes]) -> None:
-        """A viewer's SMS: hand it over whole, once its every part has arrived."""
-        self.deliver_sm.on_reply(self._generation, pdu, replies)
-
     def _on_query_resp(self, pdu: Any) -> None:
         message_id = self._queries.pop(pdu.sequence, None)
         if message_id is None or int(pdu.status) != ROK:

@@ -124,9 +124,10 @@ def test_a_reply_part_delivered_twice_is_answered_both_times(gw):
                          data_coding=0, body=body)
 
     replies: list[bytes] = []
-    worker._on_reply(deliver(1, parts[0]), replies)
-    worker._on_reply(deliver(3, parts[0]), replies)  # the SMSC offers part 1 again
-    worker._on_reply(deliver(2, parts[1]), replies)
+    on_reply = worker.deliver_sm.on_reply
+    on_reply(worker._generation, deliver(1, parts[0]), replies)
+    on_reply(worker._generation, deliver(3, parts[0]), replies)  # the SMSC offers part 1 again
+    on_reply(worker._generation, deliver(2, parts[1]), replies)
     handed = worker.recorder.results.get_nowait()
     assert handed.text == "y" * 200 and sorted(handed.sequences) == [1, 2, 3]
 
@@ -145,8 +146,9 @@ def test_a_reply_offered_again_while_it_waits_is_acted_on_once(gw, monkeypatch):
     monkeypatch.setattr(inbound, "receive_together", receive_together)
 
     def offer(sequence):
-        worker._on_reply(DeliverSm(sequence=sequence, sender="+8613800138000", esm_class=0,
-                                   data_coding=0, body=b"384921"), [])
+        worker.deliver_sm.on_reply(worker._generation, DeliverSm(
+            sequence=sequence, sender="+8613800138000", esm_class=0, data_coding=0,
+            body=b"384921"), [])
 
     offer(1)
     offer(7)  # offered again before the first was acted on
