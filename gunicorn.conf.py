@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -128,6 +129,20 @@ logconfig_dict = {
         "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
     },
 }
+
+
+def post_worker_init(worker: Any) -> None:
+    """Refuse the local run's defaults (gateway.config.refuse_local_defaults): the worker stops
+    as it boots, naming the settings, and gunicorn stops with it instead of starting it again."""
+    from gunicorn.arbiter import Arbiter
+
+    from gateway.config import ConfigError, load_settings, refuse_local_defaults
+
+    try:
+        refuse_local_defaults(load_settings())
+    except ConfigError as exc:
+        worker.log.error("TV Pay Gateway will not start: %s", exc)
+        sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
 
 def on_starting(server: object) -> None:

@@ -52,8 +52,11 @@ if not web._OWN_METRICS_DIR:
 
 def post_worker_init(worker: Any) -> None:
     """On SIGTERM, end the worker's streams at once instead of after graceful_timeout: their
-    clients reconnect, to another worker, with Last-Event-ID and miss nothing."""
+    clients reconnect, to another worker, with Last-Event-ID and miss nothing. First, the web
+    role's check of the settings."""
     import gevent
+
+    web.post_worker_init(worker)
 
     from gateway.backend import stream_hub
 

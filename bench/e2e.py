@@ -77,6 +77,7 @@ from gateway.store.models import Order  # noqa: E402
 from gateway.wiring import connect  # noqa: E402
 from tests.processes import (  # noqa: E402
     LIMITS_OFF,
+    SMSC_PASSWORD,
     bench_settings,
     command,
     free_port,
@@ -301,6 +302,7 @@ def run(args: argparse.Namespace, gw: Gateway, database_url: str, workdir: Path,
     smsc, smpp_port, phones_port = start_smsc(args.reply_delay, args.redeliver_after)
     sampler.watch("smsc", smsc.pid)
     stack_env = {**base_env, "SMPP_HOST": "127.0.0.1", "SMPP_PORT": str(smpp_port),
+                 "SMPP_PASSWORD": SMSC_PASSWORD,
                  "SMPP_MAX_TPS": str(args.smpp_max_tps)}
     results: list[Figures] = []
     try:

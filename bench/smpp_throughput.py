@@ -45,6 +45,7 @@ from gateway.messaging.stream import OutboundStream, relay
 from gateway.store.models import OutboxMessage, SmsPart
 from gateway.wiring import connect  # noqa: E402
 
+SMSC_PASSWORD = "secret"  # python -m smpp.simulator's default
 TEXT = "【TV Pay】您通过钱包购买VIP会员包年，金额200.00元，确认支付请回复 384921（5分钟内有效）。"
 
 
@@ -65,7 +66,7 @@ def bare_smpplib(port: int, count: int, window: int) -> float:
     client = smpplib.client.Client("127.0.0.1", port, allow_unknown_opt_params=True)
     client.connect()
     client._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as the worker does
-    client.bind_transceiver(system_id="tvpay", password="secret")
+    client.bind_transceiver(system_id="tvpay", password=SMSC_PASSWORD)
     payload = TEXT.encode("utf-16-be")
     sent = answered = 0
     started = time.perf_counter()
@@ -137,6 +138,7 @@ def worker_run(env: dict[str, str], port: int, count: int, window: int, history:
         [sys.executable, "-m", "smpp"], cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**env, "SMPP_HOST": "127.0.0.1", "SMPP_PORT": str(port),
+             "SMPP_PASSWORD": SMSC_PASSWORD,
              "SMPP_WINDOW": str(window), "SMPP_MAX_TPS": "100000"})
     try:
         deadline = time.monotonic() + 600

@@ -1,5 +1,7 @@
-"""Background duties: expire lapsed orders, pass queued SMS on to their provider, and post
-events to the operator's BOSS when ``BOSS_WEBHOOK_URL`` is set.
+"""Background duties: expire lapsed orders, pass queued SMS on to their provider, strip the
+secrets (codes, links) from SMS that have left the queue, drop SMS older than
+``RETENTION_DAYS``, pause SMS to number prefixes whose orders are never paid (SMS pumping),
+and post events to the operator's BOSS when ``BOSS_WEBHOOK_URL`` is set.
 
 With ``SMS_PROVIDER=log`` queued SMS are logged and marked sent here; with ``smpp`` they are
 relayed to the Redis Stream that the SMPP worker (``python -m smpp``) consumes; with
@@ -14,11 +16,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from functools import cached_property
 
 import redis
 
-from gateway.backend import boss, checkout
+from gateway.backend import boss, checkout, privacy, pumping
 from gateway.context import Gateway
 from gateway.messaging import twilio_sms
 from gateway.messaging.health import ProviderHealth
@@ -29,6 +32,10 @@ __all__ = ["Worker"]
 
 log = logging.getLogger(__name__)
 
+REDACT_EVERY_SECONDS = 1.0  # how soon a sent SMS loses the secret it carries
+PURGE_EVERY_SECONDS = 60.0  # SMS older than RETENTION_DAYS go, 1,000 at a time
+JUDGE_EVERY_SECONDS = 30.0  # number prefixes whose orders are not paid are paused
+
 
 class Worker:
     def __init__(self, gw: Gateway) -> None:
@@ -36,6 +43,9 @@ class Worker:
         self.stopping = threading.Event()
         self.carrier: str | None = None  # the provider of the last round
         self.events_thread: threading.Thread | None = None  # posts BOSS events during ``run``
+        self.redact_after = 0.0  # time.monotonic() of the next redaction of sent SMS
+        self.purge_after = 0.0  # and of the next purge of SMS older than RETENTION_DAYS
+        self.judge_after = 0.0  # and of the next look for number prefixes pumped with SMS
 
     @cached_property
     def health(self) -> ProviderHealth:
@@ -64,6 +74,18 @@ class Worker:
             passed = twilio_sms.dispatch(self.gw, self.twilio, self.health if multiple else None)
         else:
             passed = outbox.dispatch_queued(self.gw.db, outbox.LogProvider(), self.gw.clock)
+        if time.monotonic() >= self.redact_after:
+            self.redact_after = time.monotonic() + REDACT_EVERY_SECONDS
+            outbox.redact_sent(self.gw.db)
+        if time.monotonic() >= self.purge_after:
+            self.purge_after = time.monotonic() + PURGE_EVERY_SECONDS
+            privacy.purge_old_sms(self.gw)
+        if time.monotonic() >= self.judge_after:
+            self.judge_after = time.monotonic() + JUDGE_EVERY_SECONDS
+            try:
+                pumping.judge(self.gw)
+            except redis.RedisError:  # SMS still go (by Twilio); judged again once it is back
+                log.warning("Redis is down: SMS pumping not judged this round")
         if self.events_thread is None:
             self.post_events()
         return expired, passed

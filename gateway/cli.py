@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
@@ -10,12 +11,14 @@ from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
 from gateway import metrics, migrate, phones
-from gateway.backend import apps, bills, boss, seed
+from gateway.backend import apps, bills, boss, privacy, pumping, seed
 from gateway.background import Worker
+from gateway.config import ConfigError, refuse_local_defaults
 from gateway.context import Gateway, services
 from gateway.domain.errors import Conflict, InvalidInput, NotFound
 from gateway.domain.times import iso
 from gateway.messaging import inbound
+from gateway.payment import wallets
 from gateway.store import outbox
 
 __all__ = ["register"]
@@ -66,6 +69,25 @@ def receive_command(sender: str, text: str) -> None:
     except InvalidInput as exc:
         raise click.ClickException(exc.detail) from None
     click.echo(f"reply: {reply}" if reply else "accepted; the confirmation SMS is in the outbox")
+
+
+@sms.command("paused")
+def paused_command() -> None:
+    """List the number prefixes whose SMS are paused (SMS pumping), and until when."""
+    paused, _budgets = pumping.overview(services())
+    if not paused:
+        click.echo("no prefix is paused")
+    for prefix, until in paused.items():
+        click.echo(f"{prefix}… paused until {iso(until)}")
+
+
+@sms.command("unpause")
+@click.argument("prefix")
+def unpause_command(prefix: str) -> None:
+    """Let SMS go to numbers starting with PREFIX again (as `sms paused` lists it)."""
+    if not pumping.lift(services(), prefix.rstrip("…")):
+        raise click.ClickException(f"{prefix} is not paused")
+    click.echo(f"{prefix}: SMS go again")
 
 
 def _phone(gw: Gateway, raw: str) -> str:
@@ -192,6 +214,48 @@ def apps_revoke_command(key_id: str) -> None:
     click.echo(f"key {key_id} revoked")
 
 
+wallets_group = AppGroup("wallets", help="Viewers' wallets.")
+
+
+@wallets_group.command("unlock")
+@click.argument("wallet_id")
+def wallets_unlock_command(wallet_id: str) -> None:
+    """Let WALLET_ID pay on payment pages again, after too many wrong passwords stopped it."""
+    if not wallets.unlock(services(), wallet_id):
+        raise click.ClickException(f"no wallet {wallet_id}")
+    click.echo(f"wallet {wallet_id}: page payments unlocked")
+
+
+privacy_group = AppGroup("privacy", help="What the service holds about a phone number.")
+
+
+@privacy_group.command("export")
+@click.argument("phone")
+def privacy_export_command(phone: str) -> None:
+    """Print, as JSON, everything held about PHONE."""
+    try:
+        held = privacy.export(services(), phone)
+    except InvalidInput as exc:
+        raise click.ClickException(exc.detail) from None
+    click.echo(json.dumps(held, ensure_ascii=False, indent=2))
+
+
+@privacy_group.command("erase")
+@click.argument("phone")
+def privacy_erase_command(phone: str) -> None:
+    """Remove PHONE everywhere but in what the ledger keeps (a masked number); print what
+    changed. Running it again changes nothing."""
+    try:
+        changed = privacy.erase(services(), phone)
+    except InvalidInput as exc:
+        raise click.ClickException(exc.detail) from None
+    done = {what: count for what, count in changed.items() if count}
+    if not done:
+        click.echo("nothing held about this number: nothing changed")
+    for what, count in done.items():
+        click.echo(f"{what}: {count}")
+
+
 db = AppGroup("db", help="Database schema.")
 
 
@@ -206,6 +270,10 @@ def upgrade_command() -> None:
 @with_appcontext
 def worker_command() -> None:
     """Run the background worker (order expiry, SMS outbox, BOSS events) until SIGTERM."""
+    try:
+        refuse_local_defaults(services().settings)
+    except ConfigError as exc:
+        raise click.ClickException(f"TV Pay Gateway will not start: {exc}") from None
     worker = Worker(services())
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.stopping.set())
@@ -214,5 +282,6 @@ def worker_command() -> None:
 
 
 def register(app: Flask) -> None:
-    for command in (seed_command, sms, events, bills_group, apps_group, db, worker_command):
+    for command in (seed_command, sms, events, bills_group, apps_group, wallets_group,
+                    privacy_group, db, worker_command):
         app.cli.add_command(command)

@@ -10,6 +10,7 @@ import os
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,7 +19,7 @@ import phonenumbers
 
 from gateway.domain.money import MINOR_DIGITS
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["ConfigError", "Settings", "load_settings", "refuse_local_defaults"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,6 +39,8 @@ class Settings:
     # Web
     PORT: int
     PUBLIC_BASE_URL: str
+    # the proxies in front: how many (X-Forwarded-For hops to trust), or their networks
+    TRUSTED_PROXIES: int | tuple[IPv4Network | IPv6Network, ...]
     MERCHANT_NAME: str
     TIMEZONE: str  # how dates are shown to viewers
     CURRENCY: str  # of devices' stored-value balances and their recharges
@@ -55,14 +58,21 @@ class Settings:
     CODE_TTL_SECONDS: int
     CODE_MAX_ATTEMPTS: int
     WAP_LINK_TTL_SECONDS: int
-    WAP_PASSWORD_MAX_ATTEMPTS: int  # wrong passwords in a row that lock a wallet's page payments
-    WAP_LOCK_SECONDS: int
+    WAP_PASSWORD_MAX_ATTEMPTS: int  # wrong passwords of one client for a wallet before it waits
+    WAP_LOCK_SECONDS: int  # the longest wait of such a client
+    WAP_PASSWORD_LOCK_AFTER: int  # wrong passwords in a row that stop a wallet's page payments
+    RETENTION_DAYS: int  # SMS are kept this long, then dropped by the worker
     WAP_SIGN_IN_SECONDS: int  # how long a sign-in on a payment page lasts
     # Limits (0 turns a limit off)
     LIMIT_PHONE_INTERVAL_SECONDS: int
     LIMIT_PHONE_CODES_PER_DAY: int
     LIMIT_DEVICE_ORDERS_PER_HOUR: int
     PHONE_COUNTRIES: tuple[str, ...]  # the first is assumed for numbers without a country code
+    # SMS pumping (0 turns each off): budgets per TV app, and the guard on number prefixes
+    SMS_BUDGET_APP_HOUR: int
+    SMS_BUDGET_APP_DAY: int
+    SMS_GUARD_MIN_SENT: int  # orders with an SMS to one prefix in an hour before it is judged
+    SMS_GUARD_MIN_CONVERSION: int  # percent of them paid, below which the prefix is paused
     # Shedding new orders (0 turns a check off): gateway.admission
     OVERLOAD_MAX_WAIT_MS: int  # a queue standing above this in a web worker sheds
     OVERLOAD_MAX_CONCURRENT_ORDERS: int  # new orders a web worker works on at once
@@ -98,6 +108,27 @@ class Settings:
     # Operations
     LOG_FORMAT: str  # json (one object a line) or text
     METRICS_PORT: int | None  # worker and SMPP processes: serve /metrics on this port
+
+
+_LOCAL_SMPP_PASSWORD = "secret"  # the built-in SMSC's
+
+
+def refuse_local_defaults(settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+    """What only the local run (``python app.py``) may rely on, refused at a production start
+    (gunicorn, ``flask --app app worker``, ``python -m smpp``).
+
+    :raise ConfigError: naming every such setting.
+    """
+    given = os.environ if environ is None else environ
+    problems = []
+    if not given.get("SECRET_KEY"):
+        problems.append("SECRET_KEY must be set (16+ characters, the same on every host): the "
+                        "random key kept in VAR_DIR is for the local run only")
+    if settings.SMPP_HOST and "smpp" in settings.SMS_PROVIDER and not given.get("SMPP_PASSWORD"):
+        problems.append("SMPP_PASSWORD must be set to the SMSC's password (its default is the "
+                        "built-in SMSC's)")
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def _text(default: str | None) -> Callable[[str | None], str | None]:
@@ -183,6 +214,21 @@ def _regions(raw: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(regions))
 
 
+def _proxies(raw: str | None) -> int | tuple[IPv4Network | IPv6Network, ...]:
+    """A count (``1``: one proxy, trust the last hop of ``X-Forwarded-For``) or a list of
+    networks (``10.0.0.0/8,192.0.2.7``: every hop from these is a proxy)."""
+    text = (raw or "").strip()
+    if not text:
+        return 0  # no proxy: the address is the connection's
+    if text.isdigit():
+        return _int(0, 0, 10)(text)
+    try:
+        return tuple(ip_network(part.strip(), strict=False) for part in text.split(","))
+    except ValueError:
+        raise ValueError("must be how many proxies are in front (such as 1) or their "
+                         f"addresses (such as 10.0.0.0/8,192.0.2.7), not {raw!r}") from None
+
+
 def _timezone(raw: str | None) -> str:
     name = raw or "Asia/Shanghai"
     try:
@@ -233,6 +279,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         "SECRET_KEY": get("SECRET_KEY", lambda raw: _secret_key(raw, var_dir)),
         "PORT": port,
         "PUBLIC_BASE_URL": get("PUBLIC_BASE_URL", _base_url(f"http://127.0.0.1:{port}")),
+        "TRUSTED_PROXIES": get("TRUSTED_PROXIES", _proxies),
         "MERCHANT_NAME": get("MERCHANT_NAME", _text("TV Pay")),
         "TIMEZONE": get("TIMEZONE", _timezone),
         "CURRENCY": get("CURRENCY", _choice("CNY", *MINOR_DIGITS)),
@@ -249,17 +296,23 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         "TWILIO_API_BASE": get("TWILIO_API_BASE", _base_url("https://api.twilio.com")),
         "SMS_SERVICE_NUMBER": service_number,
         "SMS_LANGUAGE": get("SMS_LANGUAGE", _choice("zh-CN", "zh-CN", "en")),
-        "INBOUND_SMS_SECRET": get("INBOUND_SMS_SECRET", _text(None)),
+        "INBOUND_SMS_SECRET": get("INBOUND_SMS_SECRET", _optional_secret),
         "CODE_TTL_SECONDS": get("CODE_TTL_SECONDS", _int(300, 60, 600)),
         "CODE_MAX_ATTEMPTS": get("CODE_MAX_ATTEMPTS", _int(5, 1, 10)),
         "WAP_LINK_TTL_SECONDS": get("WAP_LINK_TTL_SECONDS", _int(900, 60, 86400)),
         "WAP_PASSWORD_MAX_ATTEMPTS": get("WAP_PASSWORD_MAX_ATTEMPTS", _int(5, 1, 20)),
         "WAP_LOCK_SECONDS": get("WAP_LOCK_SECONDS", _int(900, 60, 86400)),
+        "WAP_PASSWORD_LOCK_AFTER": get("WAP_PASSWORD_LOCK_AFTER", _int(100, 5, 100)),
+        "RETENTION_DAYS": get("RETENTION_DAYS", _int(90, 1, 3650)),
         "WAP_SIGN_IN_SECONDS": get("WAP_SIGN_IN_SECONDS", _int(600, 60, 3600)),
         "LIMIT_PHONE_INTERVAL_SECONDS": get("LIMIT_PHONE_INTERVAL_SECONDS", _int(60, 0, 86400)),
         "LIMIT_PHONE_CODES_PER_DAY": get("LIMIT_PHONE_CODES_PER_DAY", _int(10, 0, 1000)),
         "LIMIT_DEVICE_ORDERS_PER_HOUR": get("LIMIT_DEVICE_ORDERS_PER_HOUR", _int(30, 0, 10000)),
         "PHONE_COUNTRIES": regions,
+        "SMS_BUDGET_APP_HOUR": get("SMS_BUDGET_APP_HOUR", _int(1000, 0, 10**7)),
+        "SMS_BUDGET_APP_DAY": get("SMS_BUDGET_APP_DAY", _int(10000, 0, 10**8)),
+        "SMS_GUARD_MIN_SENT": get("SMS_GUARD_MIN_SENT", _int(30, 0, 10**6)),
+        "SMS_GUARD_MIN_CONVERSION": get("SMS_GUARD_MIN_CONVERSION", _int(10, 0, 100)),
         "OVERLOAD_MAX_WAIT_MS": get("OVERLOAD_MAX_WAIT_MS", _int(50, 0, 10000)),
         "OVERLOAD_MAX_CONCURRENT_ORDERS": get("OVERLOAD_MAX_CONCURRENT_ORDERS",
                                               _int(2, 0, 1000)),
@@ -268,7 +321,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         "SMPP_HOST": get("SMPP_HOST", _text(None)),
         "SMPP_PORT": get("SMPP_PORT", _int(2775, 1, 65535)),
         "SMPP_SYSTEM_ID": get("SMPP_SYSTEM_ID", _text("tvpay")),
-        "SMPP_PASSWORD": get("SMPP_PASSWORD", _text("secret")),
+        "SMPP_PASSWORD": get("SMPP_PASSWORD", _text(_LOCAL_SMPP_PASSWORD)),
         "SMPP_SYSTEM_TYPE": get("SMPP_SYSTEM_TYPE", _text("")),
         "SMPP_SOURCE_ADDR": get("SMPP_SOURCE_ADDR", _text(service_number)),
         "SMPP_SOURCE_TON": get("SMPP_SOURCE_TON", _int(0, 0, 6)),

@@ -16,7 +16,16 @@ from gateway.config import Settings
 from gateway.domain.texts import Texts
 from gateway.domain.times import utc_now
 from gateway.store.db import Database
-from gateway.store.redis_store import IdempotencyCache, KeyCache, RateLimiter, connect
+from gateway.store.redis_store import (
+    IdempotencyCache,
+    KeyCache,
+    PendingBindings,
+    RateLimiter,
+    SignInDelays,
+    SignIns,
+    SmsGuard,
+    connect,
+)
 
 __all__ = ["Gateway", "attach", "services"]
 
@@ -78,6 +87,22 @@ class Gateway:
     @_built_once
     def key_cache(self) -> KeyCache[Any]:
         return KeyCache(self.redis, self.settings.REDIS_PREFIX)
+
+    @_built_once
+    def sms_guard(self) -> SmsGuard:
+        return SmsGuard(self.redis, self.settings.REDIS_PREFIX)
+
+    @_built_once
+    def pending_bindings(self) -> PendingBindings:
+        return PendingBindings(self.redis, self.settings.REDIS_PREFIX)
+
+    @_built_once
+    def sign_in_delays(self) -> SignInDelays:
+        return SignInDelays(self.redis, self.settings.REDIS_PREFIX)
+
+    @_built_once
+    def sign_ins(self) -> SignIns:
+        return SignIns(self.redis, self.settings.REDIS_PREFIX)
 
     @_built_once
     def admission(self) -> Admission:

@@ -75,8 +75,11 @@ def national(e164: str) -> str:
 
 
 def mask(e164: str | None) -> str | None:
-    """Show a number as the viewer knows it with its middle hidden: ``138****8000``."""
-    return None if e164 is None else _mask_national(national(e164))
+    """Show a number as the viewer knows it with its middle hidden: ``138****8000``. A number
+    kept masked only (erased on request) is shown as it is."""
+    if e164 is None or "*" in e164:
+        return e164
+    return _mask_national(national(e164))
 
 
 def _mask_national(digits: str) -> str:
@@ -120,5 +123,7 @@ def install_log_masking() -> None:
             record.msg, record.args = masked, None
         return record
 
-    masking_factory.masks_phones = True  # type: ignore[attr-defined]
+    # What the factories under it do, it does too: a process that builds its app again (the
+    # tests) then wraps nothing twice, whichever wrapper is on top.
+    masking_factory.__dict__.update(getattr(factory, "__dict__", {}), masks_phones=True)
     logging.setLogRecordFactory(masking_factory)

@@ -6,7 +6,7 @@ import logging
 import signal
 
 from gateway import metrics
-from gateway.config import load_settings
+from gateway.config import ConfigError, load_settings, refuse_local_defaults
 from gateway.logs import configure_logging
 from gateway.wiring import connect
 from smpp.simulator import SmscHttp, smsc_address
@@ -17,7 +17,12 @@ log = logging.getLogger("smpp")
 
 def main() -> None:
     configure_logging()
-    gw = connect(load_settings())
+    try:
+        settings = load_settings()
+        refuse_local_defaults(settings)
+    except ConfigError as exc:
+        raise SystemExit(f"TV Pay Gateway will not start: {exc}") from None
+    gw = connect(settings)
     host, port, smsc = smsc_address(gw.settings)
     if smsc is not None:
         phones = SmscHttp(smsc).start()

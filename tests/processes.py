@@ -22,13 +22,16 @@ from gateway.backend import apps, seed
 from gateway.config import PROJECT_ROOT
 from gateway.context import Gateway
 
-__all__ = ["LIMITS_OFF", "command", "free_port", "gunicorn", "logged", "procfile", "seed_payers",
-           "service_env", "start_smsc", "started", "stop", "stream_role", "wait_for", "workers_of"]
+__all__ = ["LIMITS_OFF", "SMSC_PASSWORD", "command", "free_port", "gunicorn", "logged",
+           "procfile", "seed_payers", "service_env", "start_smsc", "started", "stop",
+           "stream_role", "wait_for", "workers_of"]
 
 STOP_SECONDS = 30  # gunicorn's graceful_timeout: what SIGTERM may take before a kill
-# Every rate limit off: a load of payments from a few TVs is not an abuse to refuse.
+# Every rate limit off: a load of payments from a few TVs is not an abuse to refuse (nor a
+# pumping of SMS: the TV app's budgets go too; the guard on unpaid blocks stays).
 LIMITS_OFF = {"LIMIT_PHONE_INTERVAL_SECONDS": "0", "LIMIT_PHONE_CODES_PER_DAY": "0",
-              "LIMIT_DEVICE_ORDERS_PER_HOUR": "0"}
+              "LIMIT_DEVICE_ORDERS_PER_HOUR": "0", "SMS_BUDGET_APP_HOUR": "0",
+              "SMS_BUDGET_APP_DAY": "0"}
 
 
 def bench_settings(database_url: str, redis_url: str, workdir: Path, prefix: str,
@@ -166,6 +169,9 @@ def logged(log: Path, process: subprocess.Popen, pattern: str,
         if time.monotonic() > deadline:
             raise AssertionError(f"no {pattern!r} within {timeout} s:\n{log.read_text()}")
         time.sleep(0.1)
+
+
+SMSC_PASSWORD = "secret"  # python -m smpp.simulator's default
 
 
 def start_smsc(reply_delay: float, redeliver_after: float) -> tuple[subprocess.Popen, int, int]:

@@ -18,6 +18,7 @@ export VAR_DIR="$work/var" PORT="$port" SMPP_PORT="$smpp_port" PUBLIC_BASE_URL="
 export SECRET_KEY="schemathesis-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 # The fuzzer orders again and again from the same phones and TVs: no rate limits.
 export LIMIT_PHONE_INTERVAL_SECONDS=0 LIMIT_PHONE_CODES_PER_DAY=0 LIMIT_DEVICE_ORDERS_PER_HOUR=0
+export SMS_BUDGET_APP_HOUR=0 SMS_BUDGET_APP_DAY=0 SMS_GUARD_MIN_SENT=0
 export SSE_MAX_SECONDS=1
 cd "$work"
 

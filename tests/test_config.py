@@ -40,6 +40,9 @@ def test_code_lifetime_is_configurable_but_never_over_ten_minutes(settings):
     ("SECRET_KEY", "short", "SECRET_KEY must be at least 16 characters"),
     ("SSE_MAX_STREAMS", "0", "SSE_MAX_STREAMS must be between 1 and 100000"),
     ("SSE_WEB_MAX_STREAMS", "many", "SSE_WEB_MAX_STREAMS must be a whole number"),
+    ("TRUSTED_PROXIES", "10.0.0.0/33", "TRUSTED_PROXIES must be how many proxies are in front"),
+    ("TRUSTED_PROXIES", "lb.internal", "TRUSTED_PROXIES must be how many proxies are in front"),
+    ("TRUSTED_PROXIES", "11", "TRUSTED_PROXIES must be between 0 and 10"),
 ])
 def test_bad_values_are_refused_naming_the_variable(settings, name, value, message):
     with pytest.raises(ConfigError, match=message):
@@ -49,3 +52,10 @@ def test_bad_values_are_refused_naming_the_variable(settings, name, value, messa
 def test_public_base_url_loses_its_trailing_slash(settings):
     assert settings(PUBLIC_BASE_URL="https://pay.example/").PUBLIC_BASE_URL == \
         "https://pay.example"
+
+
+def test_trusted_proxies_are_a_count_or_networks(settings):
+    assert settings().TRUSTED_PROXIES == 0
+    assert settings(TRUSTED_PROXIES="2").TRUSTED_PROXIES == 2
+    networks = settings(TRUSTED_PROXIES="10.0.0.0/8, 192.0.2.7,fd00::/8").TRUSTED_PROXIES
+    assert [str(n) for n in networks] == ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]

@@ -288,3 +288,76 @@ def test_no_local_secret_or_environment_goes_into_the_image():
     assert re.search(r"^FROM python:3\.11-slim$", dockerfile, re.MULTILINE)
     user = re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE)
     assert user and user[-1] not in ("root", "0")
+
+
+# --- locked dependencies ------------------------------------------------------------------------
+
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
+
+
+def _name(raw: str) -> str:
+    return re.sub(r"[-_.]+", "-", raw).lower()
+
+
+def locked(file: str) -> dict[str, tuple[str, int]]:
+    """The packages a lock file pins: name -> (version, how many hashes)."""
+    found: dict[str, tuple[str, int]] = {}
+    name = ""
+    for line in (PROJECT_ROOT / file).read_text().splitlines():
+        if pin := _PIN.match(line):
+            name = _name(pin.group(1))
+            found[name] = (pin.group(2), 0)
+        elif line.strip().startswith("--hash=sha256:") and name:
+            version, hashes = found[name]
+            found[name] = (version, hashes + 1)
+    return found
+
+
+def pinned(file: str) -> dict[str, str]:
+    """What a requirements file pins itself (not what it includes with -r)."""
+    return {_name(pin.group(1)): pin.group(2)
+            for line in (PROJECT_ROOT / file).read_text().splitlines()
+            if (pin := _PIN.match(line.strip()))}
+
+
+def test_every_package_is_locked_at_one_version_with_its_hashes():
+    runtime, dev = locked("requirements.lock"), locked("requirements-dev.lock")
+    assert len(runtime) > len(pinned("requirements.txt"))  # transitive packages too
+    for name, (version, hashes) in {**runtime, **dev}.items():
+        assert hashes >= 1, f"{name}=={version} has no hash"
+    for name, version in pinned("requirements.txt").items():
+        assert runtime[name][0] == version, name
+    for name, version in pinned("requirements-dev.txt").items():
+        assert dev[name][0] == version, name
+    # The tests run the very packages the service runs.
+    assert {n: v for n, (v, _) in runtime.items()} == \
+        {n: v for n, (v, _) in dev.items() if n in runtime}
+
+
+def test_the_image_and_ci_install_the_locks_checking_every_hash():
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    assert re.search(r"^RUN pip install .*--require-hashes -r requirements\.lock$", dockerfile,
+                     re.M)
+    assert "requirements.txt" not in dockerfile
+    ci = (PROJECT_ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^pip install .*--require-hashes -r requirements-dev\.lock$", ci, re.M)
+
+
+def audit_summary(tmp_path: Path, report: dict[str, Any]) -> str:
+    path = tmp_path / "audit.json"
+    path.write_text(json.dumps(report))
+    return subprocess.run([sys.executable, str(PROJECT_ROOT / ".ci" / "audit.py"), "--report",
+                           str(path)], capture_output=True, text=True, check=True).stdout
+
+
+def test_the_audit_says_so_when_it_could_not_look(tmp_path):
+    unreachable = {"dependencies": [
+        {"name": n, "skip_reason": f"Dependency not found on PyPI and could not be audited: {n}"}
+        for n in ("flask", "redis")], "fixes": []}
+    said = audit_summary(tmp_path, unreachable)
+    assert "NOT AUDITED" in said and "none of the 2 packages" in said
+    assert "no known vulnerabilities" not in said.lower()
+    found = audit_summary(tmp_path, {"dependencies": [
+        {"name": "flask", "version": "3.1.3", "vulns": []},
+        {"name": "redis", "version": "8.1.0", "vulns": [{"id": "PYSEC-2099-1"}]}]})
+    assert "redis 8.1.0: PYSEC-2099-1" in found and "2 of 2 packages looked up" in found

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from gateway.backend import checkout
 from gateway.background import Worker
-from tests.conftest import RICH, UNBOUND, balance, code_sent_to, order, sms_to, stored_order
+from tests.conftest import (
+    CARD_ONLY,
+    RICH,
+    UNBOUND,
+    balance,
+    code_sent_to,
+    order,
+    reply,
+    sms_to,
+    stored_order,
+)
+from tests.test_pairing_and_retry import pairing_code, send_page_code
 
 
 def test_the_sweeper_expires_lapsed_orders_and_releases_holds(client, seeded, clock):
@@ -66,3 +78,38 @@ def test_no_full_phone_number_or_code_reaches_any_log(client, seeded, caplog):
     logging.getLogger("test").info("a caller logging a raw +8613800138000 by mistake")
     assert "activated" in caplog.text
     assert "13800138000" not in caplog.text and code not in caplog.text
+
+
+PAIRING_PHONE = "+8613500135000"
+
+
+def test_no_sms_of_any_kind_keeps_its_secret_once_sent(client, seeded, clock):
+    waiting = order(client, CARD_ONLY, device="tv-1").get_json()  # its code SMS, order open
+    order(client, UNBOUND, device="tv-2")  # a payment link
+    order(client, RICH, device="tv-3")
+    reply(client, RICH, "000000" if code_sent_to(seeded, RICH) != "000000" else "111111")
+    reply(client, RICH, code_sent_to(seeded, RICH))  # a wrong-code answer, then the confirmation
+    send_page_code(client, pairing_code(client, "tv-4")["code"], PAIRING_PHONE)
+    secrets = {
+        "code": code_sent_to(seeded, CARD_ONLY),
+        "link": re.search(r"/w/([A-Za-z0-9_-]{20,})", sms_to(seeded, UNBOUND)[0].body).group(1),
+        "pairing": re.search(r"验证码 (\d{6})", sms_to(seeded, PAIRING_PHONE)[0].body).group(1),
+    }
+
+    def rows():
+        return [m for phone in (CARD_ONLY, UNBOUND, RICH, PAIRING_PHONE)
+                for m in sms_to(seeded, phone)]
+
+    kinds = {m.kind for m in rows()}
+    assert kinds == {"code", "link", "pairing", "reply", "confirmed"}
+    assert {m.kind for m in rows() if any(s in m.body for s in secrets.values())} == \
+        {"code", "link", "pairing"}  # queued: the secrets are there to be sent
+
+    Worker(seeded).run_once()
+    assert {m.status for m in rows()} == {"sent", "failed"}  # RICH's code: its order ended
+    assert sms_to(seeded, CARD_ONLY, "code")[0].status == "sent"
+    for message in rows():
+        assert message.body == message.redacted_body, message.kind
+        assert not any(secret in message.body for secret in secrets.values()), message.kind
+    assert stored_order(seeded, waiting["id"]).status == "awaiting_code"
+    assert "******" in sms_to(seeded, CARD_ONLY, "code")[0].body

@@ -47,6 +47,7 @@ pytestmark = pytest.mark.settings(
     LIMIT_PHONE_INTERVAL_SECONDS=0,  # the fuzzer orders often; a 429 is documented, but
     LIMIT_PHONE_CODES_PER_DAY=0,  # it would stop most requests before the code they test
     LIMIT_DEVICE_ORDERS_PER_HOUR=0,
+    SMS_BUDGET_APP_HOUR=0, SMS_BUDGET_APP_DAY=0, SMS_GUARD_MIN_SENT=0,  # the SMS pumping guards
 )
 
 

@@ -288,7 +288,8 @@ def test_a_commit_that_records_events_wakes_the_device_channel(client, seeded):
 
 @pytest.mark.settings(REDIS_URL="redis://127.0.0.1:1/0",  # nothing listens there
                       LIMIT_PHONE_INTERVAL_SECONDS=0, LIMIT_PHONE_CODES_PER_DAY=0,
-                      LIMIT_DEVICE_ORDERS_PER_HOUR=0)  # (limits off: they need Redis)
+                      LIMIT_DEVICE_ORDERS_PER_HOUR=0, SMS_BUDGET_APP_HOUR=0,
+                      SMS_BUDGET_APP_DAY=0, SMS_GUARD_MIN_SENT=0)  # (limits off: need Redis)
 def test_without_redis_commits_succeed_and_streams_read_sql(client, seeded):
     created = order(client, RICH, "vip_year")
     assert created.status_code == 201

@@ -272,3 +272,21 @@ def test_a_whole_flow_at_debug_logs_no_phone_code_password_token_or_key(
         [code_sms] = [line for line in written.lines("gateway.store.outbox")
                       if "(code)" in line["message"]]
         assert "138****8000" in code_sms["message"] and "******" in code_sms["message"]
+
+
+def test_apps_built_again_and_again_wrap_log_records_once():
+    """Each app build installs phone masking and request ids; a process that builds hundreds
+    (this suite) must not stack them until a log call overflows the stack."""
+    import inspect
+
+    from gateway import phones
+    from gateway.web import request_log
+
+    for _ in range(600):
+        phones.install_log_masking()
+        request_log._install_request_ids()
+    factory, depth = logging.getLogRecordFactory(), 0
+    while inspect.isfunction(factory):  # down to logging's own LogRecord
+        factory, depth = inspect.getclosurevars(factory).nonlocals["factory"], depth + 1
+    assert depth <= 2
+    logging.getLogger("test").warning("still logs %s", "+8613800138000")

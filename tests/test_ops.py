@@ -355,7 +355,7 @@ def test_the_smpp_worker_serves_its_metrics_and_its_bind_makes_the_service_ready
         client, gw, database_url, smsc):
     assert ready(client)[0] == 503  # no SMPP worker yet
     env = service_env(gw, database_url, SMS_PROVIDER="smpp", SMPP_HOST="127.0.0.1",
-                      SMPP_PORT=str(smsc.port))
+                      SMPP_PORT=str(smsc.port), SMPP_PASSWORD=smsc.password)
     with metrics_of("smpp", env) as url:
         samples = parse(requests.get(url, timeout=5).text)
         assert value(samples, "tvpay_smpp_window_in_use") == 0

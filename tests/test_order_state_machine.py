@@ -62,7 +62,8 @@ class OrderLifeCycle(RuleBasedStateMachine):
         self.clock = FakeClock()
         # Rate limits would refuse most orders of a run; they have tests of their own.
         self.app = fresh_app(database_url, var_dir, self.clock, LIMIT_PHONE_INTERVAL_SECONDS=0,
-                             LIMIT_PHONE_CODES_PER_DAY=0, LIMIT_DEVICE_ORDERS_PER_HOUR=0)
+                             LIMIT_PHONE_CODES_PER_DAY=0, LIMIT_DEVICE_ORDERS_PER_HOUR=0,
+                             SMS_BUDGET_APP_HOUR=0, SMS_BUDGET_APP_DAY=0, SMS_GUARD_MIN_SENT=0)
         self.gw: Gateway = services(self.app)
         with self.gw.db.transaction() as session:
             seed.load_seed(session, seed_file, self.gw.settings.PHONE_COUNTRIES, self.clock())

@@ -150,7 +150,7 @@ def test_an_sms_backlog_sheds_new_orders_until_the_smpp_worker_drains_it(
         app, seeded, database_url, smsc):
     env = service_env(seeded, database_url, **LIMITS_OFF, SMS_PROVIDER="smpp",
                       SMPP_HOST="127.0.0.1", SMPP_PORT=str(smsc.port),
-                      OVERLOAD_MAX_SMS_BACKLOG_SECONDS="1")
+                      SMPP_PASSWORD=smsc.password, OVERLOAD_MAX_SMS_BACKLOG_SECONDS="1")
     key = tv_auth(app)
     with gunicorn(env, workers=1) as base:
         orders = f"{base}/api/v1/orders"

@@ -141,6 +141,79 @@ def test_the_pairing_page_refuses_bad_input_without_changing_anything(client, se
     assert client.get(f"/api/v1/devices/{TV}/pairing").get_json()["paired"] is False
 
 
+def page_csrf(client, code: str) -> str:
+    page = client.get(f"/w/pair/{code}")
+    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
+
+
+def send_page_code(client, code: str, phone: str):
+    return client.post(f"/w/pair/{code}/phone",
+                       data={"csrf_token": page_csrf(client, code), "phone": phone})
+
+
+def wrong_page_code(client, code: str, right: str):
+    return client.post(f"/w/pair/{code}/confirm", data={
+        "csrf_token": page_csrf(client, code), "code": "000000" if right != "000000" else "111111"})
+
+
+def last_pairing_code_sent(gw, phone: str) -> str:
+    return re.search(r"验证码 (\d{6})", sms_to(gw, phone, "pairing")[-1].body).group(1)
+
+
+def test_wrong_tries_on_the_pairing_page_survive_a_new_code(client, seeded, clock):
+    code = pairing_code(client)["code"]
+    assert send_page_code(client, code, CARD_ONLY).status_code == 303
+    for left in (4, 3, 2):
+        wrong = wrong_page_code(client, code, last_pairing_code_sent(seeded, CARD_ONLY))
+        assert f"还可以尝试{left}次" in wrong.text
+    clock.advance(seconds=61)
+    assert send_page_code(client, code, CARD_ONLY).status_code == 303  # a new code ...
+    wrong = wrong_page_code(client, code, last_pairing_code_sent(seeded, CARD_ONLY))
+    assert "还可以尝试1次" in wrong.text  # ... is no new chance
+    last = wrong_page_code(client, code, last_pairing_code_sent(seeded, CARD_ONLY))
+    assert last.status_code == 404  # the fifth wrong try ends the pairing code
+    right = client.post(f"/w/pair/{code}/confirm", data={
+        "csrf_token": "x", "code": last_pairing_code_sent(seeded, CARD_ONLY)})
+    assert right.status_code in (400, 404)
+    assert client.get(f"/w/pair/{code}").status_code == 404
+    reply(client, CARD_ONLY, f"BIND {code}")
+    assert client.get(f"/api/v1/devices/{TV}/pairing").get_json()["paired"] is False
+    assert len(sms_to(seeded, CARD_ONLY, "pairing")) == 2
+
+
+def test_a_pairing_sends_at_most_five_codes(client, seeded, clock):
+    code = pairing_code(client)["code"]
+    for _ in range(5):
+        assert send_page_code(client, code, CARD_ONLY).status_code == 303
+        clock.advance(seconds=61)
+    refused = send_page_code(client, code, CARD_ONLY)
+    assert refused.status_code == 429 and "验证码发送次数过多" in refused.text
+    other_phone = send_page_code(client, code, RICH)  # another number: the same pairing's cap
+    assert other_phone.status_code == 429
+    for spelling in (code.lower(), f"{code[:3]}-{code[3:]}"):  # the same code, written otherwise
+        assert send_page_code(client, spelling, RICH).status_code == 429
+    assert len(sms_to(seeded, CARD_ONLY, "pairing")) == 5 and sms_to(seeded, RICH) == []
+
+
+def test_a_phone_and_a_tv_get_a_capped_number_of_pairing_codes_a_day(client, seeded, clock):
+    for n in range(10):  # ten TVs send the same phone a code each, a minute apart
+        assert send_page_code(client, pairing_code(client, f"tv-{n}")["code"],
+                              CARD_ONLY).status_code == 303
+        clock.advance(seconds=61)
+    refused = send_page_code(client, pairing_code(client, "tv-10")["code"], CARD_ONLY)
+    assert refused.status_code == 429 and "验证码发送次数过多" in refused.text
+    assert len(sms_to(seeded, CARD_ONLY, "pairing")) == 10
+
+    phones = iter(f"1390013{n:04d}" for n in range(100))
+    for _ in range(4):  # one TV, four pairings of five codes each, to other phones
+        code = pairing_code(client)["code"]
+        for _ in range(5):
+            assert send_page_code(client, code, next(phones)).status_code == 303
+    assert send_page_code(client, pairing_code(client)["code"], next(phones)).status_code == 429
+    clock.advance(hours=24)
+    assert send_page_code(client, pairing_code(client)["code"], CARD_ONLY).status_code == 303
+
+
 # --- retry ---------------------------------------------------------------------------------------
 
 

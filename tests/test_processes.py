@@ -84,7 +84,10 @@ def test_python_app_py_runs_the_whole_flow_on_embedded_defaults(clean_env, tmp_p
         inbox = f"{phones}phones/8613800138000/messages"
         [sms] = wait_for_value(lambda: call(inbox)["messages"])  # it came over SMPP
         code = re.search(r"回复 (\d{6})", sms["text"]).group(1)
-        assert code in flask_cli(clean_env, "sms", "outbox", "--to", "13800138000")
+        # The row keeps the code only until the SMS has gone: then the text with it masked.
+        kept = wait_for_value(lambda: "******" in (printed := flask_cli(
+            clean_env, "sms", "outbox", "--to", "13800138000")) and printed)
+        assert code not in kept
         call(f"{phones}phones/8613800138000/reply", {"text": code})  # the reply goes over SMPP
         wait_for_value(lambda: call(f"{base}api/v1/orders/{created['id']}", key=key)["status"]
                        == "activated")
@@ -96,11 +99,34 @@ def test_python_app_py_runs_the_whole_flow_on_embedded_defaults(clean_env, tmp_p
 
 
 def test_gunicorn_serves_the_app_after_the_release_step(clean_env):
-    flask_cli(clean_env, "db", "upgrade")
-    flask_cli(clean_env, "seed", str(PROJECT_ROOT / "examples" / "demo.json"))
-    key = flask_cli(clean_env, "apps", "create", "operator-tv").strip()
-    with gunicorn(clean_env) as base:  # stopped by SIGTERM, with exit code 0
+    env = {**clean_env, "SECRET_KEY": "production-secret-0123456789"}
+    flask_cli(env, "db", "upgrade")
+    flask_cli(env, "seed", str(PROJECT_ROOT / "examples" / "demo.json"))
+    key = flask_cli(env, "apps", "create", "operator-tv").strip()
+    with gunicorn(env) as base:  # stopped by SIGTERM, with exit code 0
         created = call(f"{base}/api/v1/orders", {"device_id": "tv-1",
                                                   "package_id": "vip_month",
                                                   "phone": "13600136000"}, key)
         assert created["status"] == "awaiting_wap"
+        # No setting turns the demo on: only `python app.py` gives the app an SMSC to show.
+        for path in ("/demo", "/demo/phones/13600136000/messages"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(base + path, timeout=10)
+            refused.value.close()
+            assert refused.value.code == 404, path
+
+
+@pytest.mark.parametrize("role", ["web", "stream", "worker", "smpp"])
+def test_a_production_start_refuses_the_local_runs_defaults(clean_env, role):
+    """No SECRET_KEY (the local run keeps a random one per host) and the built-in SMSC's
+    password for a real SMSC: every production process stops at once, naming both."""
+    weak = {**clean_env, "SMPP_HOST": "127.0.0.1", "SMPP_PORT": str(free_port())}
+    bind = ["--bind", f"127.0.0.1:{free_port()}", "--workers", "1"]
+    result = subprocess.run([*command(role), *(bind if role in ("web", "stream") else [])],
+                            env=weak, cwd=PROJECT_ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode != 0
+    said = result.stdout + result.stderr
+    assert "TV Pay Gateway will not start" in said
+    assert "SECRET_KEY must be set" in said and "SMPP_PASSWORD must be" in said
+    assert "Traceback" not in said

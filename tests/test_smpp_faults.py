@@ -89,7 +89,8 @@ def worker_process(gw, database_url: str, port: int, **settings: object) -> subp
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
            "REDIS_PREFIX": gw.settings.REDIS_PREFIX, "VAR_DIR": str(gw.settings.VAR_DIR),
            "SECRET_KEY": gw.settings.SECRET_KEY, "SMPP_HOST": "127.0.0.1",
-           "SMPP_PORT": str(port), **{k: str(v) for k, v in settings.items()}}
+           "SMPP_PORT": str(port), "SMPP_PASSWORD": gw.settings.SMPP_PASSWORD,
+           **{k: str(v) for k, v in settings.items()}}
     return subprocess.Popen([sys.executable, "-m", "smpp"], env=env, cwd=PROJECT_ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -35,12 +35,14 @@ def twiml_messages(response) -> list[str]:
 
 def test_a_code_sms_goes_out_by_twilio_with_its_sid(client, seeded, twilio):
     created = order(client, RICH).get_json()
+    code = code_sent_to(seeded, RICH)
     assert send_queued(seeded) == 1
     [sent] = twilio.to(RICH)
     assert sent["From"] == twilio_fake.FROM
     assert sent["StatusCallback"] == f"{PUBLIC}/sms/twilio/status"
-    assert code_sent_to(seeded, RICH) in sent["Body"]
+    assert code in sent["Body"]
     [row] = sms_to(seeded, RICH, "code")
+    assert code not in row.body  # gone: the row keeps the text with the code masked
     assert (row.status, row.provider, row.provider_message_id) == (
         "submitted", "twilio", sent["sid"])
     assert stored_order(seeded, created["id"]).status == "awaiting_code"
@@ -125,6 +127,33 @@ def test_a_signed_reply_pays_and_is_answered_with_twiml(client, seeded, twilio):
     assert stored_order(seeded, created["id"]).status == "activated"
 
 
+def test_a_signed_sms_sent_again_is_answered_again_and_acted_on_once(client, seeded, twilio):
+    """Twilio retries a webhook it got no answer to, and anyone who saw a signed request can
+    post it again: the same MessageSid burns one try, not two."""
+    created = order(client, RICH).get_json()
+    wrong = {"From": RICH, "To": twilio_fake.FROM, "Body": "000000", "MessageSid": "SMwrong"}
+    first = webhook(client, "/sms/twilio/inbound", wrong)
+    again = webhook(client, "/sms/twilio/inbound", wrong)
+    assert again.status_code == 200 and twiml_messages(again) == twiml_messages(first)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert stored_order(seeded, created["id"]).code_attempts == 1
+    assert len(sms_to(seeded, RICH, "reply")) == 1  # one answer recorded, not two
+    other = webhook(client, "/sms/twilio/inbound", {**wrong, "MessageSid": "SMwrong2"})
+    assert "Idempotent-Replayed" not in other.headers
+    assert stored_order(seeded, created["id"]).code_attempts == 2
+
+
+def test_a_replayed_stop_does_not_opt_the_phone_out_again(client, seeded, twilio):
+    stop = {"From": RICH, "Body": "STOP", "OptOutType": "STOP", "MessageSid": "SMstop"}
+    start = {"From": RICH, "Body": "START", "OptOutType": "START", "MessageSid": "SMstart"}
+    webhook(client, "/sms/twilio/inbound", stop)
+    webhook(client, "/sms/twilio/inbound", start)
+    assert webhook(client, "/sms/twilio/inbound", stop).status_code == 200  # replayed
+    with seeded.db.read() as session:
+        assert session.scalars(select(SmsOptOut.phone)).all() == []
+    assert order(client, RICH).get_json()["status"] == "awaiting_code"
+
+
 def test_unsigned_or_wrongly_signed_webhooks_change_nothing(client, seeded, twilio):
     created = order(client, RICH).get_json()
     params = {"From": RICH, "Body": code_sent_to(seeded, RICH), "MessageSid": "SM3"}
@@ -186,9 +215,12 @@ def test_stop_and_start_through_twilio_opt_the_phone_out_and_in(client, seeded, 
 
 
 def test_bad_webhook_fields_are_refused(client, seeded, twilio):
-    missing = webhook(client, "/sms/twilio/inbound", {"From": RICH})
+    missing = webhook(client, "/sms/twilio/inbound", {"From": RICH, "MessageSid": "SM6"})
     assert missing.status_code == 400 and missing.get_json()["code"] == "missing_field"
-    bad_phone = webhook(client, "/sms/twilio/inbound", {"From": "nobody", "Body": "123456"})
+    no_sid = webhook(client, "/sms/twilio/inbound", {"From": RICH, "Body": "BAL"})
+    assert no_sid.status_code == 400 and no_sid.get_json()["detail"] == "MessageSid is required"
+    bad_phone = webhook(client, "/sms/twilio/inbound", {"From": "nobody", "Body": "123456",
+                                                        "MessageSid": "SM7"})
     assert bad_phone.status_code == 400 and bad_phone.get_json()["code"] == "invalid_phone"
 
 

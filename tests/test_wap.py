@@ -42,12 +42,15 @@ def text_of(response) -> str:
 class PayPage:
     """A viewer on one payment link, with the cookies of one phone browser."""
 
-    def __init__(self, client: FlaskClient, path: str, lang: str | None = None) -> None:
+    def __init__(self, client: FlaskClient, path: str, lang: str | None = None,
+                 address: str = "127.0.0.1") -> None:
         self.client, self.path = client, path
         self.query = f"?lang={lang}" if lang else ""
+        self.environ = {"REMOTE_ADDR": address}
+        self.token = ""  # the last CSRF token of the receipt's binding form
 
     def open(self):
-        return self.client.get(self.path + self.query)
+        return self.client.get(self.path + self.query, environ_base=self.environ)
 
     def _csrf(self) -> str:
         found = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"',
@@ -56,14 +59,22 @@ class PayPage:
         return found.group(1)
 
     def sign_in(self, account: str, password: str):
-        return self.client.post(f"{self.path}/sign-in{self.query}", data={
-            "csrf_token": self._csrf(), "account": account, "password": password})
+        return self.client.post(f"{self.path}/sign-in{self.query}", environ_base=self.environ,
+                                data={"csrf_token": self._csrf(), "account": account,
+                                      "password": password})
 
     def pay(self, source: str, bind: bool = False):
         data = {"csrf_token": self._csrf(), "source": source}
         if bind:
             data["bind"] = "y"
-        return self.client.post(f"{self.path}/pay{self.query}", data=data)
+        return self.client.post(f"{self.path}/pay{self.query}", data=data,
+                                environ_base=self.environ)
+
+
+def alert_of(response) -> str:
+    """The error the page shows."""
+    found = re.search(r'role="alert">([^<]*)<', response.get_data(as_text=True))
+    return html.unescape(found.group(1)) if found else ""
 
 
 def paid_entries(gw, order_id: str) -> int:
@@ -135,39 +146,47 @@ def test_a_source_that_cannot_pay_is_refused_and_nothing_changes(client, seeded,
     assert stored_order(seeded, unbound_order["id"]).status == "awaiting_wap"
 
 
-@pytest.mark.settings(WAP_LINK_TTL_SECONDS=3600)  # the link outlives the lock
-def test_wrong_passwords_count_down_then_lock_the_wallet_for_fifteen_minutes(
+@pytest.mark.settings(WAP_LINK_TTL_SECONDS=3600)
+def test_a_guesser_waits_longer_and_longer_and_the_owner_is_not_locked_out(
         client, seeded, clock, unbound_order):
-    page = PayPage(client, link_in_sms(seeded, UNBOUND))
-    for left in (4, 3, 2, 1):
-        wrong = page.sign_in("w-rich", "000000")
-        assert wrong.status_code == 401
-        assert f"支付密码错误，还可以尝试{left}次" in text_of(wrong)
-    locked = page.sign_in("w-rich", "000000")
-    assert locked.status_code == 429 and "已锁定" in text_of(locked)
-    # Locked: even the right password is refused, until fifteen minutes have passed.
-    assert page.sign_in("w-rich", "135790").status_code == 429
-    clock.advance(minutes=14, seconds=59)
-    assert page.sign_in("w-rich", "135790").status_code == 429
-    clock.advance(seconds=2)
-    assert page.sign_in("w-rich", "135790").status_code == 303
+    guesser = PayPage(client, link_in_sms(seeded, UNBOUND), address="203.0.113.9")
+    for _ in range(5):
+        assert alert_of(guesser.sign_in("w-rich", "000000")) == "钱包账号或支付密码错误。"
+    for wait in (30, 60):  # seconds, doubling after each wrong password
+        clock.advance(seconds=wait - 1)
+        waiting = guesser.sign_in("w-rich", "135790")  # even the right one: it must wait
+        assert waiting.status_code == 429 and "登录尝试过多" in alert_of(waiting)
+        clock.advance(seconds=1)
+        assert guesser.sign_in("w-rich", "000000").status_code == 401
+    # The owner, on the link of an order of her own, from her own phone:
+    order(client, "+8613500135000", "vip_month", device="tv-2")
+    owner = PayPage(client, link_in_sms(seeded, "+8613500135000"), address="198.51.100.7")
+    assert owner.sign_in("w-rich", "135790").status_code == 303
+    assert owner.pay("wallet").status_code == 303
     with seeded.db.read() as session:
-        wallet = session.get(Wallet, "w-rich")
-        assert wallet.web_failed_attempts == 0 and wallet.web_locked_until is None
+        assert session.get(Wallet, "w-rich").web_failed_attempts == 0
 
 
-def test_a_right_password_resets_the_count(client, seeded, unbound_order):
+def test_a_right_password_clears_the_clients_waits(client, seeded, clock, unbound_order):
     page = PayPage(client, link_in_sms(seeded, UNBOUND))
     for _ in range(4):
         page.sign_in("w-rich", "000000")
     assert page.sign_in("w-rich", "135790").status_code == 303
-    assert "还可以尝试4次" in text_of(page.sign_in("w-rich", "000000"))
+    for _ in range(4):  # four more wrong ones are free again
+        assert page.sign_in("w-rich", "000000").status_code == 401
 
 
-def test_sign_in_refusals_are_plain_messages(client, seeded, unbound_order):
+def test_an_unknown_account_and_a_wrong_password_get_the_same_answer(client, seeded, clock,
+                                                                    unbound_order):
     page = PayPage(client, link_in_sms(seeded, UNBOUND))
     unknown = page.sign_in("w-nobody", "123456")
-    assert unknown.status_code == 401 and "没有找到这个钱包账号" in text_of(unknown)
+    wrong = page.sign_in("w-rich", "123456")
+    by_phone = page.sign_in("13800138000", "123456")
+    assert unknown.status_code == wrong.status_code == by_phone.status_code == 401
+    assert alert_of(unknown) == alert_of(wrong) == alert_of(by_phone) == "钱包账号或支付密码错误。"
+    for _ in range(4):  # an unknown account is slowed as a known one is
+        page.sign_in("w-nobody", "123456")
+    assert page.sign_in("w-nobody", "123456").status_code == 429
     empty = page.sign_in("", "")
     assert empty.status_code == 400 and "请输入钱包账号和支付密码" in text_of(empty)
     huge = page.sign_in("w" * 5000, "1" * 5000)
@@ -175,12 +194,54 @@ def test_sign_in_refusals_are_plain_messages(client, seeded, unbound_order):
     assert stored_order(seeded, unbound_order["id"]).status == "awaiting_wap"
 
 
+@pytest.mark.settings(WAP_PASSWORD_LOCK_AFTER=5, WAP_LINK_TTL_SECONDS=3600)
+def test_wrong_passwords_in_a_row_stop_page_payments_until_the_operator_unlocks(
+        app, client, seeded, unbound_order):
+    link = link_in_sms(seeded, UNBOUND)
+    for n in range(5):  # from five addresses: no client waits, the wallet counts them all
+        assert PayPage(client, link, address=f"203.0.113.{n}").sign_in(
+            "w-rich", "000000").status_code == 401
+    [notice] = sms_to(seeded, RICH, "notice")  # the owner hears of it on her bound phone
+    assert "暂停网页支付" in notice.body and "短信验证码支付不受影响" in notice.body
+    owner = PayPage(client, link, address="198.51.100.7")
+    stopped = owner.sign_in("w-rich", "135790")
+    assert stopped.status_code == 401 and alert_of(stopped) == "钱包账号或支付密码错误。"
+
+    created = order(client, RICH, "vip_month", device="tv-9").get_json()  # codes still pay
+    reply(client, RICH, code_sent_to(seeded, RICH))
+    assert stored_order(seeded, created["id"]).status == "activated"
+
+    runner = app.test_cli_runner()
+    unknown = runner.invoke(args=["wallets", "unlock", "w-nobody"])
+    assert unknown.exit_code != 0 and "no wallet w-nobody" in unknown.output
+    unlocked = runner.invoke(args=["wallets", "unlock", "w-rich"])
+    assert unlocked.exit_code == 0 and "w-rich: page payments unlocked" in unlocked.output
+    assert owner.sign_in("w-rich", "135790").status_code == 303
+    assert owner.pay("wallet").status_code == 303
+    assert stored_order(seeded, unbound_order["id"]).status == "activated"
+
+
+def test_one_address_may_try_thirty_sign_ins_an_hour(client, seeded):
+    pages = []
+    for n in range(4):  # four links: each allows ten sign-ins a quarter hour
+        phone = f"+861350013500{n}"
+        order(client, phone, "vip_month", device=f"tv-{n}")
+        pages.append(PayPage(client, link_in_sms(seeded, phone), address="203.0.113.7"))
+    for n in range(30):
+        assert pages[n // 10].sign_in(f"w-nobody-{n}", "123456").status_code == 401
+    limited = pages[3].sign_in("w-nobody-x", "123456")
+    assert limited.status_code == 429 and "登录尝试过多" in alert_of(limited)
+    elsewhere = PayPage(client, pages[3].path, address="198.51.100.7")
+    assert elsewhere.sign_in("w-nobody-y", "123456").status_code == 401
+
+
 def test_one_link_allows_ten_sign_ins_per_quarter_hour(client, seeded, unbound_order):
-    page = PayPage(client, link_in_sms(seeded, UNBOUND))
+    link = link_in_sms(seeded, UNBOUND)
     for n in range(10):
+        page = PayPage(client, link, address=f"203.0.113.{n}")
         assert page.sign_in(f"w-nobody-{n}", "123456").status_code == 401
-    limited = page.sign_in("w-rich", "135790")
-    assert limited.status_code == 429 and "此链接的登录尝试过多" in text_of(limited)
+    limited = PayPage(client, link, address="198.51.100.7").sign_in("w-rich", "135790")
+    assert limited.status_code == 429 and "登录尝试过多" in text_of(limited)
 
 
 def test_forms_without_their_csrf_token_change_nothing(client, seeded, unbound_order):
@@ -210,15 +271,71 @@ def test_a_sign_in_lasts_ten_minutes(client, seeded, clock, unbound_order):
     assert stored_order(seeded, unbound_order["id"]).status == "awaiting_wap"
 
 
-def test_binding_the_phone_sends_the_next_order_a_code(client, seeded, unbound_order):
+def binding_code_sent_to(gw, phone: str) -> str:
+    return re.search(r"验证码 (\d{6})", sms_to(gw, phone, "bind")[-1].body).group(1)
+
+
+def bind_on_receipt(page: PayPage, code: str):
+    """Type ``code`` in the receipt's binding form (with the form's token from when the
+    receipt last showed the form)."""
+    found = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"',
+                      page.open().get_data(as_text=True))
+    page.token = found.group(1) if found else page.token
+    return page.client.post(f"{page.path}/bind", data={"csrf_token": page.token, "code": code},
+                            environ_base=page.environ)
+
+
+def bound_to(gw, phone: str) -> str | None:
+    with gw.db.read() as session:
+        binding = session.get(PhoneBinding, phone)
+        return binding.wallet_id if binding else None
+
+
+def test_binding_the_phone_takes_the_code_sent_to_it(client, seeded, unbound_order):
     page = PayPage(client, link_in_sms(seeded, UNBOUND))
     page.sign_in("w-rich", "135790")
     assert "下次使用此手机（136****6000）短信确认支付" in text_of(page.open())
     page.pay("wallet", bind=True)
-    with seeded.db.read() as session:
-        assert session.get(PhoneBinding, UNBOUND).wallet_id == "w-rich"
+    assert stored_order(seeded, unbound_order["id"]).status == "activated"
+    assert bound_to(seeded, UNBOUND) is None  # not until the phone shows it is there
+    receipt = text_of(page.open())
+    assert "验证码已发送至136****6000" in receipt
+    bound = bind_on_receipt(page, binding_code_sent_to(seeded, UNBOUND))
+    assert bound.status_code == 200 and "已绑定" in text_of(bound)
+    assert bound_to(seeded, UNBOUND) == "w-rich"
+    assert "验证码已发送" not in text_of(page.open())
     # The next order from this phone is confirmed by SMS code, from the same wallet.
     assert order(client, UNBOUND, "vip_month").get_json()["status"] == "awaiting_code"
+
+
+def test_paying_someones_link_does_not_bind_their_phone(client, seeded, unbound_order):
+    """A stranger holding the link pays it from their own wallet and asks to bind: the code
+    goes to the phone, which they do not hold, so five guesses later nothing is bound."""
+    page = PayPage(client, link_in_sms(seeded, UNBOUND), address="203.0.113.9")
+    page.sign_in("w-rich", "135790")
+    page.pay("wallet", bind=True)
+    right = binding_code_sent_to(seeded, UNBOUND)
+    wrong = "000000" if right != "000000" else "111111"
+    for left in (4, 3, 2, 1):
+        refused = bind_on_receipt(page, wrong)
+        assert refused.status_code == 400 and f"还可以尝试{left}次" in alert_of(refused)
+    last = bind_on_receipt(page, wrong)
+    assert last.status_code == 400 and "绑定验证码已失效" in alert_of(last)
+    late = bind_on_receipt(page, right)  # even the right code, now
+    assert late.status_code == 400 and "绑定验证码已失效" in alert_of(late)
+    assert bound_to(seeded, UNBOUND) is None
+    assert order(client, UNBOUND, "vip_month").get_json()["status"] == "awaiting_wap"
+
+
+def test_a_binding_code_lapses_after_ten_minutes(client, seeded, clock, unbound_order):
+    page = PayPage(client, link_in_sms(seeded, UNBOUND))
+    page.sign_in("w-rich", "135790")
+    page.pay("wallet", bind=True)
+    bind_on_receipt(page, "000000" if binding_code_sent_to(seeded, UNBOUND) != "000000" else "1")
+    clock.advance(minutes=10, seconds=1)
+    assert "验证码已发送" not in text_of(page.open())
+    late = bind_on_receipt(page, binding_code_sent_to(seeded, UNBOUND))
+    assert late.status_code == 400 and bound_to(seeded, UNBOUND) is None
 
 
 def test_binding_is_not_offered_for_a_bound_phone_and_never_rebinds_it(client, seeded):
@@ -302,7 +419,7 @@ def test_english_by_query_or_by_accept_language(client, seeded, unbound_order):
     assert "订单支付" in text_of(client.get(path, headers={"Accept-Language": "zh-CN,zh"}))
     page = PayPage(client, path, lang="en")
     wrong = page.sign_in("w-rich", "000000")
-    assert "Wrong payment password. 4 tries left." in text_of(wrong)
+    assert "The wallet account or the payment password is wrong." in text_of(wrong)
 
 
 def test_pages_forbid_scripts_framing_and_referrers(client, seeded, unbound_order):
@@ -316,3 +433,72 @@ def test_pages_forbid_scripts_framing_and_referrers(client, seeded, unbound_orde
     assert page.headers["Cache-Control"] == "no-store"
     with client.get("/w/static/wap.css") as stylesheet:
         assert stylesheet.status_code == 200 and stylesheet.mimetype == "text/css"
+
+
+# --- headers, tokens and the cookie -------------------------------------------------------------
+
+
+def session_of(client: FlaskClient, app) -> dict:
+    """What the page's session cookie says, read as anyone holding the phone could (it is signed
+    by the service, not encrypted)."""
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    return app.session_interface.get_signing_serializer(app).loads(cookie.value)
+
+
+def test_the_cookie_of_a_signed_in_page_names_neither_wallet_nor_order(
+        app, client, seeded, unbound_order):
+    page = PayPage(client, link_in_sms(seeded, UNBOUND))
+    assert page.sign_in("w-rich", "135790").status_code == 303
+    said = repr(session_of(client, app))
+    assert "w-rich" not in said and unbound_order["id"] not in said
+    assert page.pay("wallet").status_code == 303  # the sign-in still holds, kept server-side
+    assert stored_order(seeded, unbound_order["id"]).status == "activated"
+
+
+def test_a_sign_in_holds_for_its_own_order_only(client, seeded, unbound_order):
+    first = PayPage(client, link_in_sms(seeded, UNBOUND))
+    first.sign_in("w-rich", "135790")
+    order(client, "+8613500135000", "vip_month", device="tv-2")
+    other = PayPage(client, link_in_sms(seeded, "+8613500135000"))
+    assert other.pay("wallet").status_code == 401  # the same browser, another order's page
+
+
+class _Later:
+    """``time`` as itsdangerous reads it (the clock of CSRF tokens), ``seconds`` ahead."""
+
+    def __init__(self, seconds: float) -> None:
+        import time
+
+        self.seconds, self._time = seconds, time.time
+
+    def time(self) -> float:
+        return self._time() + self.seconds
+
+
+@pytest.mark.settings(WAP_LINK_TTL_SECONDS=900)
+def test_a_form_of_the_page_lasts_as_long_as_the_link(client, seeded, unbound_order,
+                                                      monkeypatch):
+    import itsdangerous.timed
+
+    page = PayPage(client, link_in_sms(seeded, UNBOUND))
+    token = page._csrf()
+    monkeypatch.setattr(itsdangerous.timed, "time", _Later(899))
+    taken = client.post(f"{page.path}/sign-in", data={"csrf_token": token, "account": "w-rich",
+                                                      "password": "135790"})
+    assert taken.status_code == 303
+    monkeypatch.setattr(itsdangerous.timed, "time", _Later(901))
+    stale = client.post(f"{page.path}/sign-in", data={"csrf_token": token, "account": "w-rich",
+                                                      "password": "135790"})
+    assert stale.status_code == 400 and "页面已过期" in text_of(stale)
+
+
+def test_https_answers_tell_browsers_to_stay_on_https(client, seeded, unbound_order):
+    for path in (link_in_sms(seeded, UNBOUND), "/api/v1/packages", "/healthz", "/admin"):
+        answer = client.get(path)
+        assert answer.headers["Strict-Transport-Security"] == "max-age=31536000", path
+
+
+@pytest.mark.settings(PUBLIC_BASE_URL="http://127.0.0.1:5000")
+def test_no_hsts_where_the_service_is_not_on_https(client, seeded, unbound_order):
+    assert "Strict-Transport-Security" not in client.get(link_in_sms(seeded, UNBOUND)).headers

@@ -14,7 +14,7 @@ import pytest
 
 from tests.browser import PHONE, live_server
 from tests.conftest import UNBOUND, balance, order, stored_order
-from tests.test_wap import link_in_sms
+from tests.test_wap import binding_code_sent_to, bound_to, link_in_sms
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -80,12 +80,32 @@ def test_the_card_pays_when_the_wallet_is_short(page, link, seeded):
     assert balance(seeded, "card:w-card") == 80000
 
 
-def test_a_wrong_password_says_how_many_tries_are_left(page, link, seeded):
+def test_a_wrong_password_says_so_without_telling_whether_the_account_exists(page, link,
+                                                                            seeded):
     page.goto(link)
     sign_in(page, "w-rich", "999999")
-    assert page.inner_text("[role=alert]") == "支付密码错误，还可以尝试4次。"
+    assert page.inner_text("[role=alert]") == "钱包账号或支付密码错误。"
+    sign_in(page, "w-nobody", "999999")
+    assert page.inner_text("[role=alert]") == "钱包账号或支付密码错误。"
     sign_in(page, "w-rich", "135790")
     page.wait_for_selector("text=选择付款方式")
+
+
+def test_binding_the_phone_with_the_code_it_got(page, link, seeded, output_dir: Path):
+    page.goto(link)
+    sign_in(page, "w-rich", "135790")
+    page.wait_for_selector("text=选择付款方式")
+    page.check("input[name=bind]")
+    page.click("button.pay")
+    page.wait_for_selector("h1.done")
+    assert "验证码已发送至136****6000" in page.inner_text("label[for=bind-code]")
+    page.screenshot(path=output_dir / "receipt-binding-360px.png", full_page=True)
+    assert fits_the_screen(page)
+    page.fill("#bind-code", binding_code_sent_to(seeded, UNBOUND))
+    page.click("form.card button[type=submit]")
+    page.wait_for_selector("#bind-result")
+    assert page.inner_text("#bind-result") == "已绑定，下次可用此手机短信确认支付。"
+    assert bound_to(seeded, UNBOUND) == "w-rich"
 
 
 def test_an_expired_link_says_so(page, link, clock):
@@ -100,7 +120,7 @@ def test_the_whole_payment_in_english(page, link, seeded, output_dir: Path):
     page.goto(link + "?lang=en")
     assert page.inner_text("h1") == "Pay for your order"
     sign_in(page, "w-rich", "000000")
-    assert page.inner_text("[role=alert]") == "Wrong payment password. 4 tries left."
+    assert page.inner_text("[role=alert]") == "The wallet account or the payment password is wrong."
     sign_in(page, "w-rich", "135790")
     page.wait_for_selector("text=Choose how to pay")
     page.screenshot(path=output_dir / "pay-360px-en.png", full_page=True)

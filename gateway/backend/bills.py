@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic import Field, StrictInt, StrictStr, ValidationError, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -43,16 +43,11 @@ _DESCRIPTION = re.compile(DESCRIPTION_PATTERN)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _whole(value: Any) -> Any:
-    """``4500.0`` is the integer 4500 in JSON; any other float is not a whole number."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
 class BillIn(Priced):
     bill_id: _Id  # the operator's own reference
     device_id: _Id
     # minor units: 4500 is 45.00
-    amount: Annotated[StrictInt, Field(gt=0, le=10**11), BeforeValidator(_whole)]
+    amount: Annotated[StrictInt, Field(gt=0, le=10**11)]  # 4500.0 is refused
     description: Annotated[StrictStr, Field(min_length=1, max_length=120, json_schema_extra={
         "pattern": DESCRIPTION_PATTERN})]
 

@@ -18,13 +18,13 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from gateway import phones
-from gateway.backend import activation, tv_events
+from gateway.backend import activation, pumping, tv_events
 from gateway.context import Gateway
 from gateway.domain import otp
 from gateway.domain.errors import Conflict, NotFound, RateLimited
 from gateway.domain.texts import CODE_MASK
 from gateway.store import outbox
-from gateway.store.models import Pairing, PairingCode
+from gateway.store.models import Device, Pairing, PairingCode
 from gateway.store.redis_store import Limit
 
 __all__ = ["ALPHABET", "CODE_LENGTH", "BindOutcome", "BindResult", "bind_by_sms", "code_for_page",
@@ -39,7 +39,14 @@ ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 6
 _CODES_PER_DEVICE_HOUR = 10
 _BINDS_PER_PHONE_HOUR = 5  # every BIND attempt counts: guessing a live code takes ~10^8 tries
+# The pairing page's SMS codes, as Twilio Verify bounds its own: a code pairs after at most 5
+# wrong tries however many times it was sent again, at most 5 sends a pairing, and a day's
+# sends per phone and per TV are capped, so the page cannot be used to text a phone again and
+# again, nor to guess.
 _PAGE_CODE_ATTEMPTS = 5
+_PAGE_SENDS_PER_PAIRING = 5
+_PAGE_SENDS_PER_PHONE_DAY = 10
+_PAGE_SENDS_PER_DEVICE_DAY = 20
 
 
 def normalize_code(text: str) -> str:
@@ -59,7 +66,7 @@ def request_code(gw: Gateway, device_id: str) -> PairingCode:
     limit = Limit("pairing_rate_limited", f"device:{device_id}:pairing",
                   _CODES_PER_DEVICE_HOUR, 3600)
     code = "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
-    _take(gw, limit, code, "this TV asked for too many pairing codes; try again later")
+    _take(gw, [limit], code, "this TV asked for too many pairing codes; try again later")
     with gw.db.transaction() as session:
         now = gw.clock()
         activation.ensure_device(session, device_id, now)
@@ -71,10 +78,11 @@ def request_code(gw: Gateway, device_id: str) -> PairingCode:
     return row
 
 
-def _take(gw: Gateway, limit: Limit, member: str, detail: str) -> None:
-    refusal = gw.limiter.acquire([limit], member, gw.clock())
+def _take(gw: Gateway, limits: list[Limit], member: str, detail: str) -> None:
+    """A slot in every limit, or :raise RateLimited: naming the one that refused."""
+    refusal = gw.limiter.acquire(limits, member, gw.clock())
     if refusal:
-        raise RateLimited(detail, code=limit.code, retry_after=refusal.retry_after)
+        raise RateLimited(detail, code=refusal.limit.code, retry_after=refusal.retry_after)
 
 
 def _live_code(session: Session, code: str, now: datetime, *,
@@ -82,7 +90,8 @@ def _live_code(session: Session, code: str, now: datetime, *,
     if not valid_code(code):
         return None
     row = session.get(PairingCode, code, with_for_update=lock)
-    if row is None or row.used_at is not None or row.expires_at <= now:
+    if (row is None or row.used_at is not None or row.expires_at <= now
+            or row.confirm_attempts >= _PAGE_CODE_ATTEMPTS):  # guessed at: the TV shows a new one
         return None
     return row
 
@@ -148,12 +157,26 @@ def send_page_code(gw: Gateway, code: str, phone: object) -> str:
 
     :raise InvalidInput: a bad phone number.
     :raise NotFound: ``pairing_code_not_found``.
-    :raise RateLimited: ``phone_rate_limited`` (one SMS a minute to a phone).
+    :raise RateLimited: ``phone_rate_limited`` (one SMS a minute to a phone), or
+        ``pairing_sms_limited`` (5 sends a pairing, 10 a day to a phone, 20 a day for a TV),
+        ``sms_budget_exhausted`` or ``sms_paused`` (``gateway.backend.pumping``).
     """
     e164 = phones.parse(phone, gw.settings.PHONE_COUNTRIES)
-    code_for_page(gw, code)  # refuse a dead code before it uses up the phone's limit
-    _take(gw, Limit("phone_rate_limited", f"phone:{e164}:pairing-sms", 1, 60), code,
-          "a code was sent to this phone less than a minute ago")
+    live = code_for_page(gw, code)  # a dead code uses up no limit
+    with gw.db.read() as session:
+        app_id = session.scalar(select(Device.app_id).where(Device.id == live.device_id))
+    now, day = gw.clock(), 24 * 3600
+    pumping.refuse_if_paused(gw, e164, now)
+    _take(gw, [
+        Limit("phone_rate_limited", f"phone:{e164}:pairing-sms", 1, 60),
+        Limit("pairing_sms_limited", f"pairing:{live.code}:sms", _PAGE_SENDS_PER_PAIRING,
+              gw.settings.PAIRING_CODE_TTL_SECONDS),
+        Limit("pairing_sms_limited", f"phone:{e164}:pairing-sms-day", _PAGE_SENDS_PER_PHONE_DAY,
+              day),
+        Limit("pairing_sms_limited", f"device:{live.device_id}:pairing-sms-day",
+              _PAGE_SENDS_PER_DEVICE_DAY, day),
+        *pumping.budget_limits(gw, app_id, e164),  # the TV app's SMS budget, as for orders
+    ], secrets.token_hex(8), "too many pairing codes were sent")
     confirm = otp.new_code()
     with gw.db.transaction() as session:
         now = gw.clock()
@@ -161,7 +184,7 @@ def send_page_code(gw: Gateway, code: str, phone: object) -> str:
         if row is None:
             raise NotFound("this pairing code is unknown, used or expired",
                            code="pairing_code_not_found")
-        row.phone, row.confirm_attempts = e164, 0
+        row.phone = e164  # its wrong tries so far still count: a new code is no new chance
         row.confirm_hash = _digest(gw, row, confirm)
         values = {"minutes": max(1, int((row.expires_at - now).total_seconds() // 60))}
         outbox.queue(session, to=e164, kind="pairing", now=now, expires_at=row.expires_at,
@@ -187,11 +210,9 @@ def confirm_on_page(gw: Gateway, code: str, confirm: str) -> str:
         if secrets.compare_digest(_digest(gw, row, digits), row.confirm_hash):
             _pair(session, row, row.phone, now)
             return row.device_id
-        row.confirm_attempts += 1
+        row.confirm_attempts += 1  # at the last, the pairing code itself stops working
         left = _PAGE_CODE_ATTEMPTS - row.confirm_attempts
-        if left <= 0:
-            row.confirm_hash = None  # the phone must ask for a new code
-    raise Conflict("the code is not right", code="wrong_code", tries_left=max(left, 0))
+    raise Conflict("the code is not right", code="wrong_code", tries_left=left)
 
 
 def _digest(gw: Gateway, row: PairingCode, confirm: str) -> str:

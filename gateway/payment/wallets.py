@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import secrets
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
+from ipaddress import ip_address, ip_network
 from typing import Any, NamedTuple
 
 from sqlalchemy import Select, bindparam, select
@@ -12,6 +15,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from gateway import phones
+from gateway.config import Settings
 from gateway.context import Gateway
 from gateway.domain.errors import InvalidInput, RateLimited
 from gateway.domain.funding import Funding, Source
@@ -19,8 +23,12 @@ from gateway.payment import ledger
 from gateway.store import outbox
 from gateway.store.db import insert_ignore
 from gateway.store.models import Account, Card, PhoneBinding, Wallet
+from gateway.store.redis_store import Limit
 
-__all__ = ["Payer", "bind_phone", "bound_wallet", "card_of", "payer", "sign_in", "sources"]
+__all__ = ["Payer", "bind_phone", "bound_wallet", "card_of", "payer", "sign_in", "sources",
+           "unlock"]
+
+log = logging.getLogger(__name__)
 
 _WALLET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Checked against when the account is unknown, so that a wrong account takes as long as a
@@ -120,53 +128,109 @@ def _find_wallet(session: Session, account: str, regions: tuple[str, ...]) -> Wa
     return bound_wallet(session, phone)
 
 
-def sign_in(gw: Gateway, account: object, password: object) -> str:
-    """Check a wallet's account (its id or a bound phone) and payment password; return its id.
+_TRIES_PER_CLIENT_HOUR = 30  # sign-in tries of one address, any accounts; a right one is free
 
-    ``WAP_PASSWORD_MAX_ATTEMPTS`` wrong passwords in a row lock the wallet's page payments for
-    ``WAP_LOCK_SECONDS``. The slow password hash is checked outside any transaction; the count
-    is then updated under the wallet's row lock, so parallel guesses cannot exceed it.
 
-    :raise InvalidInput: ``missing_credentials``, ``unknown_account`` or ``wrong_password``
-        (with ``tries_left``).
-    :raise RateLimited: ``wallet_locked`` (with ``retry_after`` seconds).
+def sign_in(gw: Gateway, account: object, password: object, *, client: str) -> str:
+    """Check a wallet's account (its id or a bound phone) and payment password from the client
+    address ``client``; return the wallet's id.
+
+    Throttled as NIST SP 800-63B 5.2.2 asks, so that a guesser is slowed rather than the owner
+    locked out: a client waits longer and longer between tries after
+    ``WAP_PASSWORD_MAX_ATTEMPTS`` wrong passwords for one account (up to ``WAP_LOCK_SECONDS``;
+    each try counts as wrong until it proves right, so tries sent at once wait too), and may
+    try 30 times an hour in all. After ``WAP_PASSWORD_LOCK_AFTER`` wrong passwords in a row from
+    anywhere, the wallet's page payments stop until the operator's ``wallets unlock``, and its
+    phones are told by SMS; its payments by SMS code go on.
+
+    An unknown account, a wrong password and a stopped wallet get the same answer, after the
+    same slow hash and the same round trip. The count is updated under the wallet's row lock,
+    so parallel guesses cannot exceed the cap.
+
+    :raise InvalidInput: ``missing_credentials``, or ``sign_in_failed``.
+    :raise RateLimited: ``sign_in_limited`` (with ``retry_after`` seconds).
     """
     if not (isinstance(account, str) and isinstance(password, str)
             and account.strip() and password and len(account) <= 64 and len(password) <= 64):
         raise InvalidInput("enter the account and the payment password",
                            code="missing_credentials")
-    settings = gw.settings
+    settings, now = gw.settings, gw.clock()
     with gw.db.read() as session:
         wallet = _find_wallet(session, account.strip(), settings.PHONE_COUNTRIES)
-        locked_until = wallet.web_locked_until if wallet else None
-    if wallet is None:
-        check_password_hash(_DUMMY_HASH, password)
-        raise InvalidInput("no wallet has this account", code="unknown_account")
-    if locked_until is not None and locked_until > gw.clock():
-        raise _locked(locked_until, gw.clock())
-    right = check_password_hash(wallet.password_hash, password)
+    who = wallet.id if wallet is not None else _unknown(account.strip(), settings)
+    client = _client_block(client)
+    attempt = secrets.token_hex(8)
+    per_client = Limit("sign_in_limited", f"client:{client}:sign-ins",
+                       _TRIES_PER_CLIENT_HOUR, 3600)
+    wait = gw.sign_in_delays.take(who, client, now, free=settings.WAP_PASSWORD_MAX_ATTEMPTS,
+                                  longest=settings.WAP_LOCK_SECONDS)
+    if not wait:
+        refusal = gw.limiter.acquire([per_client], attempt, now)
+        wait = refusal.retry_after if refusal else 0
+    if wait:
+        raise RateLimited("too many sign-in attempts", code="sign_in_limited", retry_after=wait)
+    stopped = wallet is None or wallet.web_failed_attempts >= settings.WAP_PASSWORD_LOCK_AFTER
+    right = check_password_hash(_DUMMY_HASH if stopped or wallet is None
+                                else wallet.password_hash, password) and not stopped
+    right = _count(gw, wallet.id if wallet is not None else None, right)
+    if right:
+        gw.limiter.forget(per_client, attempt)
+        gw.sign_in_delays.cleared(who, client)
+        return who
+    raise InvalidInput("the account or the payment password is wrong", code="sign_in_failed")
+
+
+def _unknown(account: str, settings: Settings) -> str:
+    """The bucket of an account no wallet has: a phone number however it is written, as a
+    wallet's are (its spellings share one), else the text."""
+    try:
+        return "unknown:" + phones.parse(account, settings.PHONE_COUNTRIES)
+    except InvalidInput:
+        return "unknown:" + account.lower()
+
+
+def _client_block(address: str) -> str:
+    """A client address as limits count it: an IPv6 client is its /64 (one subscriber's)."""
+    try:
+        parsed = ip_address(address)
+    except ValueError:
+        return address
+    return str(ip_network(f"{parsed}/64", strict=False)) if parsed.version == 6 else address
+
+
+def _count(gw: Gateway, wallet_id: str | None, right: bool) -> bool:
+    """Record a try of the wallet's password under its row lock; return whether it signs in
+    (not when the wallet stopped meanwhile). The try that reaches the cap stops the wallet's
+    page payments and tells its phones. An unknown account (None) costs the same round trip,
+    so that its answer takes as long."""
+    cap = gw.settings.WAP_PASSWORD_LOCK_AFTER
     with gw.db.transaction() as session:
-        now = gw.clock()
-        row = session.get(Wallet, wallet.id, with_for_update=True, populate_existing=True)
-        assert row is not None
-        if row.web_locked_until is not None and row.web_locked_until > now:
-            failure: Exception = _locked(row.web_locked_until, now)
-        elif right:
-            row.web_failed_attempts, row.web_locked_until = 0, None
-            return row.id
-        else:
-            row.web_failed_attempts += 1
-            left = settings.WAP_PASSWORD_MAX_ATTEMPTS - row.web_failed_attempts
-            if left > 0:
-                failure = InvalidInput("the payment password is wrong", code="wrong_password",
-                                       tries_left=left)
-            else:
-                row.web_failed_attempts = 0
-                row.web_locked_until = now + timedelta(seconds=settings.WAP_LOCK_SECONDS)
-                failure = _locked(row.web_locked_until, now)
-    raise failure
+        row = session.get(Wallet, wallet_id or "", with_for_update=True, populate_existing=True)
+        if row is None or row.web_failed_attempts >= cap:
+            return False
+        if right:
+            row.web_failed_attempts = 0
+            return True
+        row.web_failed_attempts += 1
+        if row.web_failed_attempts == cap:
+            now = gw.clock()
+            phones_of = session.scalars(select(PhoneBinding.phone)
+                                        .where(PhoneBinding.wallet_id == wallet_id))
+            for phone in phones_of:
+                outbox.queue(session, to=phone, kind="notice", now=now,
+                             body=gw.texts.render("page_payments_stopped"))
+            log.warning("wallet %s: page payments stopped after %d wrong passwords in a row",
+                        wallet_id, cap)
+        return False
 
 
-def _locked(until: datetime, now: datetime) -> RateLimited:
-    return RateLimited("too many wrong passwords: page payments of this wallet are locked",
-                       code="wallet_locked", retry_after=max(1, int((until - now).total_seconds())))
+def unlock(gw: Gateway, wallet_id: str) -> bool:
+    """Let the wallet pay on pages again (the operator, once its owner asked); say whether the
+    wallet exists."""
+    with gw.db.transaction() as session:
+        row = session.get(Wallet, wallet_id, with_for_update=True)
+        if row is None:
+            return False
+        row.web_failed_attempts = 0
+    log.info("wallet %s: page payments unlocked", wallet_id)
+    return True

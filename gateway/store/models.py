@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -92,8 +93,8 @@ class Wallet(Base):
     created_at: Mapped[datetime]
     # Wrong payment passwords on the payment page in a row, and the lock they lead to. Kept
     # here, not in Redis, so that losing Redis cannot reset them.
+    # wrong page passwords in a row; at WAP_PASSWORD_LOCK_AFTER its page payments stop
     web_failed_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
-    web_locked_until: Mapped[datetime | None]
 
 
 class Card(Base):
@@ -321,14 +322,20 @@ class OutboxMessage(Base):
 
     __tablename__ = "sms_outbox"
     __table_args__ = (Index("ix_sms_outbox_status_id", "status", "id"),
-                      Index("ix_sms_outbox_created", "created_at"))
+                      Index("ix_sms_outbox_created", "created_at"),
+                      # the few whose body still holds a secret (gateway.store.outbox.redact_sent)
+                      Index("ix_sms_outbox_unredacted", "id",
+                            postgresql_where=text("body <> redacted_body"),
+                            sqlite_where=text("body <> redacted_body")))
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
                                     primary_key=True, autoincrement=True)
     to_phone: Mapped[str] = mapped_column(String(20), index=True)
     kind: Mapped[str] = mapped_column(String(24))
     order_id: Mapped[str | None] = mapped_column(ForeignKey("orders.id"), index=True)
     body: Mapped[str] = mapped_column(Text)
-    redacted_body: Mapped[str] = mapped_column(Text)  # the body with any code masked, for logs
+    # the body with any secret (code, link, pairing code) masked: for logs, and the body itself
+    # once the message has left the queue
+    redacted_body: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
     provider: Mapped[str | None] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)

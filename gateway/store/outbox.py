@@ -22,7 +22,7 @@ from gateway.store.writes import insert_at_commit, write_at_commit
 
 __all__ = ["LogProvider", "Queued", "SmsProvider", "SmsStatus", "close_code_messages",
            "dispatch_queued", "fail_if_expired", "oldest_waiting", "opt_in", "opt_out",
-           "opted_out", "queue", "queue_at_commit", "recent", "waiting"]
+           "opted_out", "queue", "queue_at_commit", "recent", "redact_sent", "waiting"]
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +224,28 @@ def dispatch_queued(db: Database, provider: SmsProvider, clock: Callable[[], dat
                 message.updated_at = now
                 metrics.count_sms(session, provider.name, SmsStatus.SENT)
         return len(messages)
+
+
+# The body of a message that has left the queue is never read again (nothing goes back to
+# ``queued`` from there), so the secret it carries need not be kept: a code, a payment link, a
+# pairing code. ``ix_sms_outbox_unredacted`` holds just the rows still carrying one.
+_REDACT_SENT = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id.in_(
+        select(_OUTBOX.c.id)
+        .where(_OUTBOX.c.body != _OUTBOX.c.redacted_body,
+               _OUTBOX.c.status.not_in([status.value for status in WAITING]))
+        .limit(bindparam("batch"))
+        .with_for_update(skip_locked=True)  # rows a provider is recording now: next round
+        .scalar_subquery()))
+    .values(body=_OUTBOX.c.redacted_body))
+
+
+def redact_sent(db: Database, batch: int = 1000) -> int:
+    """Replace the body of messages that have left the queue (sent, submitted, delivered,
+    undeliverable or failed) by their redacted body; return how many."""
+    with db.transaction() as session:
+        return session.connection().execute(_REDACT_SENT, {"batch": batch}).rowcount
 
 
 def recent(session: Session, to: str | None = None, limit: int = 20) -> list[OutboxMessage]:

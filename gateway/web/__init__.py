@@ -9,14 +9,17 @@ from flask import current_app, jsonify, redirect
 from flask.typing import ResponseReturnValue
 from flask_openapi3 import OpenAPI
 
+from gateway.context import services
 from gateway.web import (
     admin,
     admission,
     api_docs,
+    client_address,
     dashboard,
     demo,
     live_events,
     ops,
+    page_headers,
     problems,
     request_log,
     sms_webhooks,
@@ -55,3 +58,7 @@ def register(app: OpenAPI) -> None:
     dashboard.register(app)
     demo.register(app)
     problems.register(app)
+    settings = services(app).settings
+    if settings.PUBLIC_BASE_URL.startswith("https://"):
+        page_headers.require_https(app)
+    client_address.install(app, settings.TRUSTED_PROXIES)  # outermost

@@ -15,11 +15,13 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from gateway.backend import api, apps
 from gateway.context import services
+from gateway.web import json_bodies
 from gateway.web.problems import problem
 from gateway.web.schemas import (
     ADMIN_KEY,
     ADMIN_UNAUTHORIZED,
     BAD_DEVICE_ID,
+    NOT_JSON,
     PAYLOAD_TOO_LARGE,
     SERVICE_UNAVAILABLE,
     BillBatch,
@@ -90,6 +92,9 @@ def require_admin_key() -> Response | None:
     return response
 
 
+json_bodies.refuse_bodies_not_json(bp)  # after the key check: 401 first
+
+
 @bp.post("/bills", operation_id="addBills", summary="Load the operator's bills",
          description="""One bill, or `{"bills": [...]}` (1 to 1000), all or none: a bad bill is
 named (`bills[3].amount: ...`) and nothing is loaded. A bill already loaded with the same values
@@ -101,7 +106,7 @@ stays as it is; one loaded with other values is refused (`bill_exists`).""",
                            "invalid_bill"),
              409: problems(409, "A `bill_id` is loaded with other values (the problem's "
                                 "`bill_id`); nothing was loaded.", "bill_exists"),
-             **PAYLOAD_TOO_LARGE,
+             **PAYLOAD_TOO_LARGE, **NOT_JSON,
          })
 def add_bills(body: BillUpload) -> Response:
     """Load one bill, or ``{"bills": [...]}`` all or none; a bill already loaded as it is

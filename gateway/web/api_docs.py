@@ -14,7 +14,7 @@ import copy
 import tomllib
 from typing import Any
 
-from flask import Flask, Request, Response, current_app, jsonify, render_template, request
+from flask import Flask, Response, current_app, jsonify, render_template, request
 from flask_openapi3 import Info, OpenAPI
 from pydantic import ValidationError
 from pydantic.json_schema import models_json_schema
@@ -23,7 +23,7 @@ from gateway import phones
 from gateway.backend import api
 from gateway.config import PROJECT_ROOT
 from gateway.context import Gateway, services
-from gateway.web import docs_page, page_headers, schemas
+from gateway.web import docs_page, json_bodies, page_headers, schemas
 from gateway.web.docs_page import METHODS
 
 __all__ = ["METHODS", "app_options", "configure", "document", "generated", "register"]
@@ -48,7 +48,11 @@ Conventions:
 - A device belongs to the TV app that first ordered, asked a payment code or a pairing code for
   it. To another TV app the device and its orders do not exist: 404 `device_not_found` or
   `order_not_found`.
-- Amounts are integers in minor units of their currency (`20000` CNY is 200.00 yuan).
+- Bodies are JSON (RFC 8259), sent as `Content-Type: application/json`: another type answers
+  415 `unsupported_media_type`; `NaN`, `Infinity` or a key given twice answer 400
+  `invalid_json`.
+- Amounts are integers in minor units of their currency (`20000` CNY is 200.00 yuan), written
+  as integers: `5000.0` answers 400.
 - Phone numbers in answers are always masked (`138****8000`).
 - Times are UTC, ISO 8601 to the second (`2026-11-23T08:00:00Z`).
 - Errors are `application/problem+json` (RFC 9457) with a stable `code`; each status lists the
@@ -94,22 +98,6 @@ def _version() -> str:
         return str(tomllib.load(file)["project"]["version"])
 
 
-class _JsonRequest(Request):
-    """A JSON body is read as JSON whatever its ``Content-Type`` says (TV apps have long sent
-    it with none, or ``text/plain``)."""
-
-    def get_json(self, force: bool = False, silent: bool = False,
-                 cache: bool = True) -> Any:
-        try:
-            data = super().get_json(force=True, silent=silent, cache=cache)
-        except RecursionError:  # "[[[[...": too deep for any JSON we take
-            if not silent:
-                raise
-            return None
-        # flask-openapi3 would read a JSON string as JSON text once more: a body is an object.
-        return None if isinstance(data, str) else data
-
-
 def _refused(error: ValidationError) -> Response:
     """A request the declared models refuse: the problem with its stable ``code``."""
     raise schemas.refusal(error, request.get_data(cache=True))
@@ -131,7 +119,7 @@ def app_options() -> dict[str, Any]:
 
 
 def configure(app: OpenAPI) -> None:
-    app.request_class = _JsonRequest
+    app.request_class = json_bodies.StrictJsonRequest
 
 
 def generated(app: OpenAPI) -> dict[str, Any]:

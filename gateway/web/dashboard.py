@@ -5,8 +5,9 @@ server-drawn SVG charts (no script).
 It takes the admin API's key (``ADMIN_API_KEY``): as ``Authorization: Bearer`` from a script,
 or typed once into a sign-in form (CSRF-checked) from a browser, which then keeps a signed
 cookie of its own for eight hours (``HttpOnly``, ``SameSite=Strict``, path ``/admin``). Wrong
-keys are counted per address and refused after ``_WRONG_KEYS`` in 15 minutes. Without a key
-configured the dashboard is off (403).
+keys are counted per client address (``TRUSTED_PROXIES``) and, past ``_WRONG_KEYS`` in 15
+minutes, answered 429; the right key is never refused. Without a key configured the dashboard
+is off (403).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from werkzeug.exceptions import HTTPException
 from wtforms import PasswordField
 
 from gateway import store
-from gateway.backend import figures
+from gateway.backend import figures, pumping
 from gateway.backend.figures import OUTCOMES, Bucket, Figures, FunnelStep, ProviderDelivery
 from gateway.config import PROJECT_ROOT
 from gateway.context import services
@@ -52,12 +53,15 @@ _STORES_DOWN: tuple[type[Exception], ...] = (
 _WINDOW_NAMES = {15: "15 min", 60: "1 hour", 360: "6 hours", 1440: "24 hours"}
 
 
-class KeyForm(FlaskForm):
+class KeyForm(FlaskForm):  # its CSRF token lasts flask-wtf's hour
     key = PasswordField()
 
 
 class SignOutForm(FlaskForm):
-    pass
+    """Its CSRF token lasts as long as the sign-in it ends."""
+
+    class Meta:
+        csrf_time_limit = _SIGN_IN_SECONDS
 
 
 # --- views -------------------------------------------------------------------------------------
@@ -80,7 +84,11 @@ def page() -> Response:
     except InvalidInput as bad:
         return _small_page("No such window", 400, message=bad.detail, windows=_windows(None))
     found = figures.for_window(gw, minutes)
+    paused, budgets = pumping.overview(gw)
     return _render("dashboard.html", figures=found, overload=gw.admission.state(),
+                   paused=paused, budgets=budgets,
+                   guard_min=gw.settings.SMS_GUARD_MIN_SENT,
+                   guard_conversion=gw.settings.SMS_GUARD_MIN_CONVERSION,
                    windows=_windows(minutes),
                    window_name=_WINDOW_NAMES[minutes], charts=_charts(found),
                    sign_out_form=None if by_bearer else SignOutForm(), **_formats())
@@ -121,25 +129,24 @@ def sign_out() -> ResponseReturnValue:
 def _try_key(matches: bool) -> Response | None:
     """Count one try of the key; None if it matched, else the page that refuses it.
 
-    Every try takes a slot of the address's limit, and a right key gives its slot back: only
-    wrong keys add up, and an address over the limit is refused whatever key it sends, so it
-    learns nothing more.
+    The right key is never refused. Wrong keys add up per client address (behind proxies, the
+    address ``TRUSTED_PROXIES`` finds): past the limit that address is answered 429 for a
+    while. The key is long (``ADMIN_API_KEY`` has a minimum length), so the limit slows noise
+    and tells the operator in the log; it is not what keeps the key from being guessed.
     """
+    if matches:
+        return None
     gw = services()
     limit = Limit("admin_key_limited", f"admin:wrong-keys:{request.remote_addr}",
                   _WRONG_KEYS, 900)
-    attempt = secrets.token_hex(8)
-    refusal = gw.limiter.acquire([limit], attempt, gw.clock())
+    refusal = gw.limiter.acquire([limit], secrets.token_hex(8), gw.clock())
+    log.warning("wrong admin key for the dashboard from %s", request.remote_addr)
     if refusal is not None:
         response = _small_page("Sign in", 429, form=KeyForm(formdata=None),
                                error=f"Too many wrong keys from this address. Try again in "
                                      f"{math.ceil(refusal.retry_after / 60)} minutes.")
         response.headers["Retry-After"] = str(refusal.retry_after)
         return response
-    if matches:
-        gw.limiter.forget(limit, attempt)
-        return None
-    log.warning("wrong admin key for the dashboard from %s", request.remote_addr)
     response = _small_page("Sign in", 401, form=KeyForm(formdata=None),
                            error="That is not the admin key.")
     response.headers["WWW-Authenticate"] = "Bearer"

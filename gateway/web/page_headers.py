@@ -7,9 +7,13 @@ allows framing at all (the phone of the demo page shows the payment pages).
 
 from __future__ import annotations
 
-from flask import Response
+from flask import Flask, Response
 
-__all__ = ["apply", "policy"]
+__all__ = ["apply", "policy", "require_https"]
+
+# A year, as browsers' preload lists ask; not includeSubDomains: the operator's other hosts
+# are not ours to commit.
+_HSTS = "max-age=31536000"
 
 
 def policy(sources: str, *, framed_by_us: bool = False, referrer: str = "no-referrer",
@@ -30,3 +34,13 @@ def apply(response: Response, headers: dict[str, str]) -> Response:
     for header, value in headers.items():
         response.headers.setdefault(header, value)
     return response
+
+
+def require_https(app: Flask) -> None:
+    """Tell browsers to come back over HTTPS only (HSTS), on every answer of ``app``: for a
+    service whose ``PUBLIC_BASE_URL`` is https."""
+
+    @app.after_request
+    def strict_transport(response: Response) -> Response:
+        response.headers.setdefault("Strict-Transport-Security", _HSTS)
+        return response

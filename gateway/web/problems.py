@@ -22,7 +22,7 @@ from gateway.domain.errors import (
 )
 from gateway.web import request_log, wap
 
-__all__ = ["api_problem", "json_body", "problem", "register", "require", "response_for",
+__all__ = ["api_problem", "problem", "register", "require", "response_for",
            "store_unavailable_answer"]
 
 log = logging.getLogger(__name__)
@@ -76,21 +76,6 @@ def store_unavailable_answer(method: str, rule: str | None, error: Exception, *,
 
 def _status(error: GatewayError) -> int:
     return next(s for cls, s in _STATUS.items() if isinstance(error, cls))
-
-
-def json_body() -> dict[str, Any]:
-    """The request body as a JSON object.
-
-    :raise InvalidInput: ``invalid_json`` when it is not one.
-    """
-    raw = request.get_data(cache=True)
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise InvalidInput("the body is not valid JSON", code="invalid_json") from None
-    if not isinstance(data, dict):
-        raise InvalidInput("the body must be a JSON object", code="invalid_json")
-    return data
 
 
 def require(data: dict[str, Any], *names: str) -> None:

@@ -52,7 +52,9 @@ def _install_request_ids() -> None:
             record.request_id = current
         return record
 
-    record_with_request_id.adds_request_ids = True  # type: ignore[attr-defined]
+    # as gateway.phones.install_log_masking: it carries the marks of the factories under it
+    record_with_request_id.__dict__.update(getattr(factory, "__dict__", {}),
+                                           adds_request_ids=True)
     logging.setLogRecordFactory(record_with_request_id)
 
 

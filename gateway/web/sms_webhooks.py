@@ -4,17 +4,21 @@ status callbacks."""
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from typing import Any
 
 from flask import Response, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
+from werkzeug.datastructures import MultiDict
 
 from gateway import phones
 from gateway.context import Gateway, services
 from gateway.messaging import inbound, twilio_sms
-from gateway.web.problems import json_body, problem, require
+from gateway.store.redis_store import StoredResponse
+from gateway.web.json_bodies import object_body
+from gateway.web.problems import problem, require
 from gateway.web.schemas import (
     PAYLOAD_TOO_LARGE,
     SERVICE_UNAVAILABLE,
@@ -57,7 +61,7 @@ def generic_inbound() -> Response:
     given = request.headers.get("X-Inbound-Secret", "")
     if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
         return problem(403, "forbidden", "missing or wrong X-Inbound-Secret")
-    data = json_body() if request.is_json else request.form.to_dict()
+    data = object_body() if request.is_json else request.form.to_dict()
     require(data, "from", "text")
     reply = inbound.receive_sms(gw, sender=data["from"], text=data["text"])
     return jsonify(accepted=True, replied=reply is not None)
@@ -84,6 +88,30 @@ def _twilio_request(gw: Gateway) -> Response | None:
     return None
 
 
+def _once(gw: Gateway, key: str, act: Callable[[], Response]) -> Response:
+    """Act on a Twilio request once: the same message again (Twilio retrying after a timeout,
+    or anyone replaying a signed request) gets the first answer back and changes nothing.
+
+    ``key`` names the message. Remembered for 24 hours in Redis, as ``Idempotency-Key``
+    answers are; a 5xx answer or an error is forgotten, so Twilio's retry is acted on.
+    """
+    name = f"twilio:{key}"
+    answer = gw.idempotency.once(name, gw.idempotency.fingerprint(name), act, _kept)
+    if isinstance(answer, StoredResponse):
+        repeat = Response(answer.body, status=answer.status, mimetype=answer.headers["mimetype"])
+        repeat.headers["Idempotent-Replayed"] = "true"
+        return repeat
+    return answer
+
+
+def _kept(response: Response) -> tuple[int, Any, dict[str, str]] | None:
+    """A 5xx is no answer: Twilio's retry is acted on."""
+    if response.status_code >= 500:
+        return None
+    return response.status_code, response.get_data(as_text=True), \
+        {"mimetype": response.mimetype or ""}
+
+
 def _twiml(reply: str | None) -> Response:
     answer = MessagingResponse()
     if reply:
@@ -96,7 +124,9 @@ def _twiml(reply: str | None) -> Response:
          description="""Set as the number's (or Messaging Service's) incoming-message webhook,
 `$PUBLIC_BASE_URL/sms/twilio/inbound`, `HTTP POST`. `X-Twilio-Signature` is checked with
 `TWILIO_AUTH_TOKEN` against `PUBLIC_BASE_URL` + path and query. STOP and START (`OptOutType`)
-opt the phone out of and back into the service's SMS.""",
+opt the phone out of and back into the service's SMS. The same `MessageSid` again (Twilio
+retrying, or a replayed request) is answered with the first answer and `Idempotent-Replayed:
+true`, and acted on once.""",
          security=[{"twilioSignature": []}],
          openapi_extensions={"requestBody": request_body(
              "TwilioInboundSms", "application/x-www-form-urlencoded")},
@@ -106,6 +136,8 @@ opt the phone out of and back into the service's SMS.""",
                        '<?xml version="1.0" encoding="UTF-8"?><Response />']}}}},
              400: problems(400, "Bad fields; nothing changed.", "missing_field",
                            "invalid_phone", "phone_country_not_allowed", "invalid_text"),
+             409: problems(409, "The same message is still being acted on.",
+                           "idempotency_in_progress"),
              **_TWILIO_REFUSED,
          })
 def twilio_inbound() -> Response:
@@ -114,12 +146,17 @@ def twilio_inbound() -> Response:
     if (refused := _twilio_request(gw)) is not None:
         return refused
     form = request.form
-    sender, opt = form.get("From"), form.get("OptOutType", "").upper()
+    require(form.to_dict(), "MessageSid", "From")
+    return _once(gw, f"in:{form['MessageSid'][:64]}", lambda: _act_on_sms(gw, form))
+
+
+def _act_on_sms(gw: Gateway, form: MultiDict[str, str]) -> Response:
+    sender, opt = form["From"], form.get("OptOutType", "").upper()
     if opt in ("STOP", "START", "HELP"):  # Twilio answered these keywords itself
         phone = phones.parse(sender, gw.settings.PHONE_COUNTRIES)
         inbound.twilio_keyword(gw, phone, opt)
         return _twiml(None)
-    require(form.to_dict(), "From", "Body")
+    require(form.to_dict(), "Body")
     return _twiml(inbound.receive_sms(gw, sender=sender, text=form["Body"],
                                       answered_by=twilio_sms.PROVIDER))
 
@@ -144,6 +181,7 @@ def twilio_status() -> Response:
         return refused
     data = request.form.to_dict()
     require(data, "MessageSid", "MessageStatus")
+    # A repeat needs no memory here: a message's state only moves forward.
     twilio_sms.record_status(gw, data["MessageSid"][:64], data["MessageStatus"],
                              data.get("ErrorCode"))
     return Response(status=204)

@@ -17,7 +17,8 @@ from gateway.context import services
 from gateway.domain.errors import Conflict, GatewayError, InvalidInput, NotFound
 from gateway.domain.orders import Status
 from gateway.domain.times import iso
-from gateway.web import api_keys, qr
+from gateway.store.redis_store import StoredResponse
+from gateway.web import api_keys, json_bodies, qr
 from gateway.web.admission import starts_an_order
 from gateway.web.problems import response_for
 from gateway.web.schemas import (
@@ -26,6 +27,7 @@ from gateway.web.schemas import (
     IDEMPOTENT_REPLAYED,
     LOCATION,
     NEW_ORDER_UNAVAILABLE,
+    NOT_JSON,
     ORDER_NOT_FOUND,
     PAYLOAD_TOO_LARGE,
     SERVICE_UNAVAILABLE,
@@ -63,6 +65,7 @@ PAIRING = Tag(name="Pairing", description=(
 bp = APIBlueprint("tv_api", __name__, url_prefix="/api/v1", abp_security=TV_KEY,
                   abp_responses={**TV_UNAUTHORIZED, **SERVICE_UNAVAILABLE})
 api_keys.protect(bp)
+json_bodies.refuse_bodies_not_json(bp)
 
 _CREATED_ORDER = {"LOCATION": LOCATION, "REPLAYED": IDEMPOTENT_REPLAYED}
 _IDEMPOTENCY_CONFLICTS = ("idempotency_key_reused", "idempotency_in_progress")
@@ -104,33 +107,36 @@ def idempotent(view: Callable[..., Response]) -> Callable[..., Response]:
         key = f"{api_keys.caller().app_id}:{given}"  # each app's keys are its own
         raw = request.get_data(cache=True)
         try:
-            canonical: str | bytes = json.dumps(json.loads(raw), sort_keys=True)
-        except (ValueError, UnicodeDecodeError, RecursionError):
+            canonical: str | bytes = json.dumps(json_bodies.loads(raw), sort_keys=True)
+        except InvalidInput:
             canonical = raw
         cache = services().idempotency
-        fingerprint = cache.fingerprint(request.method, request.path, canonical)
-        stored = cache.begin(key, fingerprint)
-        if stored is not None:
-            replay = _json_response(stored.body, stored.status)
-            replay.headers.update(stored.headers)
+        answer = cache.once(key, cache.fingerprint(request.method, request.path, canonical),
+                            lambda: _answer(view, args, kwargs), _kept)
+        if isinstance(answer, StoredResponse):
+            replay = _json_response(answer.body, answer.status)
+            replay.headers.update(answer.headers)
             replay.headers["Idempotent-Replayed"] = "true"
             return replay
-        try:
-            try:
-                response = view(*args, **kwargs)
-            except GatewayError as error:
-                response = response_for(error)
-        except BaseException:
-            cache.abandon(key)
-            raise
-        if response.status_code == 429 or response.status_code >= 500:
-            cache.abandon(key)  # not an answer: the same request may be tried again
-        else:
-            kept = {h: response.headers[h] for h in _REPLAYED_HEADERS if h in response.headers}
-            cache.finish(key, fingerprint, response.status_code, response.get_json(), kept)
-        return response
+        return answer
 
     return wrapper
+
+
+def _answer(view: Callable[..., Response], args: Any, kwargs: Any) -> Response:
+    try:
+        return view(*args, **kwargs)
+    except GatewayError as error:
+        return response_for(error)
+
+
+def _kept(response: Response) -> tuple[int, Any, dict[str, str]] | None:
+    """What an ``Idempotency-Key`` keeps of an answer: not a 429 or 5xx, which is no answer
+    (the same request may be tried again)."""
+    if response.status_code == 429 or response.status_code >= 500:
+        return None
+    kept = {h: response.headers[h] for h in _REPLAYED_HEADERS if h in response.headers}
+    return response.status_code, response.get_json(), kept
 
 
 def _json_response(body: Any, status: int) -> Response:
@@ -174,9 +180,10 @@ TV; a refused request uses up none of them.""",
                                 "the bill's), or an `Idempotency-Key` conflict.",
                            "device_not_paired", "bill_already_paid", "partial_payment_refused",
                            *_IDEMPOTENCY_CONFLICTS),
-             **PAYLOAD_TOO_LARGE,
+             **PAYLOAD_TOO_LARGE, **NOT_JSON,
              429: problems(429, "A limit is exhausted; retry after `Retry-After` seconds.",
-                           "phone_rate_limited", "phone_daily_limit", "device_rate_limited"),
+                           "phone_rate_limited", "phone_daily_limit", "device_rate_limited",
+                           "sms_budget_exhausted", "sms_paused"),
              **NEW_ORDER_UNAVAILABLE,
          })
 @starts_an_order
@@ -251,7 +258,8 @@ body. Like any new order it may fail at once (201 with `status` `failed`).""",
                            "order_not_retryable", "order_already_retried", "bill_already_paid",
                            *_IDEMPOTENCY_CONFLICTS),
              429: problems(429, "A limit is exhausted; retry after `Retry-After` seconds.",
-                           "phone_rate_limited", "phone_daily_limit", "device_rate_limited"),
+                           "phone_rate_limited", "phone_daily_limit", "device_rate_limited",
+                           "sms_budget_exhausted", "sms_paused"),
              **NEW_ORDER_UNAVAILABLE,
          })
 @starts_an_order
@@ -305,7 +313,7 @@ link lives `WAP_LINK_TTL_SECONDS`. Counts against `LIMIT_DEVICE_ORDERS_PER_HOUR`
                                 "that is not the bill's), or an `Idempotency-Key` conflict.",
                            "bill_already_paid", "partial_payment_refused",
                            *_IDEMPOTENCY_CONFLICTS),
-             **PAYLOAD_TOO_LARGE,
+             **PAYLOAD_TOO_LARGE, **NOT_JSON,
              429: problems(429, "The TV placed too many orders in the last hour.",
                            "device_rate_limited"),
              **NEW_ORDER_UNAVAILABLE,

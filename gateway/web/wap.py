@@ -3,7 +3,8 @@
 Summary → sign in to a wallet (account + payment password) → choose the wallet balance or the
 linked card → pay → receipt. Every form is a plain POST with a CSRF token that redirects
 (303) back to the page, so the pages work with JavaScript off and a reload never pays twice.
-The sign-in is kept in the signed session cookie for one order and ``WAP_SIGN_IN_SECONDS``.
+A sign-in lasts ``WAP_SIGN_IN_SECONDS`` for one order, kept in Redis (``SignIns``): the session
+cookie holds only its random id.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, StringField
 
 from gateway import phones
-from gateway.backend import checkout, pages, pairing
+from gateway.backend import binding, checkout, pages, pairing
 from gateway.backend.pages import Order, Package
 from gateway.config import PROJECT_ROOT
 from gateway.context import services
-from gateway.domain.errors import Conflict, GatewayError, InvalidInput, RateLimited
+from gateway.domain.errors import Conflict, GatewayError, InvalidInput, NotFound, RateLimited
 from gateway.domain.money import Money
 from gateway.domain.orders import Kind, Status
 from gateway.domain.texts import DEFAULT_LANGUAGE, LANGUAGES, PageTexts, Texts
@@ -45,17 +46,38 @@ _SECURITY_HEADERS = page_headers.policy(
 _SIGN_INS_PER_LINK = 10  # per 15 minutes: one link must not become a password oracle
 
 
-class SignInForm(FlaskForm):
+def _lasting(setting: str) -> type:
+    """The ``Meta`` of a form whose CSRF token lasts as long as its page: the setting named."""
+
+    class Meta:
+        @property
+        def csrf_time_limit(self) -> int:
+            return int(getattr(services().settings, setting))
+
+    return Meta
+
+
+class _PaymentPageForm(FlaskForm):
+    """A form of a payment page: its CSRF token lasts as long as the page's link."""
+
+    Meta = _lasting("WAP_LINK_TTL_SECONDS")
+
+
+class SignInForm(_PaymentPageForm):
     account = StringField()
     password = PasswordField()
 
 
-class PayForm(FlaskForm):
+class PayForm(_PaymentPageForm):
     source = StringField()
     bind = BooleanField()
 
 
 class PairForm(FlaskForm):
+    """The pairing page's form: its CSRF token lasts as long as the pairing code."""
+
+    Meta = _lasting("PAIRING_CODE_TTL_SECONDS")
+
     phone = StringField()
     code = StringField()
 
@@ -101,7 +123,7 @@ def page(token: str) -> Response:
     order = checkout.order_by_token(services(), token)
     status = Status(order.status)
     if status in (Status.PAID, Status.ACTIVATED):
-        return _receipt(order)
+        return _receipt(token, order)
     if not status.pending:
         return error_page(410, order.reason if order.reason in ("expired", "cancelled")
                           else "failed")
@@ -123,23 +145,29 @@ def sign_in(token: str) -> ResponseReturnValue:
         if refusal:
             raise RateLimited("too many sign-ins on this link", code="sign_in_limited",
                               retry_after=refusal.retry_after)
-        wallet_id = wallets.sign_in(gw, form.account.data, form.password.data)
+        wallet_id = wallets.sign_in(gw, form.account.data, form.password.data,
+                                    client=request.remote_addr or "")
     except GatewayError as refused:
-        status = {"wrong_password": 401, "unknown_account": 401}.get(refused.code, 400)
+        status = 401 if refused.code == "sign_in_failed" else 400
         if isinstance(refused, RateLimited):
             status = 429
         return _order_page(token, order, form, PayForm(), status=status,
                            error=(refused.code, _error_values(refused)))
-    cookie["wap"] = {"order": order.id, "wallet": wallet_id,
-                     "until": gw.clock().timestamp() + gw.settings.WAP_SIGN_IN_SECONDS}
+    _sign_out()  # of another order's sign-in in this browser, if any
+    cookie["wap"] = gw.sign_ins.start(order.id, wallet_id, gw.clock(),
+                                      gw.settings.WAP_SIGN_IN_SECONDS)
     return redirect(_page_url(token), 303)
 
 
 @bp.post("/<token>/sign-out")
 def sign_out(token: str) -> ResponseReturnValue:
     if SignInForm().validate():
-        cookie.pop("wap", None)
+        _sign_out()
     return redirect(_page_url(token), 303)
+
+
+def _sign_out() -> None:
+    services().sign_ins.end(cookie.pop("wap", None))
 
 
 @bp.post("/<token>/pay")
@@ -162,6 +190,8 @@ def pay(token: str) -> ResponseReturnValue:
     except GatewayError as refused:
         return _order_page(token, order, SignInForm(), form, status=409,
                            error=(refused.code, _error_values(refused)))
+    # The cookie forgets the sign-in; the sign-in itself lapses with WAP_SIGN_IN_SECONDS, so
+    # that another tab paying the same order at once lands on the receipt too.
     cookie.pop("wap", None)
     return redirect(_page_url(token), 303)
 
@@ -219,12 +249,8 @@ def _pair_page(code: str, form: PairForm, *, error: tuple[str, dict[str, Any]] |
 
 
 def _signed_in_wallet(order: Order) -> str | None:
-    entry = cookie.get("wap")
-    if (isinstance(entry, dict) and entry.get("order") == order.id
-            and isinstance(entry.get("until"), float)
-            and entry["until"] > services().clock().timestamp()):
-        return str(entry.get("wallet"))
-    return None
+    gw = services()
+    return gw.sign_ins.wallet(cookie.get("wap"), order.id, gw.clock())
 
 
 def _error_values(error: GatewayError) -> dict[str, Any]:
@@ -266,7 +292,27 @@ def _order_page(token: str, order: Order, sign_in_form: SignInForm, pay_form: Pa
     )
 
 
-def _receipt(order: Order) -> Response:
+class BindForm(_PaymentPageForm):
+    code = StringField()
+
+
+@bp.post("/<token>/bind")
+def bind(token: str) -> ResponseReturnValue:
+    """The code sent to the order's phone, typed on the receipt: binds the phone."""
+    order = checkout.order_by_token(services(), token)
+    form = BindForm()
+    if not form.validate():
+        return _receipt(token, order, error=("form_expired", {}), status=400)
+    try:
+        bound = binding.confirm(services(), order.id, str(form.code.data or ""))
+    except (Conflict, NotFound) as refused:
+        return _receipt(token, order, error=(refused.code, _error_values(refused)),
+                        status=400)
+    return _receipt(token, order, done="bind_done" if bound else "bind_taken")
+
+
+def _receipt(token: str, order: Order, *, error: tuple[str, dict[str, Any]] | None = None,
+             done: str | None = None, status: int = 200) -> Response:
     gw = services()
     t = PageTexts(_language())
     shown = pages.receipt(gw, order)
@@ -280,6 +326,10 @@ def _receipt(order: Order) -> Response:
         paid_at=formats.local(order.updated_at).strftime(t("datetime")),
         active_until=formats.local(shown.active_until).strftime(t("date"))
         if shown.active_until else None,
+        binding_phone=binding.pending_phone(gw, order.id), bind_form=BindForm(formdata=None),
+        error=t(error[0], **error[1]) if error and t.has(error[0]) else None,
+        done=t(done) if done else None, status=status,
+        url=lambda action="": _page_url(token, action),
     )
 
 
@@ -287,7 +337,7 @@ def register(app: Flask) -> None:
     app.register_blueprint(bp)
     secure = services(app).settings.PUBLIC_BASE_URL.startswith("https://")
     app.config.update(SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_HTTPONLY=True,
-                      SESSION_COOKIE_SECURE=secure, WTF_CSRF_TIME_LIMIT=None)
+                      SESSION_COOKIE_SECURE=secure)
 
     @app.after_request
     def secure_pages(response: Response) -> Response:

@@ -47,6 +47,7 @@ from tests.faults.audit import PROPERTIES, audit
 from tests.faults.proxy import Proxy
 from tests.processes import (
     LIMITS_OFF,
+    SMSC_PASSWORD,
     command,
     free_port,
     gunicorn,
@@ -219,7 +220,7 @@ class Stack:
         proxied = database.set(host="127.0.0.1", port=self.database_link.port)
         self.env = service_env(self.gw, proxied.render_as_string(hide_password=False),
                                SMPP_HOST="127.0.0.1", SMPP_PORT=str(self.smsc_link.port),
-                               **SERVICE_SETTINGS)
+                               SMPP_PASSWORD=SMSC_PASSWORD, **SERVICE_SETTINGS)
 
         exits.enter_context(started(command("worker"), self.env, workdir / "worker.log"))
         self.first_smpp = self._spawn(command("smpp"), workdir / "smpp-1.log")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from gateway.backend import binding
 from gateway.backend.checkout.lifecycle import bill_still_due, complete, expire_if_lapsed, load
 from gateway.backend.checkout.manage import get_order
 from gateway.context import Gateway
@@ -38,11 +39,13 @@ def pay_on_page(gw: Gateway, order_id: str, wallet_id: str, source: str, *,
     A hold the order placed for its code SMS is released in the same transaction, so the order
     is paid once whichever way the viewer pays. An order that is no longer pending (paid in
     another tab or by SMS, expired, cancelled) is returned as it is, for the page to show.
-    ``bind_phone`` binds the order's phone to the wallet for SMS confirmation next time.
+    ``bind_phone`` sends the order's phone, if bound to no wallet, a code that binds it to the
+    wallet for SMS confirmation next time (``gateway.backend.binding``).
 
     :raise InvalidInput: ``invalid_source`` (no such source in this wallet).
     :raise Conflict: ``insufficient_funds`` or ``currency_mismatch``; nothing changed.
     """
+    remember_binding = None
     with gw.db.transaction() as session:
         order = load(session, order_id, lock=True)
         now = gw.clock()
@@ -71,6 +74,8 @@ def pay_on_page(gw: Gateway, order_id: str, wallet_id: str, source: str, *,
                            code="insufficient_funds") from None
         order.wallet_id = wallet_id
         complete(gw, session, order, account.account_id, now)
-        if bind_phone and order.phone:
-            wallets.bind_phone(session, order.phone, wallet_id, now)
+        if bind_phone and order.phone and wallets.bound_wallet(session, order.phone) is None:
+            remember_binding = binding.offer(gw, session, order.id, order.phone, wallet_id, now)
+    if remember_binding is not None:
+        remember_binding()
     return order

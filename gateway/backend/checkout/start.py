@@ -16,7 +16,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from gateway import phones
-from gateway.backend import activation, apps, bills, catalog
+from gateway.backend import activation, apps, bills, catalog, pumping
 from gateway.backend.checkout.codes import digest, unique_code
 from gateway.backend.checkout.lifecycle import move, record_event
 from gateway.context import Gateway
@@ -55,9 +55,10 @@ class _OrderLimits:
     device: Limit  # orders per device per hour: a TV must not become an SMS pump
     interval: Limit  # one order per phone per interval, unless its last order has ended
     codes: Limit  # code SMS per phone per day
+    sms: list[Limit]  # the app's SMS budgets, and the count of the number's prefix
 
     def all(self) -> list[Limit]:
-        return [self.device, self.interval, self.codes]
+        return [self.device, self.interval, self.codes, *self.sms]
 
 
 def _device_limit(gw: Gateway, device_id: str) -> Limit:
@@ -65,12 +66,13 @@ def _device_limit(gw: Gateway, device_id: str) -> Limit:
                  gw.settings.LIMIT_DEVICE_ORDERS_PER_HOUR, 3600)
 
 
-def _limits(gw: Gateway, phone: str, device_id: str) -> _OrderLimits:
+def _limits(gw: Gateway, phone: str, device_id: str, app_id: str | None) -> _OrderLimits:
     s = gw.settings
     return _OrderLimits(
         _device_limit(gw, device_id),
         Limit("phone_rate_limited", f"phone:{phone}:interval", 1, s.LIMIT_PHONE_INTERVAL_SECONDS),
         Limit("phone_daily_limit", f"phone:{phone}:codes", s.LIMIT_PHONE_CODES_PER_DAY, 86400),
+        pumping.budget_limits(gw, app_id, phone),
     )
 
 
@@ -78,6 +80,7 @@ _LIMIT_TEXT = {
     "device_rate_limited": "this device has placed too many orders in the last hour",
     "phone_rate_limited": "this phone has an order in progress; try again shortly",
     "phone_daily_limit": "this phone has received too many payment codes today",
+    "sms_budget_exhausted": "this TV app has sent as many SMS as its budget allows; try later",
 }
 
 
@@ -155,12 +158,14 @@ def start_order(gw: Gateway, *, device_id: object, phone: object, package_id: ob
     :raise InvalidInput: bad device id or phone, ``unknown_package``.
     :raise NotFound: ``device_not_found``, ``bill_not_found``.
     :raise Conflict: ``bill_already_paid``, ``partial_payment_refused``.
-    :raise RateLimited: a per-device or per-phone limit is exhausted.
+    :raise RateLimited: a per-device or per-phone limit, or the app's SMS budget, is
+        exhausted; ``sms_paused`` (``gateway.backend.pumping``).
     """
     device_id = validate_device_id(device_id)
     e164 = phones.parse(phone, gw.settings.PHONE_COUNTRIES)
+    pumping.refuse_if_paused(gw, e164, gw.clock())
     order_id = _new_order_id()
-    limits = _limits(gw, e164, device_id)
+    limits = _limits(gw, e164, device_id, app_id)
     try:
         with gw.db.transaction() as session:  # one transaction: each costs a round of commits
             now = gw.clock()
@@ -188,6 +193,9 @@ def start_order(gw: Gateway, *, device_id: object, phone: object, package_id: ob
         raise
     if order.status != Status.AWAITING_CODE:  # no code SMS went out: give its daily slot back
         gw.limiter.forget(limits.codes, order_id)
+    if order.status not in (Status.AWAITING_CODE, Status.AWAITING_WAP):  # nor any SMS
+        for limit in limits.sms:
+            gw.limiter.forget(limit, order_id)
     log.info("order %s for device %s: %s %s", order.id, device_id, order.status,
              order.reason or "")
     return order

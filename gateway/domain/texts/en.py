@@ -43,6 +43,11 @@ SMS: dict[str, str] = {
     "no_pairing": "[{merchant}] No TV is paired with this phone.",
     "stopped": "[{merchant}] You will get no more SMS from us. Reply START to undo.",
     "started": "[{merchant}] You will get our SMS again.",
+    "bind_code": "[{merchant}] Your code is {code}: it binds this phone to your wallet for SMS "
+                 "confirmation (valid {minutes} min). If this was not you, ignore it.",
+    "page_payments_stopped": "[{merchant}] After many wrong payment passwords, page payments "
+                             "of your wallet are stopped. Payments by SMS code still work. "
+                             "Contact customer service to resume them.",
     "source_wallet": "your wallet",
     "source_card": "your {bank} card ending {last4}",
     "date": "%Y-%m-%d",
@@ -69,6 +74,11 @@ PAGES: dict[str, str] = {
     "source_card": "{bank} card ending {last4} ({balance})",
     "not_enough": "not enough",
     "bind": "Use this phone ({phone}) for SMS confirmation next time",
+    "bind_waiting": "A code was sent to {phone}. Type it to bind the phone:",
+    "bind_confirm": "Bind",
+    "bind_done": "Bound: next time, confirm payments by SMS from this phone.",
+    "bind_taken": "This phone is bound to another wallet; nothing changed.",
+    "binding_not_found": "The binding code has lapsed. Choose binding again when you next pay.",
     "pay": "Pay {amount}",
     "receipt_title": "Payment complete",
     "receipt_lead": "Your service is on; look at your TV.",
@@ -84,11 +94,8 @@ PAGES: dict[str, str] = {
     "datetime": "%Y-%m-%d %H:%M",
     "date": "%Y-%m-%d",
     "missing_credentials": "Enter your wallet account and payment password.",
-    "unknown_account": "No wallet has this account.",
-    "wrong_password": "Wrong payment password. {tries_left} tries left.",
-    "wallet_locked": "Too many wrong passwords: page payments of this wallet are locked. "
-                     "Try again in {minutes} min.",
-    "sign_in_limited": "Too many sign-in attempts on this link. Try again in {minutes} min.",
+    "sign_in_failed": "The wallet account or the payment password is wrong.",
+    "sign_in_limited": "Too many sign-in attempts. Try again in {minutes} min.",
     "insufficient_funds": "That source does not hold enough. Choose another.",
     "invalid_source": "Choose how to pay.",
     "currency_mismatch": "This wallet is in another currency than the order.",
@@ -123,6 +130,9 @@ PAGES: dict[str, str] = {
     "invalid_phone": "Enter a valid phone number.",
     "phone_country_not_allowed": "Phone numbers of this country are not supported.",
     "phone_rate_limited": "A code was just sent. Try again in a minute.",
+    "pairing_sms_limited": "Too many codes were sent. Try again in {minutes} minutes.",
+    "sms_budget_exhausted": "Too many SMS were sent. Try again later.",
+    "sms_paused": "SMS to this number are paused for now. Try again later.",
     "pairing_code_not_found_title": "Pairing code not valid",
     "pairing_code_not_found": "This pairing code is wrong or has expired. Get a new one on "
                               "the TV.",

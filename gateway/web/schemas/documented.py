@@ -60,8 +60,9 @@ PROBLEM_CODES: dict[int, tuple[str, ...]] = {
           "device_not_paired", "bill_already_paid", "partial_payment_refused", "bill_exists",
           "idempotency_key_reused", "idempotency_in_progress"),
     413: ("payload_too_large",),
+    415: ("unsupported_media_type",),
     429: ("phone_rate_limited", "phone_daily_limit", "device_rate_limited",
-          "pairing_rate_limited"),
+          "pairing_rate_limited", "sms_budget_exhausted", "sms_paused"),
     503: ("service_unavailable", "overloaded", "too_many_streams"),
 }
 
@@ -114,6 +115,8 @@ NEW_ORDER_UNAVAILABLE: Responses = {503: problems(
          "changed.", "service_unavailable", "overloaded")}
 
 PAYLOAD_TOO_LARGE: Responses = {413: problems(413, "The body is over 64 KiB.", "payload_too_large")}
+NOT_JSON: Responses = {415: problems(415, "The body is not sent as `application/json`.",
+                                     "unsupported_media_type")}
 TV_UNAUTHORIZED: Responses = {401: problems(
     401, "A missing, wrong or revoked key, or one that is not a TV app's.", "unauthorized",
     headers={"WWW-Authenticate": header('`Bearer realm="tvpay"`.',

@@ -4,22 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
 CURRENCIES = ("CNY", "HKD", "USD", "EUR", "GBP", "JPY", "KRW")
 
 
-def _whole(value: Any) -> Any:
-    """``5000.0`` is the integer 5000 in JSON (and in JSON Schema); any other float is not."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-# A whole number given as 5000 or 5000.0; never a string or a boolean.
-Whole = Annotated[StrictInt, BeforeValidator(_whole)]
+# A whole number written as one: 5000, never 5000.0, a string or a boolean.
+Whole = StrictInt
 DeviceId = Annotated[StrictStr, Field(
     pattern=DEVICE_ID_PATTERN,
     description="1-64 letters, digits or `. _ : -`, starting with a letter or digit.")]

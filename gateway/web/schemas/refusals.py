@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import json
-
 from pydantic import ValidationError
 
 from gateway.domain.errors import InvalidInput, NotFound
+from gateway.web.json_bodies import loads
 
 # Which code a refused field gives, by the field's name (else ``invalid_field``).
 _FIELD_CODES = {
@@ -24,9 +23,9 @@ def refusal(error: ValidationError, raw_body: bytes | None) -> Exception:
     ``missing_field`` for an absent (or null) required field, else the field's own code."""
     if raw_body is not None and error.title in _BODIES:
         try:
-            parsed = json.loads(raw_body)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            parsed = None
+            parsed = loads(raw_body)
+        except InvalidInput as not_json:
+            return not_json
         if not isinstance(parsed, dict):
             return InvalidInput("the body must be a JSON object", code="invalid_json")
         if error.title == "BillUpload":

@@ -174,7 +174,8 @@ class TwilioInboundSms(BaseModel):
     Body: str = _optional(
         description="Required unless `OptOutType` is `STOP`, `START` or `HELP`.")
     OptOutType: Literal["STOP", "START", "HELP"] = _optional()
-    MessageSid: str = _optional()
+    MessageSid: str = Field(description="Twilio's id of the message: the same message posted "
+                                        "again is answered again and acted on once.")
 
 
 class TwilioStatusCallback(BaseModel):
