@@ -8,6 +8,7 @@ demo page shows (the web layer itself knows no SMSC).
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 
 from flask import Flask
@@ -27,9 +28,23 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _refuse_a_taken_port(port: int) -> None:
+    """Stop before anything is printed or started when another server holds the port."""
+    probe = socket.socket()
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will bind
+    try:
+        probe.bind(("127.0.0.1", port))
+    except OSError:
+        raise SystemExit(f"port {port} on 127.0.0.1 is in use (another `python app.py`?): stop "
+                         f"it, or choose another port: PORT={port + 1} python app.py") from None
+    finally:
+        probe.close()
+
+
 def serve(app: Flask) -> None:
     """Migrate, load the demo data into an empty database, start the workers, then serve."""
     gw = services(app)
+    _refuse_a_taken_port(gw.settings.PORT)
     migrate.upgrade(gw.settings.DATABASE_URL)
     with gw.db.transaction() as session:
         if not catalog.list_packages(session):

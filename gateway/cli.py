@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
+from collections.abc import Callable
 from pathlib import Path
+from typing import ParamSpec
 
 import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
+from sqlalchemy.engine import make_url
 
 from gateway import metrics, migrate, phones
 from gateway.backend import apps, bills, boss, privacy, pumping, seed
@@ -21,12 +25,33 @@ from gateway.messaging import inbound
 from gateway.payment import wallets
 from gateway.store import outbox
 
+P = ParamSpec("P")
+
 __all__ = ["register"]
+
+
+def needs_schema(command: Callable[P, None]) -> Callable[P, None]:
+    """A command that reads or writes the database: on a fresh local SQLite database it creates
+    the schema first; on any other database whose schema is not the latest it says, in one
+    line, what to run (there migrations are the release step's, ``db upgrade``)."""
+
+    @functools.wraps(command)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> None:
+        url = services().settings.DATABASE_URL
+        if not migrate.is_current(url):
+            if make_url(url).get_backend_name() != "sqlite":
+                raise click.ClickException("the database's schema is missing or old: run "
+                                           "`flask --app app db upgrade` first")
+            migrate.upgrade(url)
+        command(*args, **kwargs)
+
+    return checked
 
 
 @click.command("seed")
 @with_appcontext
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@needs_schema
 def seed_command(file: Path) -> None:
     """Load packages, wallets, cards and phone bindings from FILE (JSON); safe to repeat."""
     gw = services()
@@ -44,6 +69,7 @@ sms = AppGroup("sms", help="Look at outgoing SMS and simulate incoming ones.")
 @sms.command("outbox")
 @click.option("--to", "to", help="Only messages to this phone number.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@needs_schema
 def outbox_command(to: str | None, limit: int) -> None:
     """Print recent outgoing SMS with their full text (newest first)."""
     gw = services()
@@ -61,6 +87,7 @@ def outbox_command(to: str | None, limit: int) -> None:
 @sms.command("receive")
 @click.option("--from", "sender", required=True, help="The phone the SMS comes from.")
 @click.argument("text")
+@needs_schema
 def receive_command(sender: str, text: str) -> None:
     """Act on TEXT as an SMS from a viewer's phone (a local stand-in for an SMS gateway)."""
     gw = services()
@@ -72,6 +99,7 @@ def receive_command(sender: str, text: str) -> None:
 
 
 @sms.command("paused")
+@needs_schema
 def paused_command() -> None:
     """List the number prefixes whose SMS are paused (SMS pumping), and until when."""
     paused, _budgets = pumping.overview(services())
@@ -83,6 +111,7 @@ def paused_command() -> None:
 
 @sms.command("unpause")
 @click.argument("prefix")
+@needs_schema
 def unpause_command(prefix: str) -> None:
     """Let SMS go to numbers starting with PREFIX again (as `sms paused` lists it)."""
     if not pumping.lift(services(), prefix.rstrip("…")):
@@ -104,6 +133,7 @@ events = AppGroup("events", help="Look at and resend the events posted to the op
 @click.option("--status", type=click.Choice(["pending", "delivered", "failed"]),
               help="Only events with this status.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@needs_schema
 def events_list_command(status: str | None, limit: int) -> None:
     """Print recent events (newest first): their status, attempts and last error."""
     with services().db.read() as session:
@@ -121,6 +151,7 @@ def events_list_command(status: str | None, limit: int) -> None:
 @events.command("redeliver")
 @click.argument("event_ids", nargs=-1)
 @click.option("--failed", is_flag=True, help="Every failed event.")
+@needs_schema
 def events_redeliver_command(event_ids: tuple[str, ...], failed: bool) -> None:
     """Make EVENT_IDS (or, with --failed, every failed event) pending and due now."""
     if not event_ids and not failed:
@@ -141,6 +172,7 @@ bills_group = AppGroup("bills", help="Operators' outstanding fees per device.")
 
 @bills_group.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@needs_schema
 def bills_import_command(file: Path) -> None:
     """Load bills from FILE (CSV: bill_id,device_id,amount,currency,description; amount in
     minor units). All or nothing; a bill already loaded as it is stays as it is."""
@@ -167,6 +199,7 @@ def _show_key(key: str) -> None:
 @apps_group.command("create")
 @click.argument("name")
 @click.option("--admin", is_flag=True, help="A key for the admin API and the dashboard.")
+@needs_schema
 def apps_create_command(name: str, admin: bool) -> None:
     """Register the app NAME and print its first key (once)."""
     gw = services()
@@ -180,6 +213,7 @@ def apps_create_command(name: str, admin: bool) -> None:
 
 @apps_group.command("key")
 @click.argument("name")
+@needs_schema
 def apps_key_command(name: str) -> None:
     """Print a new key of the app NAME (to rotate: add, deploy, revoke the old one)."""
     gw = services()
@@ -192,6 +226,7 @@ def apps_key_command(name: str) -> None:
 
 
 @apps_group.command("list")
+@needs_schema
 def apps_list_command() -> None:
     """Every app and its keys (their ids, never the secrets)."""
     with services().db.read() as session:
@@ -205,6 +240,7 @@ def apps_list_command() -> None:
 
 @apps_group.command("revoke")
 @click.argument("key_id")
+@needs_schema
 def apps_revoke_command(key_id: str) -> None:
     """End the key KEY_ID (as `apps list` shows it) now."""
     try:
@@ -219,6 +255,7 @@ wallets_group = AppGroup("wallets", help="Viewers' wallets.")
 
 @wallets_group.command("unlock")
 @click.argument("wallet_id")
+@needs_schema
 def wallets_unlock_command(wallet_id: str) -> None:
     """Let WALLET_ID pay on payment pages again, after too many wrong passwords stopped it."""
     if not wallets.unlock(services(), wallet_id):
@@ -231,6 +268,7 @@ privacy_group = AppGroup("privacy", help="What the service holds about a phone n
 
 @privacy_group.command("export")
 @click.argument("phone")
+@needs_schema
 def privacy_export_command(phone: str) -> None:
     """Print, as JSON, everything held about PHONE."""
     try:
@@ -242,6 +280,7 @@ def privacy_export_command(phone: str) -> None:
 
 @privacy_group.command("erase")
 @click.argument("phone")
+@needs_schema
 def privacy_erase_command(phone: str) -> None:
     """Remove PHONE everywhere but in what the ledger keeps (a masked number); print what
     changed. Running it again changes nothing."""
@@ -268,6 +307,7 @@ def upgrade_command() -> None:
 
 @click.command("worker")
 @with_appcontext
+@needs_schema
 def worker_command() -> None:
     """Run the background worker (order expiry, SMS outbox, BOSS events) until SIGTERM."""
     try:

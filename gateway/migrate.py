@@ -9,10 +9,12 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-__all__ = ["alembic_config", "private_schema", "upgrade"]
+__all__ = ["alembic_config", "is_current", "private_schema", "upgrade"]
 
 
 def alembic_config(database_url: str) -> Config:
@@ -24,6 +26,17 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
+
+
+def is_current(database_url: str) -> bool:
+    """Whether the database's schema is at the latest revision."""
+    heads = set(ScriptDirectory.from_config(alembic_config(database_url)).get_heads())
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return set(MigrationContext.configure(connection).get_current_heads()) == heads
+    finally:
+        engine.dispose()
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from gateway import migrate
 from gateway.config import PROJECT_ROOT
 from gateway.store.db import make_engine
 from gateway.store.models import Base
@@ -96,6 +98,43 @@ def test_python_app_py_runs_the_whole_flow_on_embedded_defaults(clean_env, tmp_p
         assert (Path(clean_env["VAR_DIR"]) / "redis.db.settings").exists()
     log_text = log.read_text()  # stopped by SIGTERM, with exit code 0
     assert "SMPP worker stopped" in log_text and "worker stopped" in log_text
+
+
+def test_the_cli_works_on_a_fresh_clone_before_the_first_start(clean_env):
+    """The README's `flask --app app apps create my-tv`, before `python app.py` ever ran."""
+    key = flask_cli(clean_env, "apps", "create", "my-tv").strip()
+    assert key.startswith("tvpay_")
+    assert "my-tv" in flask_cli(clean_env, "apps", "list")
+    assert "database is at the latest revision" in flask_cli(clean_env, "db", "upgrade")
+
+
+def test_on_a_server_database_without_its_schema_the_cli_says_what_to_run(clean_env):
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("needs TEST_DATABASE_URL (PostgreSQL)")
+    with migrate.private_schema(url, prefix="empty") as empty:
+        result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "apps", "create",
+                                 "my-tv"], env={**clean_env, "DATABASE_URL": empty},
+                                cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "run `flask --app app db upgrade` first" in result.stderr
+
+
+def test_a_port_in_use_stops_python_app_py_at_once_naming_port(clean_env):
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    try:
+        port = held.getsockname()[1]
+        result = subprocess.run(command("app.py"), env={**clean_env, "PORT": str(port)},
+                                cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    finally:
+        held.close()
+    assert result.returncode != 0
+    assert result.stdout == ""  # no URL printed before the refusal, nor anything else
+    assert f"port {port} on 127.0.0.1 is in use" in result.stderr
+    assert f"PORT={port + 1} python app.py" in result.stderr and "Traceback" not in result.stderr
+    assert not (Path(clean_env["VAR_DIR"]) / "gateway.db").exists()  # nothing started
 
 
 def test_gunicorn_serves_the_app_after_the_release_step(clean_env):
