@@ -65,7 +65,9 @@ def serve(app: Flask) -> None:
     page = "demo" if demo.enabled(app) else ""
     try:
         signal.signal(signal.SIGTERM, _interrupt)  # stop as cleanly on SIGTERM as on Ctrl-C
-        print(f"TV Pay Gateway: http://127.0.0.1:{port}/{page}", flush=True)
+        # one write, the newline with it: under load a log line to stderr, which shares the
+        # terminal (or file), could otherwise land between the URL and its end
+        print(f"TV Pay Gateway: http://127.0.0.1:{port}/{page}\n", end="", flush=True)
         app.run(host="127.0.0.1", port=port, threaded=True, use_reloader=False)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM before the server caught it: a normal stop
         pass

@@ -119,11 +119,11 @@ def unpause_command(prefix: str) -> None:
     click.echo(f"{prefix}: SMS go again")
 
 
-def _phone(gw: Gateway, raw: str) -> str:
+def _phone(gw: Gateway, raw: str, param_hint: str = "--to") -> str:
     try:
         return phones.parse(raw, gw.settings.PHONE_COUNTRIES)
     except InvalidInput as exc:
-        raise click.BadParameter(exc.detail, param_hint="--to") from None
+        raise click.BadParameter(exc.detail, param_hint=param_hint) from None
 
 
 events = AppGroup("events", help="Look at and resend the events posted to the operator's BOSS.")
@@ -271,10 +271,8 @@ privacy_group = AppGroup("privacy", help="What the service holds about a phone n
 @needs_schema
 def privacy_export_command(phone: str) -> None:
     """Print, as JSON, everything held about PHONE."""
-    try:
-        held = privacy.export(services(), phone)
-    except InvalidInput as exc:
-        raise click.ClickException(exc.detail) from None
+    gw = services()
+    held = privacy.export(gw, _phone(gw, phone, "PHONE"))
     click.echo(json.dumps(held, ensure_ascii=False, indent=2))
 
 
@@ -284,10 +282,8 @@ def privacy_export_command(phone: str) -> None:
 def privacy_erase_command(phone: str) -> None:
     """Remove PHONE everywhere but in what the ledger keeps (a masked number); print what
     changed. Running it again changes nothing."""
-    try:
-        changed = privacy.erase(services(), phone)
-    except InvalidInput as exc:
-        raise click.ClickException(exc.detail) from None
+    gw = services()
+    changed = privacy.erase(gw, _phone(gw, phone, "PHONE"))
     done = {what: count for what, count in changed.items() if count}
     if not done:
         click.echo("nothing held about this number: nothing changed")

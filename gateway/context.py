@@ -16,16 +16,8 @@ from gateway.config import Settings
 from gateway.domain.texts import Texts
 from gateway.domain.times import utc_now
 from gateway.store.db import Database
-from gateway.store.redis_store import (
-    IdempotencyCache,
-    KeyCache,
-    PendingBindings,
-    RateLimiter,
-    SignInDelays,
-    SignIns,
-    SmsGuard,
-    connect,
-)
+from gateway.store.redis_guards import PendingBindings, SignInDelays, SignIns, SmsGuard
+from gateway.store.redis_store import IdempotencyCache, KeyCache, RateLimiter, connect
 
 __all__ = ["Gateway", "attach", "services"]
 

@@ -39,12 +39,8 @@ log = logging.getLogger(__name__)
 _ERASED = "erased on request"
 
 
-def export(gw: Gateway, phone: object) -> dict[str, Any]:
-    """Everything held about ``phone``, as JSON values.
-
-    :raise InvalidInput: not a phone number.
-    """
-    e164 = phones.parse(phone, gw.settings.PHONE_COUNTRIES)
+def export(gw: Gateway, e164: str) -> dict[str, Any]:
+    """Everything held about the number ``e164``, as JSON values."""
     with gw.db.read() as session:
         binding = session.get(PhoneBinding, e164)
         opt_out = session.get(SmsOptOut, e164)
@@ -72,13 +68,9 @@ def export(gw: Gateway, phone: object) -> dict[str, Any]:
         }
 
 
-def erase(gw: Gateway, phone: object) -> dict[str, int]:
-    """Remove ``phone`` everywhere but in what the ledger keeps; return what changed, by kind.
-    Idempotent: a second call changes nothing.
-
-    :raise InvalidInput: not a phone number.
-    """
-    e164 = phones.parse(phone, gw.settings.PHONE_COUNTRIES)
+def erase(gw: Gateway, e164: str) -> dict[str, int]:
+    """Remove the number ``e164`` everywhere but in what the ledger keeps; return what changed,
+    by kind. Idempotent: a second call changes nothing."""
     masked = phones.mask(e164)
     cancelled = 0
     with gw.db.read() as session:

@@ -24,7 +24,8 @@ from gateway.context import Gateway
 from gateway.domain.errors import RateLimited
 from gateway.domain.orders import Status
 from gateway.store.models import Order, TvApp
-from gateway.store.redis_store import Limit, SmsGuard
+from gateway.store.redis_guards import SmsGuard
+from gateway.store.redis_store import Limit
 
 __all__ = ["Budget", "budget_limits", "judge", "lift", "number_prefix", "overview",
            "refuse_if_paused"]

@@ -169,9 +169,10 @@ def sign_in(gw: Gateway, account: object, password: object, *, client: str) -> s
         wait = refusal.retry_after if refusal else 0
     if wait:
         raise RateLimited("too many sign-in attempts", code="sign_in_limited", retry_after=wait)
-    stopped = wallet is None or wallet.web_failed_attempts >= settings.WAP_PASSWORD_LOCK_AFTER
-    right = check_password_hash(_DUMMY_HASH if stopped or wallet is None
-                                else wallet.password_hash, password) and not stopped
+    usable = wallet if wallet is not None and \
+        wallet.web_failed_attempts < settings.WAP_PASSWORD_LOCK_AFTER else None
+    right = check_password_hash(usable.password_hash if usable else _DUMMY_HASH, password) \
+        and usable is not None
     right = _count(gw, wallet.id if wallet is not None else None, right)
     if right:
         gw.limiter.forget(per_client, attempt)

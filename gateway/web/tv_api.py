@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import functools
-import json
-from collections.abc import Callable
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import Response, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
 from gateway import phones
 from gateway.backend import api, checkout, pairing
 from gateway.backend.pages import Order
 from gateway.context import services
-from gateway.domain.errors import Conflict, GatewayError, InvalidInput, NotFound
+from gateway.domain.errors import Conflict, InvalidInput, NotFound
 from gateway.domain.orders import Status
 from gateway.domain.times import iso
-from gateway.store.redis_store import StoredResponse
-from gateway.web import api_keys, json_bodies, qr
+from gateway.web import api_keys, idempotency, json_bodies, qr
 from gateway.web.admission import starts_an_order
-from gateway.web.problems import response_for
 from gateway.web.schemas import (
     BAD_DEVICE_ID,
     DEVICE_NOT_FOUND,
@@ -90,60 +85,6 @@ def _created(order: Order) -> Response:
     return response
 
 
-_REPLAYED_HEADERS = ("Location",)
-
-
-def idempotent(view: Callable[..., Response]) -> Callable[..., Response]:
-    """Honour ``Idempotency-Key``: replay the first answer to the same request for 24 h."""
-
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Response:
-        given = request.headers.get("Idempotency-Key")
-        if given is None:
-            return view(*args, **kwargs)
-        if not 1 <= len(given) <= 255 or not given.isascii() or not given.isprintable():
-            raise InvalidInput("Idempotency-Key must be 1-255 printable ASCII characters",
-                               code="invalid_idempotency_key")
-        key = f"{api_keys.caller().app_id}:{given}"  # each app's keys are its own
-        raw = request.get_data(cache=True)
-        try:
-            canonical: str | bytes = json.dumps(json_bodies.loads(raw), sort_keys=True)
-        except InvalidInput:
-            canonical = raw
-        cache = services().idempotency
-        answer = cache.once(key, cache.fingerprint(request.method, request.path, canonical),
-                            lambda: _answer(view, args, kwargs), _kept)
-        if isinstance(answer, StoredResponse):
-            replay = _json_response(answer.body, answer.status)
-            replay.headers.update(answer.headers)
-            replay.headers["Idempotent-Replayed"] = "true"
-            return replay
-        return answer
-
-    return wrapper
-
-
-def _answer(view: Callable[..., Response], args: Any, kwargs: Any) -> Response:
-    try:
-        return view(*args, **kwargs)
-    except GatewayError as error:
-        return response_for(error)
-
-
-def _kept(response: Response) -> tuple[int, Any, dict[str, str]] | None:
-    """What an ``Idempotency-Key`` keeps of an answer: not a 429 or 5xx, which is no answer
-    (the same request may be tried again)."""
-    if response.status_code == 429 or response.status_code >= 500:
-        return None
-    kept = {h: response.headers[h] for h in _REPLAYED_HEADERS if h in response.headers}
-    return response.status_code, response.get_json(), kept
-
-
-def _json_response(body: Any, status: int) -> Response:
-    mimetype = "application/problem+json" if status >= 400 else "application/json"
-    return Response(json.dumps(body, ensure_ascii=False), status=status, mimetype=mimetype)
-
-
 @bp.get("/packages", tags=[ORDERS], operation_id="listPackages",
         summary="The packages for sale",
         responses={200: answer(PackageList, "The packages, cheapest first.")})
@@ -187,7 +128,7 @@ TV; a refused request uses up none of them.""",
              **NEW_ORDER_UNAVAILABLE,
          })
 @starts_an_order
-@idempotent
+@idempotency.idempotent
 def create_order(header: IdempotencyHeader, body: OrderRequest) -> Response:
     """An order for a package (``package_id``) or an outstanding bill (``bill_id``), paid from
     ``phone`` or, with ``"use_paired_phone": true``, from the phone paired with the TV."""
@@ -263,7 +204,7 @@ body. Like any new order it may fail at once (201 with `status` `failed`).""",
              **NEW_ORDER_UNAVAILABLE,
          })
 @starts_an_order
-@idempotent
+@idempotency.idempotent
 def retry_order(path: OrderPath, header: IdempotencyHeader) -> Response:
     """A fresh attempt at a failed, expired or cancelled order, linked to it by ``retry_of``."""
     return _created(checkout.retry_order(services(), path.order_id))
@@ -319,7 +260,7 @@ link lives `WAP_LINK_TTL_SECONDS`. Counts against `LIMIT_DEVICE_ORDERS_PER_HOUR`
              **NEW_ORDER_UNAVAILABLE,
          })
 @starts_an_order
-@idempotent
+@idempotency.idempotent
 def payment_code(path: DevicePath, header: IdempotencyHeader,
                  body: PaymentCodeRequest) -> Response:
     """A renewal, recharge or bill order with no phone, whose page the TV shows as a QR code."""
