@@ -42,7 +42,8 @@ def needs_schema(command: Callable[P, None]) -> Callable[P, None]:
             if make_url(url).get_backend_name() != "sqlite":
                 raise click.ClickException("the database's schema is missing or old: run "
                                            "`flask --app app db upgrade` first")
-            migrate.upgrade(url)
+            with migrate.quiet():
+                migrate.upgrade(url)
         command(*args, **kwargs)
 
     return checked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-__all__ = ["alembic_config", "is_current", "private_schema", "upgrade"]
+__all__ = ["alembic_config", "is_current", "private_schema", "quiet", "upgrade"]
 
 
 def alembic_config(database_url: str) -> Config:
@@ -28,12 +29,25 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Alembic's warnings and errors only, in the block: a local start or a CLI command that
+    brings a database up to date says so in a line of its own, not in ten log lines."""
+    alembic = logging.getLogger("alembic")
+    level = alembic.level
+    alembic.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        alembic.setLevel(level)
+
+
 def is_current(database_url: str) -> bool:
     """Whether the database's schema is at the latest revision."""
     heads = set(ScriptDirectory.from_config(alembic_config(database_url)).get_heads())
     engine = create_engine(database_url)
     try:
-        with engine.connect() as connection:
+        with quiet(), engine.connect() as connection:
             return set(MigrationContext.configure(connection).get_current_heads()) == heads
     finally:
         engine.dispose()

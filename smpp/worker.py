@@ -131,10 +131,10 @@ class SmppWorker:
     def _connect(self) -> None:
         self.session.connect()
         self._generation += 1
-        self.bound.set()
         self.window.failing_submits, self._stamped = 0, 0.0
         self._report_health(time.monotonic())
         log.info("bound to SMSC %s:%s as %s", self.host, self.port, self.settings.SMPP_SYSTEM_ID)
+        self.bound.set()
 
     def _drop_connection(self) -> None:
         """Forget the connection; put every unanswered part back in front, in order."""

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask
 
-from gateway.backend import seed
+from gateway.backend import apps, pages, seed
 from gateway.context import Gateway, services
 from gateway.web import demo
 from smpp.simulator import Smsc
@@ -40,7 +40,8 @@ def demo_data(gw: Gateway) -> Gateway:
 
 @pytest.fixture
 def demo_app(app: Flask, demo_data: Gateway, smsc: Smsc) -> Flask:
-    demo.enable(app, smsc, tv_key(app))
+    admin_key = pages.demo_key(services(app), "local-admin", apps.ADMIN)
+    demo.enable(app, smsc, demo.LocalKeys(tv=tv_key(app), admin=admin_key))
     return app
 
 
@@ -88,7 +89,7 @@ def test_the_phone_refuses_bad_numbers_and_texts_and_sends_nothing(demo_app, sms
     assert client.post(f"/demo/phones/{BOUND}/reply", data="text=hi").status_code == 400
     assert smsc.mo_acknowledged == 0 and smsc.phones() == []
     assert client.get(f"/demo/phones/{BOUND}/messages").get_json() == {
-        "phone": "86" + BOUND, "messages": []}
+        "phone": "86" + BOUND, "messages": [], "last_code": None}
 
 
 # --- in the browser, keyboard only -----------------------------------------------------------

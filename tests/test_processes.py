@@ -75,7 +75,9 @@ def test_python_app_py_runs_the_whole_flow_on_embedded_defaults(clean_env, tmp_p
         base = f"http://127.0.0.1:{clean_env['PORT']}/"
         assert demo == f"{base}demo"
         wait_for(base, process)
-        assert re.findall(r"https?://\S+", log.read_text()) == [demo]  # one URL to open
+        links = re.findall(r"https?://\S+", log.read_text())
+        assert links[0] == demo and {link.split("?")[0] for link in links} == {
+            demo, f"{base}tv", f"{base}admin", f"{base}docs"}  # the banner's, and no other
         phones = f"{base}demo/"  # the demo page's phone: the built-in SMSC's inboxes
         key = flask_cli(clean_env, "apps", "create", "curl-tv").strip()  # while it runs
         packages = call(f"{base}api/v1/packages", key=key)["packages"]

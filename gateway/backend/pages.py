@@ -100,11 +100,11 @@ def _money(amount: int, currency: str) -> str:
     return f"{Money(amount, currency).decimal_text()} {currency}"
 
 
-def demo_key(gw: Gateway, name: str) -> str:
-    """A new key of the TV app ``name``, which is made at the first call."""
+def demo_key(gw: Gateway, name: str, kind: str = apps.TV) -> str:
+    """A new key of the app ``name`` (a TV app, or an admin app), made at the first call."""
     with gw.db.transaction() as session:
         try:
-            return apps.create(session, name, apps.TV, gw.clock())
+            return apps.create(session, name, kind, gw.clock())
         except Conflict:
             return apps.add_key(session, name, gw.clock())
 

@@ -8,6 +8,7 @@ links opened inside the phone. The demo exists only where ``enable`` gave it an 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from flask import (
@@ -22,12 +23,12 @@ from flask import (
 )
 
 from gateway import phones
-from gateway.backend import pages
+from gateway.backend import apps, pages
 from gateway.context import services
 from gateway.domain.errors import InvalidInput
 from gateway.web import page_headers
 
-__all__ = ["bp", "enable", "enabled", "new_key", "register"]
+__all__ = ["LocalKeys", "bp", "enable", "enabled", "local_keys", "register"]
 
 bp = Blueprint("demo", __name__)
 
@@ -41,8 +42,8 @@ class Phones(Protocol):
 
 
 _SMSC = "demo.smsc"
-_KEY = "demo.api_key"
-_DEMO_APP = "demo"
+_KEYS = "demo.keys"
+_DEMO_APP, _ADMIN_APP = "demo", "local-admin"
 _MAX_REPLY = 700  # characters: ten concatenated UCS-2 parts
 _UNBOUND_EXAMPLE = "13600136000"
 # Scripts and styles from our own files only; the phone frame shows our own payment pages.
@@ -52,16 +53,26 @@ _SECURITY_HEADERS = page_headers.policy(
     referrer="same-origin")
 
 
-def enable(app: Flask, smsc: Phones, api_key: str) -> None:
+@dataclass(frozen=True)
+class LocalKeys:
+    """The keys a local run makes at each start and shows: the demo TV's and the dashboard's."""
+
+    tv: str  # of the TV app ``demo``
+    admin: str  # of the admin app ``local-admin``
+
+
+def local_keys(app: Flask) -> LocalKeys:
+    """New keys of the apps ``demo`` (TV) and ``local-admin`` (made at the first start)."""
+    gw = services(app)
+    return LocalKeys(tv=pages.demo_key(gw, _DEMO_APP),
+                     admin=pages.demo_key(gw, _ADMIN_APP, apps.ADMIN))
+
+
+def enable(app: Flask, smsc: Phones, keys: LocalKeys) -> None:
     """Show the demo page, with the phones of this built-in SMSC, its TV calling with
-    ``api_key``."""
+    ``keys.tv`` and its dashboard link naming ``keys.admin``."""
     app.extensions[_SMSC] = smsc
-    app.extensions[_KEY] = api_key
-
-
-def new_key(app: Flask) -> str:
-    """A new key of the TV app ``demo`` (made at its first start), for this run's demo page."""
-    return pages.demo_key(services(app), _DEMO_APP)
+    app.extensions[_KEYS] = keys
 
 
 def enabled(app: Flask) -> bool:
@@ -81,7 +92,7 @@ def demo_page() -> str:
     wallets = pages.demo_wallets(services())
     numbers = [number for wallet in wallets for number in wallet.phones] + [_UNBOUND_EXAMPLE]
     return render_template("demo.html", wallets=wallets, numbers=numbers,
-                           unbound=_UNBOUND_EXAMPLE, api_key=current_app.extensions[_KEY],
+                           unbound=_UNBOUND_EXAMPLE, keys=current_app.extensions[_KEYS],
                            **_tv_config())
 
 

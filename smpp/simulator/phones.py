@@ -73,10 +73,15 @@ class Phones:
             return self._inbox[key][count - 1]
 
     def inbox_json(self, phone: str) -> dict[str, Any]:
-        """A phone's inbox as the HTTP faces show it, oldest message first."""
-        return {"phone": phone_key(phone), "messages": [
-            {"from": m.sender, "text": m.text, "parts": m.parts,
-             "received_at": m.received_at.isoformat()} for m in self.messages(phone)]}
+        """A phone's inbox as the HTTP faces show it, oldest message first; each message with
+        the code it asks to reply with (or None), and the newest such code."""
+        messages = [{"from": m.sender, "text": m.text, "parts": m.parts,
+                     "received_at": m.received_at.isoformat(), "code": code_of(phone, m.text)}
+                    for m in self.messages(phone)]
+        codes = [m["code"] for m in messages if m["code"]]
+        # last_code: what a script replies (the README's walk-through), without parsing texts
+        return {"phone": phone_key(phone), "messages": messages,
+                "last_code": codes[-1] if codes else None}
 
     def assemble(self, destination: str, sender: str, body: bytes, message_id: str,
                  data_coding: int, concat: tuple[int, int, int] | None,
