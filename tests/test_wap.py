@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import re
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask.testing import FlaskClient
@@ -19,6 +20,7 @@ from tests.conftest import (
     POOR,
     RICH,
     UNBOUND,
+    accounts,
     balance,
     code_sent_to,
     order,
@@ -400,6 +402,88 @@ def test_expired_cancelled_unknown_and_paid_links_each_get_their_page(client, se
         page = client.get(unknown)
         assert page.status_code == 404, unknown
         assert page.mimetype == "text/html" and "Traceback" not in page.get_data(as_text=True)
+
+
+# --- the time left, and after it ---------------------------------------------------------------
+
+
+def time_left(response) -> tuple[str, str, int, str]:
+    """What the page says of the time left, its ``<time datetime>``, and after how many seconds
+    the page reloads itself (its ``<meta http-equiv=refresh>``) onto which address."""
+    page = response.get_data(as_text=True)
+    shown = re.search(r'<time id="time-left" datetime="([^"]+)">([^<]*)</time>', page)
+    refresh = re.search(r'<meta http-equiv="refresh" content="(\d+); url=([^"]+)">', page)
+    assert shown and refresh, "the page shows no time left"
+    return (html.unescape(shown.group(2)), shown.group(1), int(refresh.group(1)),
+            html.unescape(refresh.group(2)))
+
+
+def local_expiry(gw, order_id: str):
+    return stored_order(gw, order_id).expires_at.astimezone(ZoneInfo(gw.settings.TIMEZONE))
+
+
+@pytest.mark.settings(WAP_LINK_TTL_SECONDS=900, TIMEZONE="Asia/Shanghai")
+def test_the_time_left_counts_down_at_each_step(client, seeded, clock, unbound_order):
+    page = PayPage(client, link_in_sms(seeded, UNBOUND))
+    until = local_expiry(seeded, unbound_order["id"])
+    text, moment, refresh, reload_to = time_left(page.open())
+    assert text == f"剩余15分钟，{until:%H:%M}前有效"
+    assert moment == until.isoformat(timespec="seconds") and moment.endswith("+08:00")
+    assert refresh == 901 and reload_to == page.path  # reloads once the link has run out
+
+    clock.advance(minutes=3, seconds=30)
+    assert time_left(page.open())[0] == f"剩余12分钟，{until:%H:%M}前有效"
+    signed_in = page.sign_in("w-rich", "135790")  # the next step shows it true again
+    assert signed_in.status_code == 303
+    clock.advance(minutes=5)
+    text, _, refresh, _ = time_left(page.open())
+    assert text == f"剩余7分钟，{until:%H:%M}前有效" and "选择付款方式" in text_of(page.open())
+    assert refresh == 6 * 60 + 31
+    refused = page.pay("nowhere")  # a refused step (a page answering a POST) shows it too
+    assert refused.status_code == 409 and time_left(refused)[0].startswith("剩余7分钟")
+    assert time_left(refused)[3] == page.path  # and reloads by GET
+
+    clock.advance(minutes=6, seconds=1)  # 29 s left
+    text, _, refresh, reload_to = time_left(PayPage(client, page.path, lang="en").open())
+    assert text == f"1 min left (until {until:%H:%M})" and refresh == 30
+    assert reload_to == f"{page.path}?lang=en"
+
+
+@pytest.mark.settings(WAP_LINK_TTL_SECONDS=86400)
+def test_a_link_that_lasts_past_midnight_shows_the_date_too(client, seeded, unbound_order):
+    page = PayPage(client, link_in_sms(seeded, UNBOUND), lang="en")
+    until = local_expiry(seeded, unbound_order["id"])
+    assert time_left(page.open())[0] == f"1440 min left (until {until:%Y-%m-%d %H:%M})"
+
+
+def test_after_the_link_runs_out_every_form_gets_the_expired_page_and_nothing_changes(
+        client, seeded, clock, unbound_order):
+    page = PayPage(client, link_in_sms(seeded, UNBOUND))
+    page.sign_in("w-rich", "135790")
+    csrf = page._csrf()  # the forms as the viewer left them open
+    pending_bind = client.post(f"{page.path}/bind", data={"csrf_token": csrf, "code": "123456"})
+    assert pending_bind.status_code == 303  # no receipt to bind on: back to the page
+    before = accounts(seeded)
+
+    expires_at = stored_order(seeded, unbound_order["id"]).expires_at
+    clock.advance(seconds=(expires_at - clock.now).total_seconds())  # to the second it lapses
+    # No worker has run: the order is still awaiting its link, but the page goes by the clock.
+    assert stored_order(seeded, unbound_order["id"]).status == "awaiting_wap"
+    for action, data in (("pay", {"source": "wallet"}),
+                         ("sign-in", {"account": "w-rich", "password": "135790"}),
+                         ("sign-out", {}), ("bind", {"code": "123456"})):
+        answer = client.post(f"{page.path}/{action}", data={"csrf_token": csrf, **data},
+                             follow_redirects=True)
+        assert answer.status_code == 410, action
+        shown = text_of(answer)
+        assert "链接已过期" in shown and "请在电视上重新下单" in shown and "支付成功" not in shown
+    shown = page.open()
+    assert shown.status_code == 410 and "链接已过期" in text_of(shown)
+    assert 'http-equiv="refresh"' not in shown.get_data(as_text=True)
+    assert "Please order again on the TV" in text_of(PayPage(client, page.path, "en").open())
+    assert accounts(seeded) == before and paid_entries(seeded, unbound_order["id"]) == 0
+    assert stored_order(seeded, unbound_order["id"]).status == "expired"
+    assert not sms_to(seeded, UNBOUND, "confirmed")
 
 
 def test_a_paid_link_shows_its_receipt_again(client, seeded, unbound_order):

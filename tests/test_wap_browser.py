@@ -1,19 +1,22 @@
 """The payment page in real headless Chromium, at a phone's 360-px width.
 
 A viewer opens the link from the SMS, signs in, pays by wallet or card, and sees the receipt;
-a wrong password, an expired link and English are seen as the viewer sees them. The service's
-clock is moved instead of waiting. Skipped, with the reason, where Chromium is not installed.
+a wrong password, an expired link and English are seen as the viewer sees them; with
+JavaScript off, the time left counts down step by step and the page turns into the expired
+page when it runs out. The service's clock is moved instead of waiting. Skipped, with the
+reason, where Chromium is not installed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.browser import PHONE, live_server
-from tests.conftest import UNBOUND, balance, order, stored_order
+from tests.conftest import UNBOUND, accounts, balance, order, stored_order
 from tests.test_wap import binding_code_sent_to, bound_to, link_in_sms
 
 if TYPE_CHECKING:
@@ -35,6 +38,17 @@ def link(client, seeded, site) -> str:
     """The link of the SMS sent to an unbound phone, on the live server."""
     assert order(client, UNBOUND, "vip_year").get_json()["status"] == "awaiting_wap"
     return site + link_in_sms(seeded, UNBOUND)
+
+
+@pytest.fixture
+def no_script(browser) -> Iterator[Page]:
+    """A phone browser with JavaScript off."""
+    context = browser.new_context(viewport=PHONE, locale="zh-CN", java_script_enabled=False)
+    context.set_default_timeout(10_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 def sign_in(page: Page, account: str, password: str) -> None:
@@ -172,3 +186,43 @@ def test_two_tabs_paying_at_once_pay_once(page, link, seeded):
     assert stored_order(seeded, order_id).status == "activated"
     assert balance(seeded, "wallet:w-rich") == 30000
     assert balance(seeded, "merchant:CNY") == 20000
+
+
+def test_the_time_left_counts_down_and_the_page_closes_itself_without_javascript(
+        no_script, link, clock, output_dir: Path):
+    page = no_script
+    page.goto(link)
+    assert page.inner_text("#time-left").startswith("剩余15分钟，")
+    assert page.get_attribute("#time-left", "datetime").endswith("+08:00")
+    page.screenshot(path=output_dir / "time-left-360px.png", full_page=True)
+    assert fits_the_screen(page)
+    clock.advance(minutes=6)
+    sign_in(page, "w-rich", "135790")
+    page.wait_for_selector("text=选择付款方式")
+    assert page.inner_text("#time-left").startswith("剩余9分钟，")
+
+    clock.advance(minutes=8, seconds=59)
+    page.reload()
+    assert page.inner_text("#time-left").startswith("剩余1分钟，")
+    clock.advance(seconds=1)  # the link lapses; the viewer does nothing
+    # The page's <meta http-equiv=refresh> (2 s here) brings the expired page, with no script.
+    page.wait_for_selector("h1:text-is('链接已过期')")
+    assert "未扣款" in page.inner_text("body") and "请在电视上重新下单" in page.inner_text("body")
+    assert page.locator("#time-left").count() == 0
+    page.screenshot(path=output_dir / "expired-360px.png", full_page=True)
+    assert fits_the_screen(page)
+
+
+def test_paying_after_the_link_lapsed_shows_the_expired_page_and_moves_no_money(
+        no_script, link, seeded, clock):
+    page = no_script
+    page.goto(link)
+    sign_in(page, "w-rich", "135790")
+    page.wait_for_selector("text=选择付款方式")
+    before = accounts(seeded)
+    clock.advance(minutes=15)  # the page stays open past its link; no worker runs here
+    with page.expect_navigation() as answer:
+        page.click("button.pay")
+    assert answer.value is not None and answer.value.status == 410
+    assert page.inner_text("h1") == "链接已过期"
+    assert accounts(seeded) == before

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import secrets
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from flask import Blueprint, Flask, Response, redirect, render_template, request
 from flask import session as cookie
@@ -273,9 +274,7 @@ def _order_page(token: str, order: Order, sign_in_form: SignInForm, pay_form: Pa
                 error: tuple[str, dict[str, Any]] | None = None, status: int = 200) -> Response:
     gw = services()
     t = PageTexts(_language())
-    now = gw.clock()
     shown = pages.order_page(gw, order, _signed_in_wallet(order))
-    seconds_left = (order.expires_at - now).total_seconds() if order.expires_at else 0
     choices = [{"kind": s.kind, "bank": s.bank, "last4": s.last4,
                 "balance": Money(s.balance, s.currency),
                 "enough": s.currency == order.currency and s.balance >= order.amount}
@@ -285,11 +284,34 @@ def _order_page(token: str, order: Order, sign_in_form: SignInForm, pay_form: Pa
         "pay.html", status=status, token=token, order=order,
         item=_item(order, shown.package, shown.bill_description, t),
         amount=Money(order.amount, order.currency), phone=phones.mask(order.phone),
-        minutes_left=max(1, math.ceil(seconds_left / 60)), wallet=shown.wallet,
+        left=_time_left(order.expires_at, gw.clock(), t), wallet=shown.wallet,
         choices=choices, chosen=chosen, may_bind=shown.may_bind, sign_in_form=sign_in_form,
         pay_form=pay_form, error=t(error[0], **error[1]) if error and t.has(error[0]) else None,
         url=lambda action="": _page_url(token, action),
     )
+
+
+class TimeLeft(NamedTuple):
+    """How long a payment page's link still holds, as the page shows it."""
+
+    text: str  # "12 min left (until 14:32)", in the page's language and time zone
+    until: str  # the moment it lapses, ISO 8601 with the zone's offset (``<time datetime>``)
+    refresh: int  # seconds after which the page reloads itself: onto the expired page
+
+
+def _time_left(expires_at: datetime | None, now: datetime, t: PageTexts) -> TimeLeft | None:
+    """What the page says of its link's lifetime: true at each render (every step is a round
+    trip), and the page reloads itself (``<meta http-equiv=refresh>``, no script) when it runs
+    out. Only for a link that has not lapsed: a lapsed one is expired before any page shows."""
+    if expires_at is None:
+        return None
+    settings = services().settings
+    local = Texts(t.language, settings.MERCHANT_NAME, settings.TIMEZONE).local
+    seconds = max(0.0, (expires_at - now).total_seconds())
+    until = local(expires_at)
+    clock = until.strftime(t("time" if until.date() == local(now).date() else "datetime"))
+    return TimeLeft(t("time_left", minutes=max(1, math.ceil(seconds / 60)), until=clock),
+                    until.isoformat(timespec="seconds"), math.ceil(seconds) + 1)
 
 
 class BindForm(_PaymentPageForm):
@@ -300,6 +322,8 @@ class BindForm(_PaymentPageForm):
 def bind(token: str) -> ResponseReturnValue:
     """The code sent to the order's phone, typed on the receipt: binds the phone."""
     order = checkout.order_by_token(services(), token)
+    if Status(order.status) not in (Status.PAID, Status.ACTIVATED):  # no receipt to bind on
+        return redirect(_page_url(token), 303)
     form = BindForm()
     if not form.validate():
         return _receipt(token, order, error=("form_expired", {}), status=400)

@@ -52,7 +52,7 @@ PAGES: dict[str, str] = {
     "item": "商品",
     "amount": "金额",
     "phone": "手机号",
-    "time_left": "请在{minutes}分钟内完成支付",
+    "time_left": "剩余{minutes}分钟，{until}前有效",
     "item_recharge": "电视余额充值",
     "item_renewal": "续费：{package}",
     "sign_in_title": "登录钱包",
@@ -84,6 +84,7 @@ PAGES: dict[str, str] = {
     "card": "{bank}银行卡，尾号{last4}",
     "switch_language": "English",
     "datetime": "%Y年%m月%d日 %H:%M",
+    "time": "%H:%M",
     "date": "%Y年%m月%d日",
     # Refusals on a form
     "missing_credentials": "请输入钱包账号和支付密码。",
