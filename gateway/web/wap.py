@@ -28,7 +28,7 @@ from gateway.context import services
 from gateway.domain.errors import Conflict, GatewayError, InvalidInput, NotFound, RateLimited
 from gateway.domain.money import Money
 from gateway.domain.orders import Kind, Status
-from gateway.domain.texts import DEFAULT_LANGUAGE, LANGUAGES, PageTexts, Texts
+from gateway.domain.texts import DEFAULT_LANGUAGE, LANGUAGES, PageTexts
 from gateway.payment import wallets
 from gateway.store.redis_store import Limit
 from gateway.web import page_headers
@@ -101,7 +101,7 @@ def _page_url(page: str, action: str = "") -> str:
 def _render(template: str, status: int = 200, **values: Any) -> Response:
     language = _language()
     gw = services()
-    formats = Texts(language, gw.settings.MERCHANT_NAME, gw.settings.TIMEZONE)
+    formats = gw.texts_in(language)
     other = LANGUAGES[1 - LANGUAGES.index(language)]
     html = render_template(template, t=PageTexts(language), lang=language,
                            merchant=gw.settings.MERCHANT_NAME, money=formats.amount,
@@ -305,8 +305,7 @@ def _time_left(expires_at: datetime | None, now: datetime, t: PageTexts) -> Time
     out. Only for a link that has not lapsed: a lapsed one is expired before any page shows."""
     if expires_at is None:
         return None
-    settings = services().settings
-    local = Texts(t.language, settings.MERCHANT_NAME, settings.TIMEZONE).local
+    local = services().texts_in(t.language).local
     seconds = max(0.0, (expires_at - now).total_seconds())
     until = local(expires_at)
     clock = until.strftime(t("time" if until.date() == local(now).date() else "datetime"))
@@ -343,7 +342,7 @@ def _receipt(token: str, order: Order, *, error: tuple[str, dict[str, Any]] | No
     card = shown.card
     paid_from = "" if not shown.paid else \
         t("card", bank=card.bank, last4=card.last4) if card else t("wallet")
-    formats = Texts(t.language, gw.settings.MERCHANT_NAME, gw.settings.TIMEZONE)
+    formats = gw.texts_in(t.language)
     return _render(
         "receipt.html", order=order, item=_item(order, shown.package, shown.bill_description, t),
         amount=Money(order.amount, order.currency), paid_from=paid_from,
