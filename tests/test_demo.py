@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
 
 from gateway.backend import apps, pages, seed
 from gateway.context import Gateway, services
+from gateway.domain.texts import CATALOGUE
 from gateway.web import demo
 from smpp.simulator import Smsc
 from tests.browser import live_server
-from tests.conftest import tv_key
+from tests.conftest import FakeClock, tv_key
 from tests.smpp_helpers import running
 
 pytest_plugins = ["tests.browser"]
@@ -25,8 +28,12 @@ pytestmark = pytest.mark.settings(SMS_PROVIDER="smpp")
 
 TV = "tv-demo"
 BOUND = "13800138000"  # w-1001: the wallet pays
+CARD = "13900139000"  # w-1002: the wallet is short, the linked card pays
 POOR = "13700137000"  # w-1003: too little everywhere
 UNBOUND = "13600136000"
+NOT_LISTED = "13500135000"  # bound to no wallet, and not in the phone's list
+ZONE = "Asia/Shanghai"  # the service's TIMEZONE (its default)
+ELSEWHERE = "America/Los_Angeles"  # the browser's, in the time zone test
 KEYPAD = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "del", "0", "ok"]  # 3 columns
 
 
@@ -112,8 +119,9 @@ def press_on_keypad(page, key: str) -> None:
     page.keyboard.press("Enter")
 
 
-def open_demo(browser, url: str):
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
+def open_demo(browser, url: str, timezone_id: str | None = None):
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN",
+                                  timezone_id=timezone_id)
     context.set_default_timeout(15_000)
     page = context.new_page()
     errors: list[str] = []
@@ -206,11 +214,11 @@ def test_a_payment_link_opens_and_pays_inside_the_phone(browser, demo_url, outpu
     press_on_keypad(page, "ok")
     page.wait_for_selector(".order-message:has-text('支付链接已发送至136****6000')")
 
-    tab_to(page, "#phone-number")
-    page.keyboard.press("End")  # the last number: the unbound one
-    assert page.input_value("#phone-number") == UNBOUND
+    assert page.input_value("#phone-number") == UNBOUND  # the phone follows the TV
     page.wait_for_selector("#inbox li.received a")
-    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")  # from the TV: the reply box
+    assert focused(page) == "reply-text"
+    page.keyboard.press("Shift+Tab")  # and back: the link in the inbox
     assert page.evaluate("document.activeElement.target") == "phone-browser"
     page.keyboard.press("Enter")
     wap = page.frame_locator("#phone-browser")
@@ -220,4 +228,120 @@ def test_a_payment_link_opens_and_pays_inside_the_phone(browser, demo_url, outpu
     wap.locator("button.pay").click()
     page.wait_for_selector(".tv-success .order-message:has-text('支付成功')")
     page.screenshot(path=str(output_dir / "demo-wap.png"))
+    assert errors == []
+
+
+def digits(page) -> str:
+    return page.inner_text(".phone-digits").replace(" ", "").replace("—", "")
+
+
+def test_ok_submits_a_complete_number_and_back_deletes_before_it_leaves(browser, demo_url):
+    page, errors = open_demo(browser, demo_url)
+    choose_package(page, "VIP 月卡")
+    page.keyboard.press("Backspace")  # an empty number: back to the packages
+    page.wait_for_selector(".tile:focus")
+    choose_package(page, "VIP 月卡")
+    page.keyboard.type(CARD[:-1])  # the remote's digit keys
+    assert focused(page) == "1"
+    page.keyboard.press(CARD[-1])
+    assert digits(page) == CARD and focused(page) == "ok"  # complete: OK is next
+    page.keyboard.press("Backspace")  # deletes, and stays
+    page.keyboard.press("Backspace")
+    assert digits(page) == CARD[:-2] and page.locator(".keypad").is_visible()
+    page.keyboard.type(CARD[-2:])
+    assert focused(page) == "ok"
+    page.keyboard.press("Enter")  # OK, once
+    page.wait_for_selector(".order-message:has-text('验证码已发送至139****9000')")
+
+    page.keyboard.press("Backspace")  # back on a pending order cancels it
+    page.wait_for_selector(".tile:focus")
+    choose_package(page, "VIP 月卡")  # a new order starts on an empty number
+    assert digits(page) == ""
+    page.keyboard.type("138")
+    for left in ("13", "1", ""):
+        page.keyboard.press("Backspace")
+        assert digits(page) == left
+    page.keyboard.press("Backspace")  # only now, on the empty number, back
+    page.wait_for_selector(".tile:focus")
+    assert errors == []
+
+
+def test_the_phone_follows_the_number_the_tv_ordered_for(browser, demo_url):
+    page, errors = open_demo(browser, demo_url)
+    assert page.input_value("#phone-number") == BOUND  # the first of the list
+    choose_package(page, "VIP 月卡")
+    page.keyboard.type(CARD)
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".order-message:has-text('验证码已发送至139****9000')")
+    assert page.input_value("#phone-number") == CARD
+    sms = page.wait_for_selector("#inbox li.received:has-text('回复')").inner_text()
+    page.keyboard.press("Tab")  # from the TV, straight to the reply box
+    assert focused(page) == "reply-text"
+    page.keyboard.type(re.search(r"回复 (\d{6})", sms).group(1))
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".tv-success .order-message:has-text('支付成功')")
+
+    # a number the list does not have: added, and chosen
+    tab_to(page, "#tv", "Shift+Tab")
+    page.keyboard.press("Enter")  # 返回首页
+    page.wait_for_selector(".tile:focus")
+    choose_package(page, "体育频道包月")
+    page.keyboard.type(NOT_LISTED)
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".order-message:has-text('支付链接已发送至135****5000')")
+    assert page.input_value("#phone-number") == NOT_LISTED
+    page.wait_for_selector("#inbox li.received a")
+    assert page.locator("#phone-number option").all_inner_texts()[-1] == NOT_LISTED
+    page.keyboard.press("Tab")
+    assert focused(page) == "reply-text"
+    assert errors == []
+
+
+def test_dates_and_times_are_in_the_service_time_zone(browser, demo_app, demo_url,
+                                                       clock: FakeClock):
+    """The browser is in Los Angeles, the service in Shanghai; at 18:00 UTC the two are on
+    different days, so a date shown in the browser's zone would show."""
+    evening = clock.now.replace(hour=18, minute=0, second=0)
+    clock.now = evening if evening >= clock.now else evening + timedelta(days=1)
+    page, errors = open_demo(browser, demo_url, timezone_id=ELSEWHERE)
+    choose_package(page, "VIP 月卡")
+    page.keyboard.type(BOUND)
+    page.keyboard.press("Enter")
+    sms = page.wait_for_selector("#inbox li.received").inner_text()
+    page.keyboard.press("Tab")
+    page.keyboard.type(re.search(r"回复 (\d{6})", sms).group(1))
+    before = datetime.now(UTC)
+    page.keyboard.press("Enter")
+    done = page.wait_for_selector(".tv-success .order-message").inner_text()
+    after = datetime.now(UTC)
+
+    client = demo_app.test_client()
+    entitlements = client.get(f"/api/v1/devices/{TV}/entitlements").get_json()["entitlements"]
+    active_until = datetime.fromisoformat(entitlements[0]["active_until"])
+    zh, en = CATALOGUE["zh-CN"].pages, CATALOGUE["en"].pages
+    until = active_until.astimezone(ZoneInfo(ZONE)).strftime(zh["date"])
+    assert until != active_until.astimezone(ZoneInfo(ELSEWHERE)).strftime(zh["date"])
+    assert done == f"支付成功，服务已开通，有效期至{until}"
+    page.wait_for_selector(f"#inbox li.received:has-text('有效期至{until}')")  # the SMS
+
+    tab_to(page, "#tv", "Shift+Tab")
+    page.keyboard.press("Enter")  # 返回首页
+    active = page.wait_for_selector(".entitlements li").inner_text()
+    assert active == f"VIP 月卡 · 有效期至 {until}"  # the TV's list: the same date
+
+    # The phone: times in TIMEZONE, in the service's format, labels in its SMS language.
+    def shown(moment: datetime) -> str:
+        return moment.astimezone(ZoneInfo(ZONE)).strftime(zh["datetime"])
+
+    inbox = client.get(f"/demo/phones/{BOUND}/messages").get_json()["messages"]
+    assert page.locator("#inbox li.received .meta").all_inner_texts() == [
+        f"{m['from']} · {shown(datetime.fromisoformat(m['received_at']))}" for m in inbox]
+    assert page.locator("#inbox li.sent .meta").inner_text() in (
+        f"我 · {shown(before)}", f"我 · {shown(after)}")
+    assert page.get_attribute("#reply-text", "placeholder") == "短信内容"
+
+    page.goto(f"{demo_url}?lang=en")  # the TV in English: the same day, in the English format
+    active = page.wait_for_selector(".entitlements li").inner_text()
+    local_until = active_until.astimezone(ZoneInfo(ZONE))
+    assert active == f"VIP 月卡 · active until {local_until.strftime(en['date'])}"
     assert errors == []

@@ -46,6 +46,13 @@ _KEYS = "demo.keys"
 _DEMO_APP, _ADMIN_APP = "demo", "local-admin"
 _MAX_REPLY = 700  # characters: ten concatenated UCS-2 parts
 _UNBOUND_EXAMPLE = "13600136000"
+_PHONE_TEXTS = {
+    "zh-CN": {"phone": "手机", "messages": "短信", "reply": "发给服务号的短信",
+              "placeholder": "短信内容", "send": "发送", "me": "我", "browser": "手机浏览器"},
+    "en": {"phone": "Phone", "messages": "Messages", "reply": "Text to the service",
+           "placeholder": "Text message", "send": "Send", "me": "me",
+           "browser": "Phone browser"},
+}
 # Scripts and styles from our own files only; the phone frame shows our own payment pages.
 _SECURITY_HEADERS = page_headers.policy(
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
@@ -91,8 +98,11 @@ def demo_page() -> str:
     _smsc()
     wallets = pages.demo_wallets(services())
     numbers = [number for wallet in wallets for number in wallet.phones] + [_UNBOUND_EXAMPLE]
+    # The phone reads the service's SMS, all in SMS_LANGUAGE: its own labels follow it.
+    sms_language = services().settings.SMS_LANGUAGE
     return render_template("demo.html", wallets=wallets, numbers=numbers,
                            unbound=_UNBOUND_EXAMPLE, keys=current_app.extensions[_KEYS],
+                           sms_language=sms_language, phone_texts=_PHONE_TEXTS[sms_language],
                            **_tv_config())
 
 
@@ -102,10 +112,12 @@ def tv_page() -> str:
 
 
 def _tv_config() -> dict[str, Any]:
+    """The TV app's language (``?lang=``, or ``SMS_LANGUAGE``) and the service's TIMEZONE, in
+    which it shows dates as the SMS and its status texts do."""
     settings = services().settings
     language = request.args.get("lang", settings.SMS_LANGUAGE)
     return {"language": language if language in ("zh-CN", "en") else settings.SMS_LANGUAGE,
-            "public_base_url": settings.PUBLIC_BASE_URL}
+            "time_zone": settings.TIMEZONE, "public_base_url": settings.PUBLIC_BASE_URL}
 
 
 def _phone_key(raw: str) -> str:

@@ -1,16 +1,21 @@
 // The reference TV app: a 10-foot UI driven like a remote, with the arrow keys, Enter (OK),
-// Backspace (back) and the digit keys. It uses only the public API under /api/v1, so operators'
+// Backspace (back: on the phone number screen it deletes a digit, and goes back on an empty
+// number) and the digit keys. It uses only the public API under /api/v1, so operators'
 // TV developers can read it as an example: list packages, order with a phone number, show the
 // QR code, follow the order on its event stream, show the package active with its expiry.
 //
 // Mount it on any element with the attribute data-tv-app (data-device-id, data-language,
-// data-api-key). Every call carries the TV app's key (Authorization: Bearer); the stand-alone
-// page takes it once as ?key=… and keeps it in localStorage, like the device id.
+// data-api-key, data-time-zone: the service's TIMEZONE, in which it shows dates as its SMS do).
+// Every call carries the TV app's key (Authorization: Bearer); the stand-alone page takes it
+// once as ?key=… and keeps it in localStorage, like the device id. When it has placed an order
+// it dispatches the DOM event "tvpay:order" (bubbling) on that element, detail { orderId,
+// phone }, so a page around it can follow, as the demo's phone does.
 
 const TEXTS = {
   "zh-CN": {
     choose: "选择套餐", days: (n) => `${n}天`, active: "已开通", none: "暂无已开通的套餐",
     until: (d) => `有效期至 ${d}`, enterPhone: "输入手机号", phoneHint: "验证码或支付链接将发送到此号码",
+    date: (p) => `${p.year}年${p.month}月${p.day}日`, // as the SMS: gateway/domain/texts' "date"
     ok: "确定", del: "删除", ordering: "正在下单…", scan: "也可用手机扫码支付",
     waiting: "等待支付…", retry: "重试", home: "返回首页", cancel: "取消订单",
     keys: "方向键选择 · 确定键确认 · 返回键后退", device: "设备",
@@ -20,6 +25,7 @@ const TEXTS = {
   en: {
     choose: "Choose a package", days: (n) => `${n} days`, active: "Active", none: "No active packages",
     until: (d) => `active until ${d}`, enterPhone: "Enter your phone number",
+    date: (p) => `${p.year}-${p.month}-${p.day}`,
     phoneHint: "A code or a payment link goes to this number", ok: "OK", del: "Delete",
     ordering: "Placing the order…", scan: "Or scan to pay on your phone", waiting: "Waiting for payment…",
     retry: "Try again", home: "Home", cancel: "Cancel order",
@@ -31,6 +37,7 @@ const TEXTS = {
 };
 const FINAL = new Set(["activated", "failed", "expired", "cancelled"]);
 const KEYPAD = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "del", "0", "ok"];
+const PHONE_DIGITS = 11;
 
 function h(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -45,6 +52,15 @@ function h(tag, attrs = {}, ...children) {
 function money(amount, currency, language) {
   const format = new Intl.NumberFormat(language, { style: "currency", currency });
   return format.format(amount / 10 ** format.resolvedOptions().maximumFractionDigits);
+}
+
+// A moment's year, month and day (two digits each) in a time zone, as the service's texts show
+// dates (gateway/domain/texts: 2027年01月06日, 2027-01-06) whatever the browser's own zone.
+function dateParts(iso, timeZone) {
+  const format = new Intl.DateTimeFormat("en-US", {
+    timeZone, year: "numeric", month: "2-digit", day: "2-digit",
+  });
+  return Object.fromEntries(format.formatToParts(new Date(iso)).map((p) => [p.type, p.value]));
 }
 
 function deviceId(root) {
@@ -148,7 +164,10 @@ export function mountTv(root) {
   const device = deviceId(root);
   const key = apiKey(root);
   authorization = key ? { Authorization: `Bearer ${key}` } : {};
-  const state = { packages: [], entitlements: [], package: null, digits: "", order: null };
+  const timeZone = root.dataset.timeZone || undefined; // undefined: the browser's
+  const state = {
+    packages: [], entitlements: [], package: null, digits: "", phone: null, order: null,
+  };
   let stream = null;
   let onBack = () => {};
   let typeDigit = null; // the digit keys of the remote, on the phone number screen
@@ -171,7 +190,7 @@ export function mountTv(root) {
   }
 
   function date(iso) {
-    return new Date(iso).toLocaleDateString(language, { year: "numeric", month: "long", day: "numeric" });
+    return t.date(dateParts(iso, timeZone));
   }
 
   async function home() {
@@ -187,7 +206,7 @@ export function mountTv(root) {
     }
     const names = Object.fromEntries(state.packages.map((p) => [p.id, p.name]));
     const tiles = state.packages.map((p) => h("button", {
-      class: "tile", "data-package": p.id, onclick: () => phoneScreen(p),
+      class: "tile", "data-package": p.id, onclick: () => phoneScreen(p, "", ""),
     }, h("span", { class: "tile-name" }, p.name),
     h("span", { class: "tile-price" }, money(p.price, p.currency, language)),
     h("span", { class: "tile-period" }, t.days(p.period_days))));
@@ -199,8 +218,10 @@ export function mountTv(root) {
         h("h2", {}, t.active), h("ul", {}, active))], () => {});
   }
 
-  function phoneScreen(pkg, error) {
+  // The phone number screen; digits: a new number ("") or, after a failed order, the one kept.
+  function phoneScreen(pkg, error, digits = state.digits) {
     state.package = pkg;
+    state.digits = digits;
     const display = h("output", { class: "phone-digits", "aria-live": "polite" });
     const message = h("p", { class: "tv-error", role: "alert" }, error || "");
     const render = () => {
@@ -211,7 +232,12 @@ export function mountTv(root) {
       message.textContent = "";
       if (key === "del") state.digits = state.digits.slice(0, -1);
       else if (key === "ok") return submit();
-      else if (state.digits.length < 11) state.digits += key;
+      else if (state.digits.length < PHONE_DIGITS) {
+        state.digits += key;
+        // complete: OK is next, so the remote's OK (Enter) submits rather than press a digit
+        const complete = state.digits.length === PHONE_DIGITS;
+        if (complete && root.contains(document.activeElement)) ok.focus();
+      }
       render();
     };
     const submit = () => {
@@ -224,27 +250,31 @@ export function mountTv(root) {
     const keys = KEYPAD.map((key) => h("button", {
       class: `key key-${key}`, "data-key": key, onclick: () => press(key),
     }, key === "del" ? t.del : key === "ok" ? t.ok : key));
+    const ok = keys[KEYPAD.indexOf("ok")];
     render();
     show([
       h("h1", {}, `${pkg.name} · ${money(pkg.price, pkg.currency, language)}`),
       h("label", { class: "phone-label" }, t.enterPhone), display, message,
       h("div", { class: "keypad" }, keys),
       h("p", { class: "muted" }, t.phoneHint),
-    ], () => {
+    ], () => { // back: delete a digit; on an empty number, leave
       if (state.digits) press("del");
       else home();
-    }, keys[0]);
+    }, state.digits.length === PHONE_DIGITS ? ok : keys[0]);
     typeDigit = press;
   }
 
   async function placeOrder(retryOf) {
     show([h("h1", {}, t.ordering)], () => {});
     try {
+      const phone = retryOf ? state.phone : state.digits;
       const order = retryOf
         ? await api("POST", `/orders/${retryOf}/retry`)
-        : await api("POST", "/orders", {
-          device_id: device, package_id: state.package.id, phone: state.digits,
-        });
+        : await api("POST", "/orders", { device_id: device, package_id: state.package.id, phone });
+      state.phone = phone;
+      root.dispatchEvent(new CustomEvent("tvpay:order", {
+        bubbles: true, detail: { orderId: order.id, phone },
+      }));
       orderScreen(order);
     } catch (error) {
       const problem = error.problem;
