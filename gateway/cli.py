@@ -5,9 +5,10 @@ from __future__ import annotations
 import functools
 import json
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import ParamSpec
+from typing import Any, ParamSpec
 
 import click
 from flask import Flask
@@ -52,16 +53,59 @@ def needs_schema(command: Callable[P, None]) -> Callable[P, None]:
 @click.command("seed")
 @with_appcontext
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes that hash passwords (default: one a core).")
 @needs_schema
-def seed_command(file: Path) -> None:
-    """Load packages, wallets, cards and phone bindings from FILE (JSON); safe to repeat."""
+def seed_command(file: Path, workers: int | None) -> None:
+    """Load packages, wallets, cards and phone bindings from FILE (JSON); safe to repeat.
+
+    The file is checked whole first; passwords are hashed before the database is written
+    (no write lock held meanwhile); then everything is written in one transaction."""
     gw = services()
+    progress = _Progress()
     try:
+        parsed = seed.read_seed(file, gw.settings.PHONE_COUNTRIES)
+        with gw.db.read() as session:
+            stored = seed.stored_passwords(session, parsed.seed)
+        passwords = seed.settle_passwords(parsed.seed, stored, workers=workers,
+                                          progress=progress)
         with gw.db.transaction() as session:
-            report = seed.load_seed(session, file, gw.settings.PHONE_COUNTRIES, gw.clock())
+            report = seed.write_seed(session, parsed, passwords, gw.clock(), progress=progress)
     except InvalidInput as exc:
         raise click.ClickException(f"{file}: {exc.detail} (nothing was loaded)") from None
+    finally:
+        progress.close()
     click.echo(f"{file}: {report}")
+
+
+class _Progress:
+    """A bar on a terminal; else a line a tenth: ``hashing passwords: 10000/100000 (10%)``."""
+
+    def __init__(self) -> None:
+        self.terminal = sys.stderr.isatty()
+        self.stage = ""
+        self.bar: Any = None
+        self.shown = 0  # bar: done so far; lines: the last tenth written
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage:
+            self.close()
+            self.stage, self.shown = stage, 0
+            if self.terminal and total:
+                self.bar = click.progressbar(length=total, label=stage, file=sys.stderr,
+                                             show_pos=True, show_eta=True)
+                self.bar.__enter__()
+        if self.bar is not None:
+            self.bar.update(done - self.shown)
+            self.shown = done
+        elif total and (tenth := done * 10 // total) > self.shown:
+            self.shown = tenth
+            click.echo(f"{stage}: {done}/{total} ({done * 100 // total}%)", err=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
 
 
 sms = AppGroup("sms", help="Look at outgoing SMS and simulate incoming ones.")

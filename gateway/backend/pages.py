@@ -134,7 +134,8 @@ def demo_wallets(gw: Gateway) -> list[DemoWallet]:
             card = held.get("card")
             rows.append(DemoWallet(
                 wallet.id, wallet.owner,
-                [phones.national(e164[raw]) for raw in wallet.phones], wallet.password,
+                [phones.national(e164[raw]) for raw in wallet.phones],
+                wallet.password or "(given hashed in the file)",
                 _money(balance, wallet.currency),
                 f"{card.bank} ·{card.last4}: {_money(card.balance, card.currency)}"
                 if card else None, outcome))

@@ -21,12 +21,12 @@ from sqlalchemy.orm import Session
 
 from gateway.store.db import insert_ignore, one_of, padded, rowcount
 from gateway.store.models import Account, Hold, JournalEntry, Posting
-from gateway.store.writes import insert_at_commit, write_at_commit
+from gateway.store.writes import insert_at_commit, insert_rows, write_at_commit
 
 __all__ = [
     "InsufficientFunds", "Settled", "audit", "balance", "capture", "card_account", "charge",
     "device_account", "fund", "lock_accounts", "merchant_account", "open_account",
-    "open_system_accounts", "place_hold", "release", "wallet_account",
+    "open_funded", "open_system_accounts", "place_hold", "release", "wallet_account",
 ]
 
 _ACCOUNTS, _ENTRIES, _HOLDS = Account.__table__, JournalEntry.__table__, Hold.__table__
@@ -138,6 +138,28 @@ def fund(session: Session, account_id: str, amount: int, currency: str, now: dat
     """Bring money from outside into a customer account (seeding, top-up)."""
     _post(session, "fund", [(_system("external", currency), -amount), (account_id, amount)],
           currency, now)
+
+
+def open_funded(session: Session, accounts: Sequence[tuple[str, int]], currency: str,
+                now: datetime) -> None:
+    """Open new customer accounts, each with its opening balance: what ``open_account`` and
+    ``fund`` do for one (an entry ``fund`` a balance, debiting ``external``), for many in a few
+    statements (seeding). An account that exists already fails the insert, and so the
+    transaction: the caller opens only accounts it found missing."""
+    if any(amount < 0 or _kind(a) not in CUSTOMER_KINDS for a, amount in accounts):
+        raise ValueError(f"opening balances must be customer accounts' and >= 0: {accounts}")
+    insert_rows(session, Account, *({"id": account_id, "kind": _kind(account_id),
+                                     "currency": currency, "balance": amount}
+                                    for account_id, amount in accounts))
+    external = _system("external", currency)
+    for account_id, amount in accounts:
+        if amount:
+            entry = insert_at_commit(session, JournalEntry, {
+                "kind": "fund", "order_id": None, "created_at": now}, keyed=True)
+            insert_at_commit(session, Posting, {"entry_id": entry, "account_id": external,
+                                                "amount": -amount})
+            insert_at_commit(session, Posting, {"entry_id": entry, "account_id": account_id,
+                                                "amount": amount})
 
 
 def place_hold(session: Session, order_id: str, source: str, amount: int, currency: str,
