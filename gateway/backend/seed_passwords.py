@@ -8,7 +8,8 @@ are hashed in a pool of processes, one per core. Hashes made elsewhere are accep
 werkzeug's formats, no weaker than these (hex digits in lower case; salt 8-64 characters of
 ``A-Z a-z 0-9 . / + _ -``):
 
-    scrypt:<N>:<r>:<p>$<salt>$<128 hex>    N a power of 2 from 16384 to 1048576, r 1-32, p 1-16
+    scrypt:<N>:<r>:<p>$<salt>$<128 hex>    N a power of 2 from 16384 to 1048576, r 1-32, p 1-4,
+                                           N × r at most 1048576 (128 MiB a sign-in)
     pbkdf2:sha256:<iterations>$<salt>$<64 hex>     iterations 600000 to 10000000
     pbkdf2:sha512:<iterations>$<salt>$<128 hex>    iterations 210000 to 10000000
 """
@@ -34,6 +35,7 @@ _SCRYPT = re.compile(
 _PBKDF2 = re.compile(rf"pbkdf2:(sha256|sha512):([0-9]{{1,8}})\${_SALT}\$([0-9a-f]+)")
 _PBKDF2_RULES = {"sha256": (600_000, 64), "sha512": (210_000, 128)}  # least iterations, hex
 _MOST_ITERATIONS = 10_000_000
+_MOST_SCRYPT_MEMORY = 128 << 20  # bytes, 128·N·r: werkzeug's default takes 32 MiB
 # Fewer passwords than this are hashed in this process: a pool's start costs more.
 _POOL_FROM = 16
 
@@ -44,8 +46,10 @@ def hash_format_error(value: str) -> str | None:
         n, r, p = (int(group) for group in scrypt.groups())
         if n < 16384 or n > 1 << 20 or n & (n - 1):
             return "scrypt N must be a power of 2 from 16384 to 1048576"
-        if not (1 <= r <= 32 and 1 <= p <= 16):
-            return "scrypt r must be 1-32 and p 1-16"
+        if not (1 <= r <= 32 and 1 <= p <= 4):
+            return "scrypt r must be 1-32 and p 1-4"
+        if 128 * n * r > _MOST_SCRYPT_MEMORY:  # each sign-in would need that much memory
+            return "scrypt N × r must be at most 1048576 (128 MiB a sign-in)"
         return None
     if pbkdf2 := _PBKDF2.fullmatch(value):
         digest, iterations, hexed = pbkdf2.group(1), int(pbkdf2.group(2)), pbkdf2.group(3)
