@@ -84,6 +84,7 @@ class Settings:
     TWILIO_MESSAGING_SERVICE_SID: str | None
     TWILIO_API_BASE: str
     # SMPP (SMPP_HOST unset: the built-in SMSC simulator)
+    SMPP_CONFIG: Path | None  # YAML file of connections (smpp.connections); None: one, of SMPP_*
     SMPP_HOST: str | None
     SMPP_PORT: int
     SMPP_SYSTEM_ID: str
@@ -195,6 +196,10 @@ def _optional_url(raw: str | None) -> str | None:
 
 def _optional_port(raw: str | None) -> int | None:
     return None if raw in (None, "") else _int(0, 1, 65535)(raw)
+
+
+def _optional_path(raw: str | None) -> Path | None:
+    return None if raw in (None, "") else Path(raw)
 
 
 def _optional_secret(raw: str | None) -> str | None:
@@ -318,6 +323,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
                                               _int(2, 0, 1000)),
         "OVERLOAD_MAX_SMS_BACKLOG_SECONDS": get("OVERLOAD_MAX_SMS_BACKLOG_SECONDS",
                                                 _int(30, 0, 3600)),
+        "SMPP_CONFIG": get("SMPP_CONFIG", _optional_path),
         "SMPP_HOST": get("SMPP_HOST", _text(None)),
         "SMPP_PORT": get("SMPP_PORT", _int(2775, 1, 65535)),
         "SMPP_SYSTEM_ID": get("SMPP_SYSTEM_ID", _text("tvpay")),
@@ -348,6 +354,9 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         if not (values["TWILIO_FROM"] or values["TWILIO_MESSAGING_SERVICE_SID"]):
             raise ConfigError("TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID is required when "
                               "SMS_PROVIDER includes twilio")
+    if values["SMPP_CONFIG"] and values["SMPP_HOST"]:
+        raise ConfigError("SMPP_HOST must be unset when SMPP_CONFIG is set: the connections "
+                          "file names each connection's host")
     if values["BOSS_WEBHOOK_URL"] and not values["BOSS_WEBHOOK_SECRET"]:
         raise ConfigError("BOSS_WEBHOOK_SECRET is required when BOSS_WEBHOOK_URL is set")
     return Settings(**values)
