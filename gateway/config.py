@@ -84,7 +84,7 @@ class Settings:
     TWILIO_MESSAGING_SERVICE_SID: str | None
     TWILIO_API_BASE: str
     # SMPP (SMPP_HOST unset: the built-in SMSC simulator)
-    SMPP_CONFIG: Path | None  # YAML file of connections (smpp.connections); None: one, of SMPP_*
+    SMPP_CONFIG: Path | None  # YAML of connections (messaging.connections); None: one, of SMPP_*
     SMPP_HOST: str | None
     SMPP_PORT: int
     SMPP_SYSTEM_ID: str

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from phonenumbers import carrier
 
 from gateway.config import PROJECT_ROOT, ConfigError, load_settings
-from smpp.connections import Connection, load_connections
-from smpp.routing import Miss, Router, carrier_of
+from gateway.messaging.connections import Connection, load_connections
+from gateway.messaging.routing import Miss, Router, carrier_of
 
 EXAMPLE = PROJECT_ROOT / "examples" / "smpp-connections.yaml"
 

@@ -18,7 +18,7 @@
 The file is checked whole when the SMPP worker starts; the first fault stops it with a
 ``ConfigError`` naming the file, the connection and the field. Without ``SMPP_CONFIG`` the
 SMPP_* variables describe one connection, ``default``, routing ``*`` (``host`` None: the
-built-in SMSC, as without SMPP_HOST). Routing itself is ``smpp.routing``.
+built-in SMSC, as without SMPP_HOST). Routing itself is ``gateway.messaging.routing``.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from itertools import groupby
 import phonenumbers
 from phonenumbers.carrierdata import CARRIER_DATA
 
-from smpp.connections import CARRIER, Connection, route_kind
+from gateway.messaging.connections import CARRIER, Connection, route_kind
 
 __all__ = ["Miss", "Router", "carrier_of"]
 
