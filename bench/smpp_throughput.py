@@ -41,7 +41,7 @@ from sqlalchemy import delete, func, insert, select, text  # noqa: E402
 
 from gateway import migrate  # noqa: E402
 from gateway.config import PROJECT_ROOT, load_settings  # noqa: E402
-from gateway.messaging.stream import OutboundStream, relay
+from gateway.messaging.stream import relay, streams_of
 from gateway.store.models import OutboxMessage, SmsPart
 from gateway.wiring import connect  # noqa: E402
 
@@ -131,8 +131,8 @@ def worker_run(env: dict[str, str], port: int, count: int, window: int, history:
         session.execute(insert(OutboxMessage), [
             {"to_phone": f"+86138{n:08d}", "kind": "link", "body": TEXT, "redacted_body": TEXT,
              "status": "queued", "created_at": now, "updated_at": now} for n in range(count)])
-    stream = OutboundStream(gw.redis, gw.settings.REDIS_PREFIX)
-    while relay(gw.db, stream, gw.clock, batch=2000):
+    streams = streams_of(gw.redis, gw.settings.REDIS_PREFIX)
+    while relay(gw.db, streams, gw.clock, batch=2000):
         pass
     worker = subprocess.Popen(
         [sys.executable, "-m", "smpp"], cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,

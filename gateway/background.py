@@ -4,7 +4,9 @@ secrets (codes, links) from SMS that have left the queue, drop SMS older than
 and post events to the operator's BOSS when ``BOSS_WEBHOOK_URL`` is set.
 
 With ``SMS_PROVIDER=log`` queued SMS are logged and marked sent here; with ``smpp`` they are
-relayed to the Redis Stream that the SMPP worker (``python -m smpp``) consumes; with
+routed to the SMPP connections (``SMPP_CONFIG``: by prefix or carrier, priority and weight,
+skipping connections with no live bind) and relayed to each one's Redis Stream, which the
+SMPP workers (``python -m smpp``) consume; with
 ``twilio`` they are sent to Twilio from here. With a list (``smpp,twilio``) each round sends by
 the first healthy provider (``gateway.messaging.health``).
 
@@ -17,15 +19,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from datetime import timedelta
 from functools import cached_property
 
 import redis
 
 from gateway.backend import boss, checkout, privacy, pumping
+from gateway.config import ConfigError
 from gateway.context import Gateway
 from gateway.messaging import twilio_sms
+from gateway.messaging.connections import load_connections
 from gateway.messaging.health import ProviderHealth
-from gateway.messaging.stream import OutboundStream, relay
+from gateway.messaging.routing import Miss, Router
+from gateway.messaging.stream import OutboundStream, relay, streams_of
 from gateway.store import outbox
 
 __all__ = ["Worker"]
@@ -57,8 +64,33 @@ class Worker:
         return twilio_sms.TwilioSender(self.gw.settings)
 
     @cached_property
-    def stream(self) -> OutboundStream:
-        return OutboundStream(self.gw.redis, self.gw.settings.REDIS_PREFIX)
+    def streams(self) -> Callable[[str], OutboundStream]:
+        return streams_of(self.gw.redis, self.gw.settings.REDIS_PREFIX)
+
+    @cached_property
+    def router(self) -> Router:
+        return Router(load_connections(self.gw.settings))
+
+    def check_connections(self) -> None:
+        """Read SMPP_CONFIG now, at the start, when SMS may go by SMPP.
+
+        :raise ConfigError: the file is missing or wrong (naming the connection and field).
+        """
+        if "smpp" in self.gw.settings.SMS_PROVIDER and not self.router.connections:
+            raise ConfigError("SMPP_CONFIG: no connection to send SMS by")
+
+    def relay(self) -> int:
+        """Route the queued SMS to the SMPP connections, skipping those with no live bind."""
+        connections = self.router.connections
+        unusable: set[str] = set()
+        if len(connections) > 1:  # with one, it is that one's or no one's
+            unusable = set(connections) - self.health.usable_connections()
+
+        def route(phone: str) -> str | Miss:
+            return self.router.route(phone, lambda connection: connection not in unusable)
+
+        return relay(self.gw.db, self.streams, self.gw.clock, route, unusable,
+                     failover_after=timedelta(seconds=self.gw.settings.SMS_FAILOVER_AFTER))
 
     def run_once(self) -> tuple[int, int]:
         """One round; return (orders expired, messages passed on)."""
@@ -68,7 +100,7 @@ class Worker:
             log.warning("SMS go by %s now, not %s", carrier, self.carrier)
         self.carrier = carrier
         if carrier == "smpp":
-            passed = relay(self.gw.db, self.stream, self.gw.clock)
+            passed = self.relay()
         elif carrier == "twilio":
             multiple = len(self.gw.settings.SMS_PROVIDER) > 1
             passed = twilio_sms.dispatch(self.gw, self.twilio, self.health if multiple else None)

@@ -351,11 +351,12 @@ def upgrade_command() -> None:
 @needs_schema
 def worker_command() -> None:
     """Run the background worker (order expiry, SMS outbox, BOSS events) until SIGTERM."""
+    worker = Worker(services())
     try:
+        worker.check_connections()
         refuse_local_defaults(services().settings)
     except ConfigError as exc:
         raise click.ClickException(f"TV Pay Gateway will not start: {exc}") from None
-    worker = Worker(services())
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.stopping.set())
     metrics.serve(worker.gw.settings.METRICS_PORT)

@@ -73,15 +73,16 @@ class Feeder:
     """Keeps ``parts`` stocked with encoded parts of claimed messages."""
 
     def __init__(self, gw: Gateway, stream: OutboundStream, consumer: str,
-                 stopping: threading.Event) -> None:
+                 stopping: threading.Event, batch: int | None = None) -> None:
         self.gw = gw
         self.stream = stream
         self.consumer = consumer
         self.stopping = stopping
         self.lease = timedelta(seconds=gw.settings.SMPP_RECLAIM_AFTER)
         # Claim in batches of at least 100 rows: one commit per handful of messages would
-        # make a small window wait on the database instead of the SMSC.
-        self._batch = max(2 * gw.settings.SMPP_WINDOW, 500)
+        # make a small window wait on the database instead of the SMSC. ``batch``: less, for
+        # one of a connection's binds, so that they share its messages (SmppWorker).
+        self._batch = batch or max(2 * gw.settings.SMPP_WINDOW, 500)
         self.parts: queue.Queue[Part] = queue.Queue(maxsize=2 * self._batch + 255)
         self._active: dict[int, Message] = {}  # claimed here and not yet recorded as settled
         self._lock = threading.Lock()
@@ -108,7 +109,8 @@ class Feeder:
                     self._keep_leases()
                     reclaimed = self.stream.reclaim(
                         self.consumer, self.gw.settings.SMPP_RECLAIM_AFTER * 1000)
-                if self.paused.is_set() or self.parts.qsize() > 2 * self._batch:
+                if self.paused.is_set() or self.parts.qsize() > 2 * self._batch \
+                        or len(self._active) >= self._batch:  # a batch in hand is enough
                     self.stopping.wait(0.005)
                     continue
                 fresh = self.stream.read(self.consumer, count=self._batch, block_ms=100)

@@ -43,16 +43,18 @@ class TokenBucket:
         self.tokens = self.capacity
         self._clock = clock
         self._stamp = clock()
+        self._lock = threading.Lock()  # one bucket for a connection's binds, each a thread
 
     def take(self) -> float:
         """Take a token and return 0, or return the seconds until one is available."""
-        now = self._clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
+        with self._lock:
+            now = self._clock()
+            self.tokens = min(self.capacity, self.tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return 0.0
+            return (1 - self.tokens) / self.rate
 
 
 class SubmitWindow:
@@ -60,9 +62,9 @@ class SubmitWindow:
     before the feeder's new ones. Finished messages go to the recorder."""
 
     def __init__(self, gw: Gateway, session: SmppSession, feeder: Feeder, recorder: Recorder,
-                 stopping: threading.Event) -> None:
+                 stopping: threading.Event, bucket: TokenBucket | None = None) -> None:
         self.gw = gw
-        self.settings = gw.settings
+        self.settings = session.settings  # the connection's: its window, rate, source
         self.session = session
         self.feeder = feeder
         self.recorder = recorder
@@ -70,7 +72,7 @@ class SubmitWindow:
         self.retry: deque[Part] = deque()  # parts to send again, before new ones
         self.inflight: dict[int, Part] = {}
         self.failing_submits = 0
-        self._bucket = TokenBucket(self.settings.SMPP_MAX_TPS)
+        self._bucket = bucket or TokenBucket(self.settings.SMPP_MAX_TPS)
         self._submit: Any = None  # the submit_sm filled for each part (_encode_submit)
         self._paused_until = 0.0
         self._throttle_backoff = 0.05

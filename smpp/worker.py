@@ -1,4 +1,7 @@
-"""The SMPP worker (``python -m smpp``): one transceiver bind carries SMS to and from the SMSC.
+"""An SMPP worker: one transceiver bind of one connection carries SMS to and from its SMSC.
+
+``python -m smpp`` runs one for each bind of each connection (``SMPP_CONFIG``, or the one of
+``SMPP_*``); it reads its connection's stream, to which the relay routed the messages.
 
 Three threads, each doing one kind of waiting, joined by queues:
 
@@ -31,7 +34,9 @@ throttling, the answers to submit_sm), ``deliver_sm.py`` receipts and replies ma
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 import queue
 import socket
@@ -43,7 +48,9 @@ import redis
 import smpplib.exceptions
 
 from gateway import metrics
+from gateway.config import Settings
 from gateway.context import Gateway
+from gateway.messaging.connections import DEFAULT_ID, Connection
 from gateway.messaging.health import ProviderHealth
 from gateway.messaging.stream import OutboundStream
 from smpp import codec
@@ -53,22 +60,51 @@ from smpp.recorder import Inbound, Recorder, Release
 from smpp.session import ROK, ConnectionLost, SmppSession
 from smpp.window import SubmitWindow, TokenBucket
 
-__all__ = ["SmppWorker", "TokenBucket"]
+__all__ = ["SmppWorker", "TokenBucket", "connection_settings"]
 
 log = logging.getLogger(__name__)
 
+_HOLD_SECONDS = 2.5  # of sending a bind's feeder claims ahead
+
+
+def connection_settings(settings: Settings, connection: Connection | None) -> Settings:
+    """The settings one connection's binds go by: its account, source, window and rate."""
+    if connection is None:
+        return settings
+    return dataclasses.replace(
+        settings, SMPP_HOST=connection.host, SMPP_PORT=connection.port,
+        SMPP_SYSTEM_ID=connection.system_id, SMPP_PASSWORD=connection.password,
+        SMPP_SYSTEM_TYPE=connection.system_type, SMPP_SOURCE_ADDR=connection.source_addr,
+        SMPP_WINDOW=connection.window, SMPP_MAX_TPS=connection.max_tps)
+
 
 class SmppWorker:
-    def __init__(self, gw: Gateway, *, host: str, port: int, consumer: str | None = None) -> None:
+    """One bind of one connection (``connection``, else ``default``: the one of SMPP_*).
+
+    A connection's binds in one process share ``bucket``, its ``max_tps``. ``elsewhere``: the
+    messages have another way out (another connection, or another provider), so after
+    ``SMS_FAILOVER_AFTER`` seconds down this bind hands back the ones it has not started.
+    """
+
+    def __init__(self, gw: Gateway, *, host: str, port: int, consumer: str | None = None,
+                 connection: Connection | None = None, bucket: TokenBucket | None = None,
+                 elsewhere: bool = False) -> None:
         self.gw = gw
-        self.settings = gw.settings
+        self.connection_id = connection.id if connection else DEFAULT_ID
+        self.settings = connection_settings(gw.settings, connection)
         self.host, self.port = host, port
+        self.elsewhere = elsewhere or len(gw.settings.SMS_PROVIDER) > 1
         self.stopping = threading.Event()
         self.bound = threading.Event()
-        stream = OutboundStream(gw.redis, gw.settings.REDIS_PREFIX)
+        stream = OutboundStream(gw.redis, gw.settings.REDIS_PREFIX, self.connection_id)
         self.stream = stream
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self.feeder = Feeder(gw, stream, self.consumer, self.stopping)
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{self.connection_id}"
+        # one of several binds holds what it may send in a few seconds of its share of the
+        # connection's rate, and leaves the rest to the others
+        binds = connection.binds if connection else 1
+        share = math.ceil(self.settings.SMPP_MAX_TPS / binds * _HOLD_SECONDS)
+        batch = max(2 * self.settings.SMPP_WINDOW, min(500, share)) if binds > 1 else None
+        self.feeder = Feeder(gw, stream, self.consumer, self.stopping, batch)
         self.feeder.paused.set()  # nothing to claim until bound
         self.health = ProviderHealth(gw.redis, gw.settings.REDIS_PREFIX,
                                      gw.settings.SMS_FAILOVER_AFTER)
@@ -79,7 +115,8 @@ class SmppWorker:
         self.session = SmppSession(self.settings, host, port)
         self.deliver_sm = DeliverSmHandler(self.recorder, self.session.respond)
         self._generation = 0  # which connection a deliver_sm came on
-        self.window = SubmitWindow(gw, self.session, self.feeder, self.recorder, self.stopping)
+        self.window = SubmitWindow(gw, self.session, self.feeder, self.recorder, self.stopping,
+                                   bucket)
         self._queries: dict[int, str] = {}  # query_sm sequence -> message id asked about
         self._feeder_thread: threading.Thread | None = None
         self._handed_back = False
@@ -112,9 +149,9 @@ class SmppWorker:
                 continue
             self._drop_connection()
             down_since = down_since or time.monotonic()
-            if (len(self.settings.SMS_PROVIDER) > 1
-                    and time.monotonic() - down_since > self.settings.SMS_FAILOVER_AFTER):
-                self._release_unstarted()  # for the next provider to send
+            if self.elsewhere and \
+                    time.monotonic() - down_since > self.settings.SMS_FAILOVER_AFTER:
+                self._release_unstarted()  # for the next connection or provider to send
             self.stopping.wait(delay)
             delay = min(delay * 2, 30.0)
         self._hand_back()  # when the SMSC was away at the stop
@@ -133,7 +170,8 @@ class SmppWorker:
         self._generation += 1
         self.window.failing_submits, self._stamped = 0, 0.0
         self._report_health(time.monotonic())
-        log.info("bound to SMSC %s:%s as %s", self.host, self.port, self.settings.SMPP_SYSTEM_ID)
+        log.info("bound to SMSC %s:%s as %s (connection %s)", self.host, self.port,
+                 self.settings.SMPP_SYSTEM_ID, self.connection_id)
         self.bound.set()
 
     def _drop_connection(self) -> None:
@@ -194,9 +232,9 @@ class SmppWorker:
     def _stamp(self, *, up: bool) -> None:
         try:
             if up:
-                self.health.smpp_up(self.consumer)
+                self.health.smpp_up(self.consumer, self.connection_id)
             else:
-                self.health.smpp_down(self.consumer)
+                self.health.smpp_down(self.consumer, self.connection_id)
         except redis.RedisError as exc:  # Redis away must not cost the bind
             log.warning("cannot report the bind's health to Redis: %s", type(exc).__name__)
 

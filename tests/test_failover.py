@@ -9,8 +9,9 @@ import threading
 import pytest
 
 from gateway.background import Worker
+from gateway.messaging.connections import DEFAULT_ID
 from gateway.messaging.health import ProviderHealth
-from gateway.messaging.stream import OutboundStream, relay
+from gateway.messaging.stream import relay, streams_of
 from gateway.store import outbox
 from smpp.worker import SmppWorker
 from tests import twilio_fake
@@ -85,8 +86,9 @@ def test_messages_waiting_for_a_lost_bind_move_to_twilio_once(seeded, smsc, twil
             for n, phone in enumerate(phones):
                 outbox.queue(session, to=phone, kind="link", body=f"Link {n}",
                              now=seeded.clock())
-        stream = OutboundStream(seeded.redis, seeded.settings.REDIS_PREFIX)
-        assert relay(seeded.db, stream, seeded.clock) == 20  # handed to SMPP
+        streams = streams_of(seeded.redis, seeded.settings.REDIS_PREFIX)
+        assert relay(seeded.db, streams, seeded.clock) == 20  # handed to SMPP
+        stream = streams(DEFAULT_ID)
         wait_until(lambda: not health(seeded).smpp_healthy(), what="failover to Twilio")
         background = Worker(seeded)
         while background.run_once()[1]:

@@ -2,8 +2,9 @@
 
 Every process shares what it sees through Redis, timed by the Redis server's clock:
 
-- each SMPP worker stamps its bind every second while it is bound and its submits succeed; the
-  SMPP side is healthy while some bind was stamped within ``SMS_FAILOVER_AFTER`` seconds;
+- each SMPP worker stamps its bind (``<connection>/<consumer>``) every second while it is bound
+  and its submits succeed; a connection is usable while one of its binds was stamped within
+  ``SMS_FAILOVER_AFTER`` seconds, and the SMPP side is healthy while some connection is;
 - Twilio is unhealthy after ``FAILURES_TO_FAIL_OVER`` temporary errors in a row (429, 5xx,
   network), for ``SMS_FAILOVER_AFTER`` seconds after the last of them.
 
@@ -13,6 +14,8 @@ A message goes to the first healthy provider of the list, or to the first one wh
 from __future__ import annotations
 
 import redis
+
+from gateway.messaging.connections import DEFAULT_ID
 
 __all__ = ["FAILURES_TO_FAIL_OVER", "ProviderHealth"]
 
@@ -30,15 +33,21 @@ class ProviderHealth:
         seconds, micros = self._client.time()
         return seconds + micros / 1e6
 
-    def smpp_up(self, consumer: str) -> None:
-        self._client.zadd(self._binds, {consumer: self._now()})
+    def smpp_up(self, consumer: str, connection: str = DEFAULT_ID) -> None:
+        self._client.zadd(self._binds, {f"{connection}/{consumer}": self._now()})
 
-    def smpp_down(self, consumer: str) -> None:
-        self._client.zrem(self._binds, consumer)
+    def smpp_down(self, consumer: str, connection: str = DEFAULT_ID) -> None:
+        self._client.zrem(self._binds, f"{connection}/{consumer}")
 
     def smpp_healthy(self) -> bool:
         since = self._now() - self.failover_after
         return self._client.zcount(self._binds, since, "+inf") > 0
+
+    def usable_connections(self) -> set[str]:
+        """The connections with a bind stamped within ``SMS_FAILOVER_AFTER`` seconds."""
+        since = self._now() - self.failover_after
+        stamped = self._client.zrangebyscore(self._binds, since, "+inf")
+        return {str(member).split("/", 1)[0] for member in stamped}
 
     def twilio_failed(self) -> None:
         pipe = self._client.pipeline()

@@ -83,11 +83,11 @@ class Router:
         self._prefixes: dict[str, list[Connection]] = {}
         self._carriers: dict[str, list[Connection]] = {}
         self._star: list[Connection] = []
-        ids: set[str] = set()
+        ids: list[str] = []
         for connection in connections:
             if connection.id in ids:
                 raise ValueError(f"two connections have the id {connection.id!r}")
-            ids.add(connection.id)
+            ids.append(connection.id)
             for route in connection.routes:
                 kind = route_kind(route)
                 if kind == "star":
@@ -97,6 +97,7 @@ class Router:
                 else:
                     self._prefixes.setdefault(route, []).append(connection)
         self._lengths = sorted({len(prefix) for prefix in self._prefixes}, reverse=True)
+        self.connections = tuple(ids)  # their ids, in the file's order
         self._rng = random.Random()
 
     def matching(self, e164: str) -> list[list[Connection]]:
@@ -132,6 +133,17 @@ class Router:
             if ready:
                 return _weighted_pick(ready, rng).id
         return Miss.NONE_USABLE
+
+    def route(self, e164: str, usable: Callable[[str], bool],
+              rng: random.Random | None = None) -> str | Miss:
+        """The connection an SMS goes by now: ``choose``'s; when none is usable now, the
+        first candidate's (it waits there for a bind, or is routed again when another comes);
+        ``Miss.NO_ROUTE`` when no route matches, or ``e164`` is no number at all."""
+        try:
+            chosen = self.choose(e164, usable, rng)
+        except ValueError:
+            return Miss.NO_ROUTE
+        return self.candidates(e164, rng)[0] if chosen is Miss.NONE_USABLE else chosen
 
     def candidates(self, e164: str, rng: random.Random | None = None) -> list[str]:
         """Every candidate's id in the order to try them: priorities ascending, and within

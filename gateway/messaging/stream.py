@@ -1,41 +1,55 @@
-"""The Redis Stream between the SQL outbox and the SMPP worker.
+"""The Redis Streams between the SQL outbox and the SMPP workers, one per SMPP connection.
 
-The relay (run by the background worker) adds the id of each queued outbox row to the stream;
-the SMPP worker reads the stream in the consumer group ``smpp``, claims the rows in SQL and
-acknowledges an entry once the SMSC has answered for the message. The SQL row stays the record,
+The relay (run by the background worker) routes each queued outbox row to a connection
+(``gateway.messaging.routing``: by prefix or carrier, priority and weight, skipping the
+connections with no live bind) and adds its id to that connection's stream; the connection's
+SMPP workers read the stream in the consumer group ``smpp``, claim the rows in SQL and
+acknowledge an entry once the SMSC has answered for the message. The SQL row stays the record,
 so nothing is lost with Redis: the relay adds a row again when
-  - Redis lost the stream (each row remembers the stream *epoch* it went into),
-  - its worker died while sending it (the row's lease ran out), or
-  - it has waited long and its entry is no longer in the stream.
-The worker's claim in SQL keeps a row from being sent twice by live workers.
+  - Redis lost the streams (each row remembers the streams' *epoch* it went into),
+  - its worker died while sending it (the row's lease ran out),
+  - it has waited long and its entry is no longer in the stream, or
+  - its connection has had no live bind for ``failover_after``: then it goes by the next one.
+The workers' claim in SQL keeps a row from being sent twice, whichever streams hold it.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import cast
 
 import redis
 from redis.typing import StreamIdT
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
 
+from gateway import metrics
 from gateway.domain.sms import SmsStatus
+from gateway.messaging import delivery
+from gateway.messaging.connections import DEFAULT_ID
+from gateway.messaging.routing import Miss
 from gateway.store.db import Database
 from gateway.store.models import OutboxMessage
 from gateway.store.outbox import fail_if_expired
 
-__all__ = ["GROUP", "OutboundStream", "relay"]
+__all__ = ["GROUP", "NO_ROUTE", "OutboundStream", "Route", "relay", "streams_of"]
 
 GROUP = "smpp"
+NO_ROUTE = Miss.NO_ROUTE.value  # the error of an SMS no connection's routes match
+# A destination's connection now, or Miss.NO_ROUTE; given the connections usable now.
+Route = Callable[[str], "str | Miss"]
 
 
 class OutboundStream:
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    """The stream of one SMPP connection (``default``: the one of ``SMPP_*``)."""
+
+    def __init__(self, client: redis.Redis, prefix: str, connection: str = DEFAULT_ID) -> None:
         self._client = client
-        self.key = f"{prefix}sms:out:smpp"
-        self._epoch_key = f"{prefix}sms:out:smpp:epoch"
+        self.connection = connection
+        self.key = f"{prefix}sms:out:smpp" + ("" if connection == DEFAULT_ID else f"@{connection}")
+        self._epoch_key = f"{prefix}sms:out:smpp:epoch"  # one epoch: one Redis holds them all
 
     def epoch(self) -> str:
         """This stream's life: a new one begins whenever Redis has lost the stream."""
@@ -110,36 +124,96 @@ def _entry(entry_id: object, fields: dict[str, str]) -> tuple[str, int]:
     return str(entry_id), int(fields["id"])
 
 
-def relay(db: Database, stream: OutboundStream, clock: Callable[[], datetime],
-          batch: int = 500, stale_after: timedelta = timedelta(minutes=1)) -> int:
-    """Add to the stream the rows that need a worker's attention; return how many were seen."""
-    epoch = stream.epoch()
+def relay(db: Database, streams: Callable[[str], OutboundStream],
+          clock: Callable[[], datetime], route: Route = lambda _phone: DEFAULT_ID,
+          unusable: Collection[str] = (), batch: int = 500,
+          stale_after: timedelta = timedelta(minutes=1),
+          failover_after: timedelta = timedelta(seconds=30)) -> int:
+    """Add to the streams the rows that need a worker's attention; return how many were
+    passed on (added to a stream, or failed for want of a route).
+
+    ``streams(connection)``: that connection's stream. ``route(phone)``: the connection to
+    send by now. ``unusable``: the connections with no live bind; a row queued to one of them
+    for ``failover_after`` is routed again, to the next that has one.
+    """
+    epoch = streams(DEFAULT_ID).epoch()
     now = clock()
     sms = OutboxMessage
+    connection = func.coalesce(sms.connection, DEFAULT_ID)
     with db.transaction() as session:
         messages = session.scalars(
             select(sms)
             .where(or_(
                 and_(sms.status == SmsStatus.QUEUED,
                      or_(sms.relay_ref.is_(None), sms.relay_ref.not_like(f"{epoch}/%"),
-                         sms.updated_at < now - stale_after)),
+                         sms.updated_at < now - stale_after,
+                         and_(connection.in_(list(unusable)),
+                              sms.updated_at < now - failover_after))),
                 and_(sms.status == SmsStatus.SENDING,
                      or_(sms.lease_until.is_(None), sms.lease_until < now))))
             .order_by(sms.id)
             .limit(batch)
             .with_for_update(skip_locked=True)
         ).all()
-        # Queued rows of this epoch are here because they waited long: is their entry still in
+        # Queued rows of this epoch are here because they waited. On a connection with no
+        # live bind they are routed again; else, after stale_after, is their entry still in
         # the stream (the workers are just behind), or was it lost?
-        stale = {ref.split("/", 1)[1]: m for m in messages
-                 if m.status == SmsStatus.QUEUED
-                 and (ref := m.relay_ref or "").startswith(f"{epoch}/")}
-        behind = {stale[entry].id for entry in stream.present(list(stale))}
-        for message in stale.values():
-            message.updated_at = now  # looked at: not again before stale_after
-        live = [m for m in messages if m.id not in behind and not fail_if_expired(m, now)]
-        for message, entry in zip(live, stream.add([m.id for m in live]), strict=True):
-            message.status, message.lease_until = SmsStatus.QUEUED, None
-            message.relay_ref, message.provider = f"{epoch}/{entry}", "smpp"
-            message.updated_at = now
-        return len(live)
+        live: list[OutboxMessage] = []
+        stranded: set[int] = set()  # on a connection with no live bind: in its stream still
+        stale: dict[str, dict[str, OutboxMessage]] = {}  # connection -> entry id -> row
+        for message in messages:
+            if message.status != SmsStatus.QUEUED or \
+                    not (message.relay_ref or "").startswith(f"{epoch}/"):
+                live.append(message)
+            elif (message.connection or DEFAULT_ID) in unusable:
+                live.append(message)
+                stranded.add(message.id)
+            elif message.updated_at < now - stale_after:
+                entry = (message.relay_ref or "").split("/", 1)[1]
+                stale.setdefault(message.connection or DEFAULT_ID, {})[entry] = message
+        for stream_of, entries in stale.items():
+            present = streams(stream_of).present(list(entries))
+            for entry, message in entries.items():
+                message.updated_at = now  # looked at: not again before stale_after
+                if entry not in present:
+                    live.append(message)
+        by_connection: dict[str, list[OutboxMessage]] = {}
+        passed = 0
+        for message in sorted(live, key=lambda m: m.id):
+            if fail_if_expired(message, now):
+                continue
+            chosen = route(message.to_phone)
+            if chosen is Miss.NO_ROUTE:
+                _no_route(session, message, now)
+                passed += 1
+            elif message.id in stranded and chosen == message.connection:
+                message.updated_at = now  # none better now: it waits where it is
+            else:
+                by_connection.setdefault(str(chosen), []).append(message)
+        for chosen_id, routed in by_connection.items():
+            added = streams(chosen_id).add([m.id for m in routed])
+            for message, entry in zip(routed, added, strict=True):
+                message.status, message.lease_until = SmsStatus.QUEUED, None
+                message.relay_ref, message.provider = f"{epoch}/{entry}", "smpp"
+                message.connection, message.updated_at = chosen_id, now
+            passed += len(routed)
+        return passed
+
+
+def _no_route(session: Session, message: OutboxMessage, now: datetime) -> None:
+    """No connection takes this destination: the SMS fails, and a code SMS's order with it."""
+    message.status, message.error, message.updated_at = SmsStatus.FAILED, NO_ROUTE, now
+    metrics.count_sms(session, "smpp", SmsStatus.FAILED)
+    delivery.unreachable(session, [message], now)
+
+
+def streams_of(client: redis.Redis, prefix: str) -> Callable[[str], OutboundStream]:
+    """Each connection's stream, made once."""
+    made: dict[str, OutboundStream] = {}
+
+    def stream(connection: str) -> OutboundStream:
+        if connection not in made:
+            made[connection] = OutboundStream(client, prefix, connection)
+        return made[connection]
+
+    return stream

@@ -338,6 +338,8 @@ class OutboxMessage(Base):
     redacted_body: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
     provider: Mapped[str | None] = mapped_column(String(16))
+    # the SMPP connection it went by (SMPP_CONFIG's id, "default" without the file)
+    connection: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

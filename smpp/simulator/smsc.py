@@ -40,7 +40,8 @@ class Smsc:
         self.receipts_withheld = False
         self.undeliverable: set[str] = set()
         self.rejected: set[str] = set()  # destinations refused at submit (ESME_RINVDSTADR)
-        self.keep_submitted = False  # keep the fields of every accepted submit_sm in .submitted
+        # keep the fields of every accepted submit_sm in .submitted, with when and on which bind
+        self.keep_submitted = False
         self.submitted: list[dict[str, Any]] = []
         # phones that answer by themselves: auto_reply(phone, text) of each whole SMS a phone
         # gets is the text it replies with, auto_reply_delay seconds later (None: no reply)
@@ -322,7 +323,7 @@ class Smsc:
             return
         self.submits += 1
         if self.keep_submitted:
-            self.submitted.append({**pdu.fields, "at": time.monotonic()})
+            self.submitted.append({**pdu.fields, "at": time.monotonic(), "bind": id(session)})
         number = next(self._ids)
         message_id = f"{number:x}" if self.id_format == "hex" else str(number)
         now = datetime.now(UTC)
