@@ -42,7 +42,8 @@ from gateway.effects import after_commit
 __all__ = [
     "CODE_REPLY_TO_ACTIVATION", "EVENT_STREAMS_OPEN", "EVENT_STREAMS_REFUSED",
     "HTTP_REQUEST_DURATION", "ORDERS", "ORDERS_SHED", "ORDER_FAILURES",
-    "COUNTED", "OVERLOADED", "QUEUE_WAIT", "SMPP_WINDOW_IN_USE", "SMS", "SMS_BACKLOG_AGE",
+    "COUNTED", "OVERLOADED", "QUEUE_WAIT", "SMPP_BINDS_UP", "SMPP_SUBMITS", "SMPP_THROTTLED",
+    "SMPP_WINDOW_IN_USE", "SMS", "SMS_BACKLOG_AGE",
     "SmsQueueDepth", "count_committed",
     "count_order_status", "count_sms",
     "observe_request", "registry", "serve",
@@ -65,8 +66,14 @@ CODE_REPLY_TO_ACTIVATION = Histogram(
     "tvpay_code_reply_to_activation_seconds",
     "From receiving an SMS code reply to the commit of the payment and activation it confirms")
 SMPP_WINDOW_IN_USE = Gauge("tvpay_smpp_window_in_use",
-                           "submit_sm sent to the SMSC and not answered yet",
-                           multiprocess_mode="livesum")
+                           "submit_sm sent to the SMSC and not answered yet, by connection",
+                           ["connection"], multiprocess_mode="livesum")
+SMPP_BINDS_UP = Gauge("tvpay_smpp_binds_up", "Transceiver binds up, by connection",
+                      ["connection"], multiprocess_mode="livesum")
+SMPP_SUBMITS = Counter("tvpay_smpp_submits_total", "submit_sm sent (parts), by connection: "
+                       "its rate is the connection's TPS", ["connection"])
+SMPP_THROTTLED = Counter("tvpay_smpp_throttled_total", "submit_sm the SMSC answered "
+                         "ESME_RTHROTTLED or ESME_RMSGQFUL, by connection", ["connection"])
 SMS_QUEUE_DEPTH = "tvpay_sms_queue_depth"  # read from SQL at scrape time: SmsQueueDepth
 EVENT_STREAMS_OPEN = Gauge("tvpay_event_streams_open", "Event streams open (SSE)",
                            multiprocess_mode="livesum")
@@ -146,22 +153,32 @@ def observe_request(method: str, route: str | None, status: int, seconds: float)
 
 
 class SmsQueueDepth(Collector):
-    """``tvpay_sms_queue_depth{status}``, read at scrape time by ``read`` (``outbox.waiting``);
-    left out of the scrape when ``read`` gives None (the database did not answer)."""
+    """``tvpay_sms_queue_depth{status}`` and ``tvpay_sms_queue_age_seconds{connection}``, read
+    at scrape time by ``read`` (``outbox.waiting``); left out of the scrape when ``read``
+    gives None (the database did not answer)."""
 
-    def __init__(self, read: Callable[[], dict[str, int] | None]) -> None:
+    def __init__(self, read: Callable[[], tuple[dict[str, int], dict[str, float]] | None]
+                 ) -> None:
         self._read = read
 
     def collect(self) -> Iterable[Metric]:
-        counts = self._read()
-        if counts is None:
+        found = self._read()
+        if found is None:
             return
+        counts, ages = found
         family = GaugeMetricFamily(SMS_QUEUE_DEPTH, "SMS in the outbox not sent yet, in the "
                                    "whole service (queued or being sent), read from SQL",
                                    labels=["status"])
         for status in WAITING:
             family.add_metric([status], counts.get(status, 0))
         yield family
+        age = GaugeMetricFamily(
+            "tvpay_sms_queue_age_seconds", "Age of the oldest SMS not sent yet, by the SMPP "
+            "connection it waits for ('none': not routed yet), read from SQL",
+            labels=["connection"])
+        for connection, seconds in sorted(ages.items()):
+            age.add_metric([connection], seconds)
+        yield age
 
     def describe(self) -> Iterable[Metric]:
         return []

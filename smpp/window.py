@@ -18,7 +18,9 @@ from typing import Any
 
 import smpplib.consts
 
+from gateway import metrics
 from gateway.context import Gateway
+from gateway.messaging.connections import DEFAULT_ID
 from smpp import codec
 from smpp.feeder import Feeder, Part
 from smpp.recorder import Recorder
@@ -62,7 +64,8 @@ class SubmitWindow:
     before the feeder's new ones. Finished messages go to the recorder."""
 
     def __init__(self, gw: Gateway, session: SmppSession, feeder: Feeder, recorder: Recorder,
-                 stopping: threading.Event, bucket: TokenBucket | None = None) -> None:
+                 stopping: threading.Event, bucket: TokenBucket | None = None,
+                 connection: str = DEFAULT_ID) -> None:
         self.gw = gw
         self.settings = session.settings  # the connection's: its window, rate, source
         self.session = session
@@ -73,6 +76,10 @@ class SubmitWindow:
         self.inflight: dict[int, Part] = {}
         self.failing_submits = 0
         self._bucket = bucket or TokenBucket(self.settings.SMPP_MAX_TPS)
+        self._submits = metrics.SMPP_SUBMITS.labels(connection)
+        self._throttled = metrics.SMPP_THROTTLED.labels(connection)
+        self.submitted = 0  # submit_sm sent by this bind, and those answered "throttled"
+        self.throttled = 0
         self._submit: Any = None  # the submit_sm filled for each part (_encode_submit)
         self._paused_until = 0.0
         self._throttle_backoff = 0.05
@@ -133,6 +140,9 @@ class SubmitWindow:
             self.inflight[part.sequence] = part
             out.append(encoded)
         self.session.send(out)
+        if out:
+            self._submits.inc(len(out))
+            self.submitted += len(out)
         return min(wait, 0.01) if len(self.inflight) < window else 0.01
 
     def _encode_submit(self, part: Part) -> tuple[int, bytes]:
@@ -172,6 +182,8 @@ class SubmitWindow:
             self._throttle_backoff = 0.05
             self._answered(part)
         elif status in _THROTTLED:
+            self._throttled.inc()
+            self.throttled += 1
             retry.append(part)
             self._paused_until = time.monotonic() + self._throttle_backoff
             log.info("SMSC answered %s; pausing %.2f s", _THROTTLED[status],

@@ -116,7 +116,12 @@ class SmppWorker:
         self.deliver_sm = DeliverSmHandler(self.recorder, self.session.respond)
         self._generation = 0  # which connection a deliver_sm came on
         self.window = SubmitWindow(gw, self.session, self.feeder, self.recorder, self.stopping,
-                                   bucket)
+                                   bucket, self.connection_id)
+        self._window_gauge = metrics.SMPP_WINDOW_IN_USE.labels(self.connection_id)
+        self._binds_gauge = metrics.SMPP_BINDS_UP.labels(self.connection_id)
+        self._window_shown = 0  # what this bind added to the connection's window gauge
+        self._counted_up = False  # whether this bind is in the binds-up gauge
+        self._last_figures = (time.monotonic(), 0)  # when, and submits then (for its TPS)
         self._queries: dict[int, str] = {}  # query_sm sequence -> message id asked about
         self._feeder_thread: threading.Thread | None = None
         self._handed_back = False
@@ -172,15 +177,17 @@ class SmppWorker:
         self._report_health(time.monotonic())
         log.info("bound to SMSC %s:%s as %s (connection %s)", self.host, self.port,
                  self.settings.SMPP_SYSTEM_ID, self.connection_id)
+        self._count_up(True)
         self.bound.set()
 
     def _drop_connection(self) -> None:
         """Forget the connection; put every unanswered part back in front, in order."""
         self.bound.clear()
+        self._count_up(False)
         self.feeder.paused.set()
         self._stamp(up=False)
         self.window.take_back()
-        metrics.SMPP_WINDOW_IN_USE.set(0)
+        self._show_window(0)
         self._queries.clear()
         self.deliver_sm.forget()  # replies not handed over yet will be delivered again
         self.session.disconnect()
@@ -197,6 +204,7 @@ class SmppWorker:
         except (ConnectionLost, OSError):
             pass
         self.bound.clear()
+        self._count_up(False)
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -221,7 +229,18 @@ class SmppWorker:
             self._receive(wait)
             self._keep_alive(time.monotonic())
             self._report_health(time.monotonic())
-            metrics.SMPP_WINDOW_IN_USE.set(len(self.window.inflight))
+            self._show_window(len(self.window.inflight))
+
+    def _show_window(self, in_use: int) -> None:
+        """This bind's share of its connection's window gauge (its binds add up there)."""
+        if in_use != self._window_shown:
+            self._window_gauge.inc(in_use - self._window_shown)
+            self._window_shown = in_use
+
+    def _count_up(self, up: bool) -> None:
+        if up != self._counted_up:
+            self._binds_gauge.inc(1 if up else -1)
+            self._counted_up = up
 
     def _report_health(self, now: float) -> None:
         """Stamp this bind in Redis once a second while its submits are not failing."""
@@ -229,10 +248,19 @@ class SmppWorker:
             self._stamped = now
             self._stamp(up=self.window.healthy)
 
+    def _figures(self) -> dict[str, float]:
+        """What this bind shows of itself in Redis (``/readyz``, the dashboard)."""
+        now, submitted = time.monotonic(), self.window.submitted
+        since, before = self._last_figures
+        self._last_figures = now, submitted
+        tps = (submitted - before) / (now - since) if now > since else 0.0
+        return {"window": len(self.window.inflight), "tps": round(tps, 1),
+                "throttled": self.window.throttled}
+
     def _stamp(self, *, up: bool) -> None:
         try:
             if up:
-                self.health.smpp_up(self.consumer, self.connection_id)
+                self.health.smpp_up(self.consumer, self.connection_id, self._figures())
             else:
                 self.health.smpp_down(self.consumer, self.connection_id)
         except redis.RedisError as exc:  # Redis away must not cost the bind

@@ -94,7 +94,10 @@ def test_sms_readiness_follows_the_smpp_workers_bind(client, gw, smsc):
     with running(gw, smsc.port):
         status, body, _ = ready(client)
         assert status == 200, body
-        assert body["checks"]["sms"]["providers"]["smpp"]["detail"] == "bound"
+        smpp = body["checks"]["sms"]["providers"]["smpp"]
+        assert smpp["detail"] == "bound: default 1 bind"
+        assert smpp["connections"] == {"default": {"binds": 1, "window_in_use": 0,
+                                                   "tps": 0.0, "throttled": 0}}
 
         smsc.go_down()  # the worker loses its bind and withdraws its stamp
         wait_until(lambda: ready(client)[0] == 503, what="not ready without a bind")
@@ -284,12 +287,15 @@ def test_a_rolled_back_transaction_counts_nothing(client, seeded, clock):
         before, "tvpay_sms_total", **closed_sms) + 1
 
 
-def test_the_sms_queue_depth_is_read_from_sql_and_sent_sms_are_counted(client, seeded):
+def test_the_sms_queue_depth_is_read_from_sql_and_sent_sms_are_counted(client, seeded, clock):
     before = scrape(client)
     order(client, RICH)
+    clock.advance(seconds=42)
     samples = scrape(client)
     assert value(samples, "tvpay_sms_queue_depth", status="queued") == 1
     assert value(samples, "tvpay_sms_queue_depth", status="sending") == 0
+    # not routed to an SMPP connection yet: its age shows under "none"
+    assert value(samples, "tvpay_sms_queue_age_seconds", connection="none") == 42
     assert Worker(seeded).run_once()[1] == 1  # the log provider sends it
     samples = scrape(client)
     assert value(samples, "tvpay_sms_queue_depth", status="queued") == 0
@@ -302,7 +308,7 @@ def test_the_smpp_window_gauge_counts_submits_not_answered_yet(client, seeded, s
     smsc.response_delay = 3.0  # the SMSC answers each submit_sm after 3 s
 
     def in_use() -> float:
-        return value(scrape(client), "tvpay_smpp_window_in_use")
+        return value(scrape(client), "tvpay_smpp_window_in_use", connection="default")
 
     with running(seeded, smsc.port):
         order(client, RICH)
@@ -358,8 +364,10 @@ def test_the_smpp_worker_serves_its_metrics_and_its_bind_makes_the_service_ready
                       SMPP_PORT=str(smsc.port), SMPP_PASSWORD=smsc.password)
     with metrics_of("smpp", env) as url:
         samples = parse(requests.get(url, timeout=5).text)
-        assert value(samples, "tvpay_smpp_window_in_use") == 0
-        assert ("tvpay_smpp_window_in_use", frozenset()) in samples
+        assert value(samples, "tvpay_smpp_window_in_use", connection="default") == 0
+        wait_until(lambda: value(parse(requests.get(url, timeout=5).text),
+                                 "tvpay_smpp_binds_up", connection="default") == 1,
+                   what="the bind counted up")
         wait_until(lambda: ready(client)[0] == 200,
                    what="readiness to see the bind of python -m smpp")
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from gateway.background import Worker
@@ -162,14 +163,30 @@ def test_a_number_no_route_matches_fails_its_sms_and_its_order(seeded, client, s
     assert all(BROADNET not in received(s) for s in smscs.values())  # sent nowhere
 
 
+def metric(client: Any, name: str, connection: str) -> float:
+    """A sample of this process's /metrics (0 when absent)."""
+    for family in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True)):
+        for sample in family.samples:
+            if sample.name == name and sample.labels.get("connection") == connection:
+                return float(sample.value)
+    return 0.0
+
+
 @pytest.mark.parametrize("layout", ["three-binds"], indirect=True)
-def test_a_connection_holds_its_binds_and_spreads_its_messages_within_max_tps(gw, smscs):
+def test_a_connection_holds_its_binds_and_spreads_its_messages_within_max_tps(gw, smscs,
+                                                                              client):
     smsc = smscs["cmcc"]
+    submits_before = metric(client, "tvpay_smpp_submits_total", "cmcc")
     with serving(gw) as workers:
         assert len(workers) == 3 and smsc.binds == 3
         phones = numbers(MOBILE, 60)
         send(gw, phones)
         wait_until(lambda: len(smsc.submitted) == 60, timeout=30, what="60 submits")
+        # what an operator sees of the connection: /readyz and the metrics
+        wait_until(lambda: client.get("/readyz").get_json()["checks"]["sms"]["providers"][
+            "smpp"]["connections"].get("cmcc", {}).get("binds") == 3, what="/readyz's binds")
+        assert metric(client, "tvpay_smpp_binds_up", "cmcc") == 3
+        assert metric(client, "tvpay_smpp_submits_total", "cmcc") - submits_before == 60
     assert received(smsc) == Counter(phones)
     by_bind = Counter(submit["bind"] for submit in smsc.submitted)
     assert len(by_bind) == 3 and min(by_bind.values()) >= 5, by_bind  # all three carry

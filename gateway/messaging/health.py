@@ -13,6 +13,9 @@ A message goes to the first healthy provider of the list, or to the first one wh
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import redis
 
 from gateway.messaging.connections import DEFAULT_ID
@@ -20,6 +23,7 @@ from gateway.messaging.connections import DEFAULT_ID
 __all__ = ["FAILURES_TO_FAIL_OVER", "ProviderHealth"]
 
 FAILURES_TO_FAIL_OVER = 5
+_FIGURES = ("binds", "window", "tps", "throttled")
 
 
 class ProviderHealth:
@@ -33,11 +37,41 @@ class ProviderHealth:
         seconds, micros = self._client.time()
         return seconds + micros / 1e6
 
-    def smpp_up(self, consumer: str, connection: str = DEFAULT_ID) -> None:
-        self._client.zadd(self._binds, {f"{connection}/{consumer}": self._now()})
+    def smpp_up(self, consumer: str, connection: str = DEFAULT_ID,
+                state: Mapping[str, float] | None = None) -> None:
+        """Stamp a bind; ``state``: its figures now (``window``, ``tps``, ``throttled``)."""
+        member = f"{connection}/{consumer}"
+        pipe = self._client.pipeline(transaction=False)
+        pipe.zadd(self._binds, {member: self._now()})
+        if state:
+            figures: dict[Any, Any] = dict(state)  # redis-py's Mapping type is invariant
+            pipe.hset(self._state_key(member), mapping=figures)
+            pipe.expire(self._state_key(member), 2 * self.failover_after)
+        pipe.execute()
 
     def smpp_down(self, consumer: str, connection: str = DEFAULT_ID) -> None:
-        self._client.zrem(self._binds, f"{connection}/{consumer}")
+        member = f"{connection}/{consumer}"
+        self._client.zrem(self._binds, member)
+        self._client.delete(self._state_key(member))
+
+    def _state_key(self, member: str) -> str:
+        return f"{self._binds}:{member}"
+
+    def connection_states(self) -> dict[str, dict[str, float]]:
+        """Each connection with a live bind: its ``binds`` up, and their ``window`` in use,
+        ``tps`` and ``throttled`` submits (since each bind's start) added up."""
+        since = self._now() - self.failover_after
+        members = [str(m) for m in self._client.zrangebyscore(self._binds, since, "+inf")]
+        pipe = self._client.pipeline(transaction=False)
+        for member in members:
+            pipe.hgetall(self._state_key(member))
+        states: dict[str, dict[str, float]] = {}
+        for member, figures in zip(members, pipe.execute(), strict=True):
+            state = states.setdefault(member.split("/", 1)[0], dict.fromkeys(_FIGURES, 0.0))
+            state["binds"] += 1
+            for name in ("window", "tps", "throttled"):
+                state[name] += float(figures.get(name, 0) if figures else 0)
+        return states
 
     def smpp_healthy(self) -> bool:
         since = self._now() - self.failover_after

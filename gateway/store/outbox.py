@@ -255,14 +255,21 @@ def recent(session: Session, to: str | None = None, limit: int = 20) -> list[Out
     return list(session.scalars(query))
 
 
-def waiting(db: Database) -> dict[str, int]:
+def waiting(db: Database, now: datetime) -> tuple[dict[str, int], dict[str, float]]:
     """Rows not sent yet, by status: ``queued`` (for a provider to take) and ``sending``
-    (taken, not answered yet)."""
+    (taken, not answered yet); and the age in seconds of the oldest of them by the connection
+    it waits for (``none``: not routed to one yet)."""
+    sms = OutboxMessage
     with db.read() as session:
-        rows = session.execute(select(OutboxMessage.status, func.count())
-                               .where(OutboxMessage.status.in_(WAITING))
-                               .group_by(OutboxMessage.status)).all()
-    return {str(status): int(count) for status, count in rows}
+        rows = session.execute(select(sms.status, func.count())
+                               .where(sms.status.in_(WAITING))
+                               .group_by(sms.status)).all()
+        oldest = session.execute(select(sms.connection, func.min(sms.created_at))
+                                 .where(sms.status.in_(WAITING))
+                                 .group_by(sms.connection)).all()
+    return ({str(status): int(count) for status, count in rows},
+            {connection or "none": max(0.0, (now - created).total_seconds())
+             for connection, created in oldest})
 
 
 # The lowest id of each status not sent yet is one step down its (status, id) index, however

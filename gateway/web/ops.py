@@ -54,7 +54,7 @@ def register(app: OpenAPI) -> None:
     """Add ``/healthz``, ``/readyz`` and ``/metrics`` to ``app``."""
     gw: Gateway = services(app)
     readiness = _Readiness(gw)
-    queue_depth = _Probe(lambda: outbox.waiting(gw.db))
+    queue_depth = _Probe(lambda: outbox.waiting(gw.db, gw.clock()))
     overload = _Probe(gw.admission.state)  # it reads SQL: waited on as a check is
 
     @app.get("/healthz", tags=[OPERATIONS], operation_id="healthz", summary="Liveness",
@@ -93,7 +93,7 @@ JSON, never a problem document.""",
                  "application/openmetrics-text": {"schema": {
                      "type": "string", "examples": ["# HELP ...\n# TYPE ...\n# EOF\n"]}}}}})
     def metrics_page() -> Response:
-        def waiting() -> dict[str, int] | None:
+        def waiting() -> tuple[dict[str, int], dict[str, float]] | None:
             outcome = queue_depth.wait(time.monotonic() + CHECK_TIMEOUT)
             return None if outcome is None or outcome.error else outcome.value
 
@@ -202,8 +202,10 @@ class _Readiness:
         if outcome.error is not None:
             return {"ok": False, "ms": outcome.ms, "detail": self._describe(outcome.error)}
         state = {"ok": True, "ms": outcome.ms}
-        if outcome.value is not None:  # (ok, detail) from an SMS provider's check
-            state["ok"], state["detail"] = outcome.value
+        if outcome.value is not None:  # (ok, detail[, more]) from an SMS provider's check
+            state["ok"], state["detail"], *more = outcome.value
+            for extra in more:
+                state.update(extra)
         return state
 
     def _log_change(self, ready: bool, checks: dict[str, Any]) -> None:
@@ -222,13 +224,21 @@ class _Readiness:
     def _redis(self) -> None:
         self.gw.redis.ping()
 
-    def _smpp(self) -> tuple[bool, str]:
+    def _smpp(self) -> tuple[bool, str, dict[str, Any]]:
         settings = self.gw.settings
         health = ProviderHealth(self.gw.redis, settings.REDIS_PREFIX, settings.SMS_FAILOVER_AFTER)
-        if health.smpp_healthy():
-            return True, "bound"
+        states = health.connection_states()
+        connections = {"connections": {name: {
+            "binds": int(state["binds"]), "window_in_use": int(state["window"]),
+            "tps": state["tps"], "throttled": int(state["throttled"])}
+            for name, state in sorted(states.items())}}
+        if states:
+            return True, "bound: " + ", ".join(
+                f"{name} {int(state['binds'])} bind{'s' * (state['binds'] != 1)}"
+                for name, state in sorted(states.items())), connections
         return False, (f"no SMPP worker has stamped a bind in the last "
-                       f"{settings.SMS_FAILOVER_AFTER} s (is python -m smpp running and bound?)")
+                       f"{settings.SMS_FAILOVER_AFTER} s (is python -m smpp running and bound?)"
+                       ), connections
 
     def _twilio(self) -> tuple[bool, str]:
         settings = self.gw.settings

@@ -192,6 +192,19 @@ class HealthCheck(BaseModel):
     ms: float = _optional(ge=0, description="How long the check took.")
     providers: dict[str, HealthCheck] = _optional(
         description="In `sms`: each configured provider's check; `sms` is ok when one is.")
+    connections: dict[str, SmppConnection] = _optional(
+        description="In `sms.providers.smpp`: each SMPP connection with a live bind.")
+
+
+class SmppConnection(BaseModel):
+    """One SMPP connection, as its binds stamped themselves in Redis within
+    `SMS_FAILOVER_AFTER` seconds."""
+
+    binds: int = Field(ge=0, description="Transceiver binds up.")
+    window_in_use: int = Field(ge=0, description="submit_sm sent and not answered yet.")
+    tps: float = Field(ge=0, description="submit_sm a second, over the last second or so.")
+    throttled: int = Field(ge=0, description="submit_sm answered ESME_RTHROTTLED or "
+                                             "ESME_RMSGQFUL since its binds started.")
 
 
 OverloadReason = Literal["queue_wait", "sms_backlog"]
