@@ -71,6 +71,10 @@ def serve(app: Flask) -> None:
     """Migrate, load the demo data into an empty database, start the workers, then serve."""
     gw = services(app)
     _refuse_a_taken_port(gw.settings.PORT)
+    if gw.settings.SMPP_CONFIG is not None:
+        raise SystemExit("SMPP_CONFIG is for production's `python -m smpp` and `flask --app app "
+                         "worker`: the local run keeps one SMPP connection (SMPP_HOST, or its "
+                         "built-in SMSC). Unset SMPP_CONFIG to run it.")
     with migrate.quiet():
         migrate.upgrade(gw.settings.DATABASE_URL)
     loaded = ""

@@ -10,7 +10,10 @@ seed_history), starts the built-in SMSC in its own process, then
      baseline: the protocol cost alone, nothing recorded anywhere);
   2. queues N messages in the SQL outbox, relays them to the Redis Stream, and lets
      ``python -m smpp`` (its own process) send them with SMPP_WINDOW=WINDOW, and again with a
-     window of 1 (one message in flight, as gateways without a window do).
+     window of 1 (one message in flight, as gateways without a window do);
+  3. the same as 2 over two connections (SMPP_CONFIG), to two SMSCs, of two binds each, each
+     with WINDOW: the relay spreads the messages over both, and each connection's binds share
+     them; its rate is printed against the one bind of 2, in the same run.
 The worker's rate is taken from the times it recorded each acceptance (first to last), the
 baseline's from its first send to its last response. The pair is run --repeat times,
 alternating, because the SMSC shares the machine's cores with the client under test; prints
@@ -37,12 +40,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import smpplib.client  # noqa: E402
 import smpplib.consts  # noqa: E402
+import yaml  # noqa: E402
 from sqlalchemy import delete, func, insert, select, text  # noqa: E402
 
 from gateway import migrate  # noqa: E402
 from gateway.config import PROJECT_ROOT, load_settings  # noqa: E402
-from gateway.messaging.stream import relay, streams_of
-from gateway.store.models import OutboxMessage, SmsPart
+from gateway.messaging.connections import load_connections  # noqa: E402
+from gateway.messaging.routing import Miss, Router  # noqa: E402
+from gateway.messaging.stream import relay, streams_of  # noqa: E402
+from gateway.store.models import OutboxMessage, SmsPart  # noqa: E402
 from gateway.wiring import connect  # noqa: E402
 
 SMSC_PASSWORD = "secret"  # python -m smpp.simulator's default
@@ -120,10 +126,32 @@ def seed_history(env: dict[str, str], count: int) -> int:
     return ids[-1]
 
 
-def worker_run(env: dict[str, str], port: int, count: int, window: int, history: int) -> float:
-    """Queue ``count`` messages, let ``python -m smpp`` send them; return messages per second.
+def two_connections(folder: Path, ports: tuple[int, int], window: int) -> Path:
+    """An SMPP_CONFIG of two connections of two binds each, one to each SMSC, sharing "*"."""
+    path = folder / "connections.yaml"
+    path.write_text(yaml.safe_dump({"connections": [
+        {"id": name, "host": "127.0.0.1", "port": port, "system_id": "tvpay",
+         "password": SMSC_PASSWORD, "routes": ["*"], "binds": 2, "window": window,
+         "max_tps": 100000} for name, port in zip(("a", "b"), ports, strict=True)]}))
+    return path
+
+
+def worker_run(env: dict[str, str], port: int, count: int, window: int, history: int,
+               connections: Path | None = None) -> float:
+    """Queue ``count`` messages, let ``python -m smpp`` send them (by the one connection of
+    SMPP_* to ``port``, or by those of the file ``connections``); return messages per second.
     The messages up to id ``history`` are the history, kept."""
+    if connections is not None:
+        env = {**env, "SMPP_CONFIG": str(connections)}
+    else:
+        env = {**env, "SMPP_HOST": "127.0.0.1", "SMPP_PORT": str(port),
+               "SMPP_PASSWORD": SMSC_PASSWORD, "SMPP_WINDOW": str(window)}
     gw = connect(load_settings(environ=env))
+    router = Router(load_connections(gw.settings))
+
+    def route(phone: str) -> str | Miss:
+        return router.route(phone, lambda _connection: True)
+
     with gw.db.transaction() as session:
         session.execute(delete(SmsPart).where(SmsPart.outbox_id > history))
         session.execute(delete(OutboxMessage).where(OutboxMessage.id > history))
@@ -132,14 +160,11 @@ def worker_run(env: dict[str, str], port: int, count: int, window: int, history:
             {"to_phone": f"+86138{n:08d}", "kind": "link", "body": TEXT, "redacted_body": TEXT,
              "status": "queued", "created_at": now, "updated_at": now} for n in range(count)])
     streams = streams_of(gw.redis, gw.settings.REDIS_PREFIX)
-    while relay(gw.db, streams, gw.clock, batch=2000):
+    while relay(gw.db, streams, gw.clock, route, known=router.connections, batch=2000):
         pass
     worker = subprocess.Popen(
         [sys.executable, "-m", "smpp"], cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**env, "SMPP_HOST": "127.0.0.1", "SMPP_PORT": str(port),
-             "SMPP_PASSWORD": SMSC_PASSWORD,
-             "SMPP_WINDOW": str(window), "SMPP_MAX_TPS": "100000"})
+        stderr=subprocess.DEVNULL, env={**env, "SMPP_MAX_TPS": "100000"})
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
@@ -190,6 +215,8 @@ def main() -> None:
 
 def run(args: argparse.Namespace, env: dict[str, str]) -> None:
     smsc, port = start_smsc(receipts=not args.no_receipts)
+    second, second_port = start_smsc(receipts=not args.no_receipts)
+    connections = two_connections(Path(env["VAR_DIR"]), (port, second_port), args.window)
     try:
         history = seed_history(env, args.history)
         print(f"{args.count} messages of {len(TEXT)} Chinese characters (UCS-2, one part), "
@@ -197,7 +224,8 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> None:
               f"{env['DATABASE_URL'].split(':')[0]} holding {args.history} messages sent "
               f"before, redis {'server' if args.redis_url else 'embedded'}; "
               f"{os.cpu_count()} cores")
-        rates: dict[str, list[float]] = {"bare": [], "worker": [], "bare1": [], "worker1": []}
+        rates: dict[str, list[float]] = {"bare": [], "worker": [], "bare1": [], "worker1": [],
+                                         "two": []}
         single = min(args.count, 2000)
         for run_number in range(1, args.repeat + 1):
             rates["bare"].append(bare_smpplib(port, args.count, args.window))
@@ -205,10 +233,12 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> None:
                                               history))
             rates["bare1"].append(bare_smpplib(port, single, 1))
             rates["worker1"].append(worker_run(env, port, single, 1, history))
+            rates["two"].append(worker_run(env, port, args.count, args.window, history,
+                                           connections))
             print(f"run {run_number}: window {args.window}: bare {rates['bare'][-1]:7.0f}/s, "
                   f"worker {rates['worker'][-1]:7.0f}/s; window 1: bare "
-                  f"{rates['bare1'][-1]:7.0f}/s, worker {rates['worker1'][-1]:7.0f}/s",
-                  flush=True)
+                  f"{rates['bare1'][-1]:7.0f}/s, worker {rates['worker1'][-1]:7.0f}/s; "
+                  f"2 connections x 2 binds: worker {rates['two'][-1]:7.0f}/s", flush=True)
         ratios = [w / b for w, b in zip(rates["worker"], rates["bare"], strict=True)]
         ratios1 = [w / b for w, b in zip(rates["worker1"], rates["bare1"], strict=True)]
         print(f"median of {args.repeat}, window {args.window:>3}: bare pipelined smpplib "
@@ -217,9 +247,14 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> None:
         print(f"median of {args.repeat}, window   1: bare smpplib          "
               f"{median(rates['bare1']):7.0f} submit_sm/s, worker "
               f"{median(rates['worker1']):7.0f} msg/s, ratio {median(ratios1):.2f}")
+        spread = [t / w for t, w in zip(rates["two"], rates["worker"], strict=True)]
+        print(f"median of {args.repeat}, 2 connections x 2 binds, window {args.window} each: "
+              f"worker {median(rates['two']):7.0f} msg/s, ratio to one bind "
+              f"{median(spread):.2f}")
     finally:
-        smsc.terminate()
-        smsc.wait(timeout=10)
+        for process in (smsc, second):
+            process.terminate()
+            process.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ from functools import cached_property
 import redis
 
 from gateway.backend import boss, checkout, privacy, pumping
-from gateway.config import ConfigError
 from gateway.context import Gateway
 from gateway.messaging import twilio_sms
 from gateway.messaging.connections import load_connections
@@ -76,8 +75,8 @@ class Worker:
 
         :raise ConfigError: the file is missing or wrong (naming the connection and field).
         """
-        if "smpp" in self.gw.settings.SMS_PROVIDER and not self.router.connections:
-            raise ConfigError("SMPP_CONFIG: no connection to send SMS by")
+        if "smpp" in self.gw.settings.SMS_PROVIDER:
+            load_connections(self.gw.settings)
 
     def relay(self) -> int:
         """Route the queued SMS to the SMPP connections, skipping those with no live bind."""
@@ -89,7 +88,7 @@ class Worker:
         def route(phone: str) -> str | Miss:
             return self.router.route(phone, lambda connection: connection not in unusable)
 
-        return relay(self.gw.db, self.streams, self.gw.clock, route, unusable,
+        return relay(self.gw.db, self.streams, self.gw.clock, route, unusable, connections,
                      failover_after=timedelta(seconds=self.gw.settings.SMS_FAILOVER_AFTER))
 
     def run_once(self) -> tuple[int, int]:

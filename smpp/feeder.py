@@ -4,7 +4,8 @@ Runs in its own thread so that claiming rows never stalls the SMPP connection.
 
 Who sends a row is decided in SQL, not in Redis: a claim moves it from ``queued`` to
 ``sending`` with a lease (``lease_until``) that this worker renews while the row is in its
-hands; only a row whose lease has run out (its worker died) can be claimed again. Stream
+hands; only a row whose lease has run out (its worker died, or could not renew it in time:
+then two workers may send it, the one risk of a double send) can be claimed again. Stream
 entries only say "look at this row": entries a dead worker left unacknowledged are taken over
 with XAUTOCLAIM after ``SMPP_RECLAIM_AFTER`` seconds, and the feeder touches its own entries
 so that no live worker's entries look abandoned.
@@ -109,9 +110,13 @@ class Feeder:
                     self._keep_leases()
                     reclaimed = self.stream.reclaim(
                         self.consumer, self.gw.settings.SMPP_RECLAIM_AFTER * 1000)
-                if self.paused.is_set() or self.parts.qsize() > 2 * self._batch \
-                        or len(self._active) >= self._batch:  # a batch in hand is enough
+                if self.paused.is_set():
                     self.stopping.wait(0.005)
+                    continue
+                if self.parts.qsize() > 2 * self._batch or len(self._active) >= self._batch:
+                    if reclaimed:  # taken over just now: claim them, or they idle a while
+                        self._claim(reclaimed)
+                    self.stopping.wait(0.005)  # a batch in hand is enough
                     continue
                 fresh = self.stream.read(self.consumer, count=self._batch, block_ms=100)
                 if fresh or reclaimed:
@@ -152,7 +157,7 @@ class Feeder:
                                and_(rows.status == SmsStatus.SENDING,
                                     or_(rows.lease_until.is_(None), rows.lease_until < now))))
                     .values(status=SmsStatus.SENDING, provider=PROVIDER, updated_at=now,
-                            lease_until=now + self.lease)
+                            lease_until=now + self.lease, connection=self.stream.connection)
                     .returning(rows.id, rows.to_phone, rows.body, rows.kind, rows.order_id,
                                rows.expires_at),
                     {"ids": padded(wanted)}).all()

@@ -57,7 +57,8 @@ class Inbound:
 
 @dataclass(frozen=True)
 class Release:
-    """Messages claimed but never started, handed back at shutdown for any worker to send."""
+    """Messages claimed but never started, handed back (at a stop, or after the bind has been
+    down for SMS_FAILOVER_AFTER) for the relay to route again, to any worker."""
 
     outbox_ids: frozenset[int]
 
@@ -178,7 +179,8 @@ class Recorder:
                 session.execute(
                     update(_OUTBOX).where(one_of(_OUTBOX.c.id, "ids"),
                                           _OUTBOX.c.status == SmsStatus.SENDING)
-                    .values(status=SmsStatus.QUEUED, lease_until=None, updated_at=now),
+                    .values(status=SmsStatus.QUEUED, lease_until=None, updated_at=now,
+                            relay_ref=None),  # for the next relay round to route again
                     {"ids": padded(released)})
 
     def _after_commit(self, batch: list[Result]) -> None:

@@ -51,7 +51,7 @@ from gateway import metrics
 from gateway.config import Settings
 from gateway.context import Gateway
 from gateway.messaging.connections import DEFAULT_ID, Connection
-from gateway.messaging.health import ProviderHealth
+from gateway.messaging.health import BindSlots, ProviderHealth
 from gateway.messaging.stream import OutboundStream
 from smpp import codec
 from smpp.deliver_sm import DeliverSmHandler
@@ -88,7 +88,7 @@ class SmppWorker:
 
     def __init__(self, gw: Gateway, *, host: str, port: int, consumer: str | None = None,
                  connection: Connection | None = None, bucket: TokenBucket | None = None,
-                 elsewhere: bool = False) -> None:
+                 elsewhere: bool = False, slots: BindSlots | None = None) -> None:
         self.gw = gw
         self.connection_id = connection.id if connection else DEFAULT_ID
         self.settings = connection_settings(gw.settings, connection)
@@ -99,8 +99,8 @@ class SmppWorker:
         stream = OutboundStream(gw.redis, gw.settings.REDIS_PREFIX, self.connection_id)
         self.stream = stream
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{self.connection_id}"
-        # one of several binds holds what it may send in a few seconds of its share of the
-        # connection's rate, and leaves the rest to the others
+        # one of several binds holds two windows, or what it may send in a few seconds of its
+        # share of the connection's rate if more, and leaves the rest to the others
         binds = connection.binds if connection else 1
         share = math.ceil(self.settings.SMPP_MAX_TPS / binds * _HOLD_SECONDS)
         batch = max(2 * self.settings.SMPP_WINDOW, min(500, share)) if binds > 1 else None
@@ -125,6 +125,10 @@ class SmppWorker:
         self._queries: dict[int, str] = {}  # query_sm sequence -> message id asked about
         self._feeder_thread: threading.Thread | None = None
         self._handed_back = False
+        # with SMPP_CONFIG: the connection's binds are slots shared by every SMPP process
+        self.slots = slots
+        self._binds = connection.binds if connection else 1
+        self.slot: int | None = None  # the slot this worker holds
 
     # --- life cycle ----------------------------------------------------------------------------
 
@@ -140,6 +144,9 @@ class SmppWorker:
         delay = 0.5
         down_since: float | None = time.monotonic()
         while not self.stopping.is_set():
+            if not self._hold_slot():  # every bind of the connection is kept elsewhere
+                self.stopping.wait(1.0)
+                continue
             try:
                 self._connect()
                 delay, down_since = 0.5, None
@@ -161,6 +168,7 @@ class SmppWorker:
             delay = min(delay * 2, 30.0)
         self._hand_back()  # when the SMSC was away at the stop
         self._unbind()
+        self._let_slot_go()
         self._stamp(up=False)
         self.recorder.finishing.set()
         recorder_thread.join(timeout=30)
@@ -243,10 +251,33 @@ class SmppWorker:
             self._counted_up = up
 
     def _report_health(self, now: float) -> None:
-        """Stamp this bind in Redis once a second while its submits are not failing."""
+        """Stamp this bind in Redis once a second while its submits are not failing (and
+        renew its slot: a bind whose slot another worker took over ends)."""
         if now - self._stamped >= 1.0:
             self._stamped = now
             self._stamp(up=self.window.healthy)
+            if not self._hold_slot():
+                raise ConnectionLost("another SMPP worker holds this bind's slot now")
+
+    def _hold_slot(self) -> bool:
+        """Take or keep a slot of the connection's binds; True without slots. A Redis that
+        does not answer keeps a slot held (the bind goes on), and gives none."""
+        if self.slots is None:
+            return True
+        try:
+            self.slot = self.slots.take(self.connection_id, self._binds, self.consumer,
+                                        self.slot)
+        except redis.RedisError:
+            return self.slot is not None
+        return self.slot is not None
+
+    def _let_slot_go(self) -> None:
+        if self.slots is not None and self.slot is not None:
+            try:
+                self.slots.release(self.connection_id, self.slot, self.consumer)
+            except redis.RedisError:
+                pass  # its lease runs out
+            self.slot = None
 
     def _figures(self) -> dict[str, float]:
         """What this bind shows of itself in Redis (``/readyz``, the dashboard)."""

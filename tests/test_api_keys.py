@@ -10,7 +10,7 @@ import re
 import pytest
 from sqlalchemy import select, update
 
-from gateway.backend import apps
+from gateway.backend import apps, pages
 from gateway.store.models import ApiKey, Order
 from gateway.wiring import connect
 from tests.conftest import CARD_ONLY, RICH, new_tv_app, order, sms_to, tv_key
@@ -149,3 +149,15 @@ def test_keys_work_while_redis_is_down(app, client, seeded):
     for _ in range(2):
         assert client.get("/api/v1/packages", headers=bearer(key)).status_code == 200
     assert client.get("/api/v1/packages", headers=bearer(key[:-1] + "?")).status_code == 401
+
+
+def test_each_local_start_s_keys_replace_the_last_start_s(client, gw):
+    """`python app.py` prints a TV key and an admin key at each start: only the latest work,
+    so a key printed to a terminal long ago opens nothing."""
+    for kind, path in ((apps.TV, "/api/v1/packages"),
+                       (apps.ADMIN, "/api/v1/admin/bills?device_id=tv-42")):
+        first = pages.demo_key(gw, f"local-{kind}", kind)
+        second = pages.demo_key(gw, f"local-{kind}", kind)
+        assert client.get(path, headers={"Authorization": f"Bearer {second}"}).status_code == 200
+        old = client.get(path, headers={"Authorization": f"Bearer {first}"})
+        assert old.status_code == 401, (kind, old.get_json())

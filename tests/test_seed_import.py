@@ -60,6 +60,8 @@ def test_a_hash_made_by_hand_as_documented_verifies():
     (SCRYPT.replace("scrypt:32768", "scrypt:30000"), "power of 2 from 16384"),
     (SCRYPT.replace("scrypt:32768:8:1", "scrypt:1048576:8:1"), "at most 1048576 (128 MiB"),
     (SCRYPT.replace("scrypt:32768:8:1", "scrypt:32768:8:16"), "p 1-4"),
+    (SCRYPT.replace("scrypt:32768:8:1", "scrypt:65536:1:1"), "below 2^(16·r)"),
+    (PBKDF2.replace(":600000$", ":10000000$"), "iterations must be 600000 to 1200000"),
     (SCRYPT[:-2], "not a password hash"),
     (SCRYPT.upper(), "not a password hash"),
     (PBKDF2.replace(":600000$", ":1000$"), "iterations must be 600000"),

@@ -11,6 +11,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,13 @@ from gateway.background import Worker
 from gateway.config import PROJECT_ROOT
 from gateway.context import Gateway
 from gateway.messaging.connections import load_connections
-from gateway.messaging.health import ProviderHealth
+from gateway.messaging.health import BindSlots, ProviderHealth
+from gateway.messaging.stream import OutboundStream
 from gateway.store import outbox
 from gateway.store.models import Order, OutboxMessage, PhoneBinding
 from smpp.__main__ import workers_for
 from smpp.simulator import Smsc
+from smpp.window import TokenBucket
 from smpp.worker import SmppWorker
 from tests.conftest import order
 from tests.processes import command, service_env
@@ -71,6 +74,8 @@ def layout(request: pytest.FixtureRequest, smscs: dict[str, Smsc]) -> list[dict[
     if param == "backed-up":
         return [carriers[0], connection("backup", smscs["backup"],
                                         ["carrier:China Mobile", "*"], priority=2)]
+    if param == "two-binds":
+        return [connection("cmcc", smscs["cmcc"], ["*"], binds=2)]
     if param == "broken":
         return [connection("cmcc", smscs["cmcc"], ["carrier:China Mobil"])]
     assert param == "three-binds"
@@ -90,7 +95,7 @@ def serving(gw: Gateway) -> Iterator[list[SmppWorker]]:
     each connection, and the relay; yields the SMPP workers once every bind is up."""
     connections = load_connections(gw.settings)
     relay = Worker(gw)
-    workers = workers_for(gw, connections, elsewhere=len(connections) > 1)
+    workers = workers_for(gw, connections, elsewhere=len(connections) > 1, shared=True)
     threads = [threading.Thread(target=w.run, daemon=True) for w in [relay, *workers]]
     for thread in threads:
         thread.start()
@@ -235,3 +240,59 @@ def test_python_m_smpp_names_the_connection_it_does_not_know(gw, database_url):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "--connections: no connection 'nope'; there are cmcc, telecom, unicom" in \
         result.stderr
+
+
+@pytest.mark.parametrize("layout", ["two-binds"], indirect=True)
+def test_two_smpp_processes_keep_a_connection_s_two_binds_between_them(gw, smscs):
+    """Each process makes a worker for each of the connection's binds; the binds are slots
+    in Redis, so the connection has two binds however many processes run, and the workers
+    standing by take over when the bound ones stop."""
+    smsc, [connection] = smscs["cmcc"], load_connections(gw.settings)
+    slots = BindSlots(gw.redis, gw.settings.REDIS_PREFIX)
+
+    def process(name: str) -> list[SmppWorker]:
+        return [SmppWorker(gw, host="127.0.0.1", port=smsc.port, connection=connection,
+                           bucket=TokenBucket(connection.max_tps), consumer=f"{name}-{n}",
+                           slots=slots) for n in range(connection.binds)]
+
+    relay, workers = Worker(gw), process("one") + process("two")
+    threads = {worker: threading.Thread(target=worker.run, daemon=True) for worker in workers}
+    relay_thread = threading.Thread(target=relay.run, daemon=True)
+    for thread in [relay_thread, *threads.values()]:
+        thread.start()
+    bound = lambda: [w for w in workers if w.bound.is_set()]  # noqa: E731
+    try:
+        wait_until(lambda: len(bound()) == 2, what="two binds")
+        send(gw, numbers(MOBILE, 20))
+        wait_until(lambda: len(smsc.submitted) == 20, what="20 sent")
+        first = bound()
+        for worker in first:  # a process stops: its slots are free at once
+            worker.stop()
+            threads[worker].join(timeout=30)
+        wait_until(lambda: len(bound()) == 2, timeout=20, what="the standby workers bound")
+        assert not set(bound()) & set(first)
+        send(gw, numbers(MOBILE, 20, 20))
+        wait_until(lambda: len(smsc.submitted) == 40, what="20 more sent")
+    finally:
+        relay.stopping.set()
+        for worker in workers:
+            worker.stop()
+        for thread in [relay_thread, *threads.values()]:
+            thread.join(timeout=30)
+    assert smsc.most_bound == 2  # never more than the connection's binds at once
+    assert received(smsc) == Counter(numbers(MOBILE, 40))  # each once
+
+
+def test_sms_queued_to_a_connection_the_file_no_longer_has_go_by_another(gw, smscs):
+    """After an id is renamed or removed, what waited in its stream is routed again."""
+    [phone] = numbers(MOBILE, 1)
+    send(gw, [phone])
+    epoch = OutboundStream(gw.redis, gw.settings.REDIS_PREFIX, "retired").epoch()
+    with gw.db.transaction() as session:
+        [message] = session.scalars(select(OutboxMessage)).all()
+        message.connection, message.relay_ref = "retired", f"{epoch}/1-0"
+        message.updated_at = gw.clock() - timedelta(seconds=gw.settings.SMS_FAILOVER_AFTER + 1)
+    with serving(gw):
+        wait_until(lambda: received(smscs["cmcc"]) == Counter([phone]), what="sent by cmcc")
+    with gw.db.read() as session:
+        assert session.scalars(select(OutboxMessage.connection)).all() == ["cmcc"]

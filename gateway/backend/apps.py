@@ -26,7 +26,8 @@ from gateway.store.models import ApiKey, Device, TvApp
 from gateway.store.redis_store import KeyCache
 
 __all__ = ["ADMIN", "TV", "Caller", "add_key", "any_admin_app", "authenticate",
-           "claim_device", "create", "key_is_live", "list_keys", "may_use_device", "revoke"]
+           "claim_device", "create", "key_is_live", "list_keys", "may_use_device", "revoke",
+           "sole_key"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,20 @@ def add_key(session: Session, name: str, now: datetime) -> str:
     if app_id is None:
         raise NotFound(f"no app named {name!r}", code="app_not_found")
     return _new_key(session, app_id, now)
+
+
+def sole_key(session: Session, name: str, kind: str, now: datetime) -> str:
+    """A new key of the app ``name`` (made at the first call), its other keys revoked: the
+    keys a local run makes at each start and prints, so that only the latest works."""
+    try:
+        key = create(session, name, kind, now)
+    except Conflict:
+        key = add_key(session, name, now)
+    key_id = key.split("_", 2)[1]  # tvpay_<id>_<secret>
+    app_id = session.scalar(select(ApiKey.app_id).where(ApiKey.id == key_id))
+    session.execute(update(ApiKey).where(ApiKey.app_id == app_id, ApiKey.id != key_id,
+                                         ApiKey.revoked_at.is_(None)).values(revoked_at=now))
+    return key
 
 
 def revoke(gw: Gateway, key_id: str) -> None:

@@ -14,7 +14,6 @@ from gateway import phones
 from gateway.backend import apps, catalog, seed
 from gateway.context import Gateway
 from gateway.domain import funding
-from gateway.domain.errors import Conflict
 from gateway.domain.money import Money
 from gateway.domain.orders import Kind
 from gateway.payment import wallets
@@ -101,12 +100,12 @@ def _money(amount: int, currency: str) -> str:
 
 
 def demo_key(gw: Gateway, name: str, kind: str = apps.TV) -> str:
-    """A new key of the app ``name`` (a TV app, or an admin app), made at the first call."""
+    """A new key of the app ``name`` (a TV app, or an admin app), made at the first call;
+    the keys of earlier starts stop working."""
     with gw.db.transaction() as session:
-        try:
-            return apps.create(session, name, kind, gw.clock())
-        except Conflict:
-            return apps.add_key(session, name, gw.clock())
+        key = apps.sole_key(session, name, kind, gw.clock())
+    gw.key_cache.forget_all()
+    return key
 
 
 # what ordering the cheapest package does, by the source that pays (``gateway.domain.funding``)

@@ -10,9 +10,9 @@ processes, one per core, at about 90 ms of CPU each) or already hashed (``"passw
 exactly one of the two), in one of werkzeug's formats, which sign-in checks as it checks its
 own (the rules are in ``seed_passwords``)::
 
-    scrypt:<N>:<r>:<p>$<salt>$<128 hex>              N a power of 2, 16384 to 1048576, N×r ≤ 2**20
-    pbkdf2:sha256:<iterations>$<salt>$<64 hex>       600000 to 10000000 iterations
-    pbkdf2:sha512:<iterations>$<salt>$<128 hex>      210000 to 10000000 iterations
+    scrypt:<N>:<r>:<p>$<salt>$<128 hex>              N a power of 2, 16384 to 2**20, < 2**(16r)
+    pbkdf2:sha256:<iterations>$<salt>$<64 hex>       600000 to 1200000 iterations
+    pbkdf2:sha512:<iterations>$<salt>$<128 hex>      210000 to 600000 iterations
 
 Steps, each usable alone (``load_seed`` runs them in one session): ``read_seed`` checks the
 file whole; ``stored_passwords`` reads the hashes of the wallets that exist;

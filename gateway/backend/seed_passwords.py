@@ -8,10 +8,10 @@ are hashed in a pool of processes, one per core. Hashes made elsewhere are accep
 werkzeug's formats, no weaker than these (hex digits in lower case; salt 8-64 characters of
 ``A-Z a-z 0-9 . / + _ -``):
 
-    scrypt:<N>:<r>:<p>$<salt>$<128 hex>    N a power of 2 from 16384 to 1048576, r 1-32, p 1-4,
-                                           N × r at most 1048576 (128 MiB a sign-in)
-    pbkdf2:sha256:<iterations>$<salt>$<64 hex>     iterations 600000 to 10000000
-    pbkdf2:sha512:<iterations>$<salt>$<128 hex>    iterations 210000 to 10000000
+    scrypt:<N>:<r>:<p>$<salt>$<128 hex>    N a power of 2 from 16384 to 1048576, below 2^(16·r),
+                                           r 1-32, p 1-4, N × r at most 1048576 (128 MiB)
+    pbkdf2:sha256:<iterations>$<salt>$<64 hex>     iterations 600000 to 1200000
+    pbkdf2:sha512:<iterations>$<salt>$<128 hex>    iterations 210000 to 600000
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ _SALT = r"[A-Za-z0-9./+_-]{8,64}"
 _SCRYPT = re.compile(
     rf"scrypt:([0-9]{{1,8}}):([0-9]{{1,2}}):([0-9]{{1,2}})\${_SALT}\$[0-9a-f]{{128}}")
 _PBKDF2 = re.compile(rf"pbkdf2:(sha256|sha512):([0-9]{{1,8}})\${_SALT}\$([0-9a-f]+)")
-_PBKDF2_RULES = {"sha256": (600_000, 64), "sha512": (210_000, 128)}  # least iterations, hex
-_MOST_ITERATIONS = 10_000_000
+# least and most iterations, hex digits: at most about 0.4 s of a core a sign-in
+_PBKDF2_RULES = {"sha256": (600_000, 1_200_000, 64), "sha512": (210_000, 600_000, 128)}
 _MOST_SCRYPT_MEMORY = 128 << 20  # bytes, 128·N·r: werkzeug's default takes 32 MiB
 # Fewer passwords than this are hashed in this process: a pool's start costs more.
 _POOL_FROM = 16
@@ -50,12 +50,14 @@ def hash_format_error(value: str) -> str | None:
             return "scrypt r must be 1-32 and p 1-4"
         if 128 * n * r > _MOST_SCRYPT_MEMORY:  # each sign-in would need that much memory
             return "scrypt N × r must be at most 1048576 (128 MiB a sign-in)"
+        if n >= 1 << (16 * r):  # RFC 7914: N < 2^(128·r/8); OpenSSL refuses the others
+            return "scrypt N must be below 2^(16·r) (65536 needs r of 2 or more)"
         return None
     if pbkdf2 := _PBKDF2.fullmatch(value):
         digest, iterations, hexed = pbkdf2.group(1), int(pbkdf2.group(2)), pbkdf2.group(3)
-        least, length = _PBKDF2_RULES[digest]
-        if not least <= iterations <= _MOST_ITERATIONS:
-            return f"pbkdf2:{digest} iterations must be {least} to {_MOST_ITERATIONS}"
+        least, most, length = _PBKDF2_RULES[digest]
+        if not least <= iterations <= most:
+            return f"pbkdf2:{digest} iterations must be {least} to {most}"
         if len(hexed) != length:
             return f"a pbkdf2:{digest} hash has {length} hex digits"
         return None

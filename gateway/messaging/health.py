@@ -20,7 +20,7 @@ import redis
 
 from gateway.messaging.connections import DEFAULT_ID
 
-__all__ = ["FAILURES_TO_FAIL_OVER", "ProviderHealth"]
+__all__ = ["FAILURES_TO_FAIL_OVER", "BindSlots", "ProviderHealth"]
 
 FAILURES_TO_FAIL_OVER = 5
 _FIGURES = ("binds", "window", "tps", "throttled")
@@ -101,3 +101,51 @@ class ProviderHealth:
             return providers[0]
         checks = {"smpp": self.smpp_healthy, "twilio": self.twilio_healthy}
         return next((name for name in providers if checks[name]()), providers[0])
+
+
+# Take or keep a bind slot: 1 when ``holder`` holds it now (for another lease), else 0.
+_HOLD = """
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class BindSlots:
+    """A connection's ``binds`` across every SMPP process: slot ``i`` of a connection is held
+    by one worker at a time, under a lease it renews while bound; a worker without a slot
+    stands by, and takes one when its holder stops or dies (its lease runs out)."""
+
+    LEASE_SECONDS = 5.0
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self._client = client
+        self._prefix = f"{prefix}sms:bind-slot:"
+        self._hold = client.register_script(_HOLD)
+        self._release = client.register_script(_RELEASE)
+
+    def _key(self, connection: str, slot: int) -> str:
+        return f"{self._prefix}{connection}:{slot}"
+
+    def take(self, connection: str, binds: int, holder: str,
+             held: int | None = None) -> int | None:
+        """A slot of ``connection`` for ``holder``: ``held`` while it still has it, else a
+        free one, else None."""
+        order = ([held] if held is not None else []) + [s for s in range(binds) if s != held]
+        for slot in order:
+            if self.keep(connection, slot, holder):
+                return slot
+        return None
+
+    def keep(self, connection: str, slot: int, holder: str) -> bool:
+        """Renew the lease; False when another worker holds the slot now."""
+        lease = int(self.LEASE_SECONDS * 1000)
+        return bool(self._hold(keys=[self._key(connection, slot)], args=[holder, lease]))
+
+    def release(self, connection: str, slot: int, holder: str) -> None:
+        self._release(keys=[self._key(connection, slot)], args=[holder])

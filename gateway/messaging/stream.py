@@ -10,7 +10,8 @@ so nothing is lost with Redis: the relay adds a row again when
   - its worker died while sending it (the row's lease ran out),
   - it has waited long and its entry is no longer in the stream, or
   - its connection has had no live bind for ``failover_after``: then it goes by the next one.
-The workers' claim in SQL keeps a row from being sent twice, whichever streams hold it.
+The workers' claim in SQL keeps a row from being sent twice, whichever streams hold it, while
+the claiming worker's lease holds (``smpp.feeder``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import cast
 
 import redis
 from redis.typing import StreamIdT
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from gateway import metrics
@@ -126,51 +127,51 @@ def _entry(entry_id: object, fields: dict[str, str]) -> tuple[str, int]:
 
 def relay(db: Database, streams: Callable[[str], OutboundStream],
           clock: Callable[[], datetime], route: Route = lambda _phone: DEFAULT_ID,
-          unusable: Collection[str] = (), batch: int = 500,
-          stale_after: timedelta = timedelta(minutes=1),
+          unusable: Collection[str] = (), known: Collection[str] = (DEFAULT_ID,),
+          batch: int = 500, stale_after: timedelta = timedelta(minutes=1),
           failover_after: timedelta = timedelta(seconds=30)) -> int:
     """Add to the streams the rows that need a worker's attention; return how many were
-    passed on (added to a stream, or failed for want of a route).
+    passed on (added to a stream, failed for want of a route, or left to wait again).
 
     ``streams(connection)``: that connection's stream. ``route(phone)``: the connection to
-    send by now. ``unusable``: the connections with no live bind; a row queued to one of them
-    for ``failover_after`` is routed again, to the next that has one.
+    send by now. A row queued for ``failover_after`` to a connection with no live bind
+    (``unusable``), or to one the configuration no longer has (not in ``known``), is routed
+    again. New rows are taken first, so that rows waiting on a connection never hold them up.
     """
     epoch = streams(DEFAULT_ID).epoch()
     now = clock()
     sms = OutboxMessage
     connection = func.coalesce(sms.connection, DEFAULT_ID)
+    this_epoch = sms.relay_ref.like(f"{epoch}/%")
+    stranded_rows = and_(or_(connection.in_(list(unusable)), connection.not_in(list(known))),
+                         sms.updated_at < now - failover_after)
     with db.transaction() as session:
-        messages = session.scalars(
-            select(sms)
-            .where(or_(
-                and_(sms.status == SmsStatus.QUEUED,
-                     or_(sms.relay_ref.is_(None), sms.relay_ref.not_like(f"{epoch}/%"),
-                         sms.updated_at < now - stale_after,
-                         and_(connection.in_(list(unusable)),
-                              sms.updated_at < now - failover_after))),
-                and_(sms.status == SmsStatus.SENDING,
-                     or_(sms.lease_until.is_(None), sms.lease_until < now))))
-            .order_by(sms.id)
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        ).all()
-        # Queued rows of this epoch are here because they waited. On a connection with no
-        # live bind they are routed again; else, after stale_after, is their entry still in
-        # the stream (the workers are just behind), or was it lost?
-        live: list[OutboxMessage] = []
-        stranded: set[int] = set()  # on a connection with no live bind: in its stream still
+        def take(condition: ColumnElement[bool], limit: int) -> list[OutboxMessage]:
+            return list(session.scalars(select(sms).where(condition).order_by(sms.id)
+                                        .limit(limit).with_for_update(skip_locked=True)))
+
+        new = take(or_(and_(sms.status == SmsStatus.QUEUED,
+                            or_(sms.relay_ref.is_(None), ~this_epoch)),
+                       and_(sms.status == SmsStatus.SENDING,
+                            or_(sms.lease_until.is_(None), sms.lease_until < now))), batch)
+        waited = take(and_(sms.status == SmsStatus.QUEUED, this_epoch,
+                           or_(sms.updated_at < now - stale_after, stranded_rows)),
+                      batch - len(new)) if len(new) < batch else []
+        # Rows of this epoch that waited: on a connection with no live bind (or none at all)
+        # they are routed again; else, is their entry still in the stream (the workers are
+        # just behind), or was it lost?
+        live: list[OutboxMessage] = list(new)
+        stranded: set[int] = set()  # in their connection's stream still
         stale: dict[str, dict[str, OutboxMessage]] = {}  # connection -> entry id -> row
-        for message in messages:
-            if message.status != SmsStatus.QUEUED or \
-                    not (message.relay_ref or "").startswith(f"{epoch}/"):
-                live.append(message)
-            elif (message.connection or DEFAULT_ID) in unusable:
+        for message in waited:
+            name = message.connection or DEFAULT_ID
+            if (name in unusable or name not in known) and \
+                    message.updated_at < now - failover_after:
                 live.append(message)
                 stranded.add(message.id)
-            elif message.updated_at < now - stale_after:
+            else:
                 entry = (message.relay_ref or "").split("/", 1)[1]
-                stale.setdefault(message.connection or DEFAULT_ID, {})[entry] = message
+                stale.setdefault(name, {})[entry] = message
         for stream_of, entries in stale.items():
             present = streams(stream_of).present(list(entries))
             for entry, message in entries.items():
@@ -183,9 +184,9 @@ def relay(db: Database, streams: Callable[[str], OutboundStream],
             if fail_if_expired(message, now):
                 continue
             chosen = route(message.to_phone)
+            passed += 1
             if chosen is Miss.NO_ROUTE:
                 _no_route(session, message, now)
-                passed += 1
             elif message.id in stranded and chosen == message.connection:
                 message.updated_at = now  # none better now: it waits where it is
             else:
@@ -196,7 +197,6 @@ def relay(db: Database, streams: Callable[[str], OutboundStream],
                 message.status, message.lease_until = SmsStatus.QUEUED, None
                 message.relay_ref, message.provider = f"{epoch}/{entry}", "smpp"
                 message.connection, message.updated_at = chosen_id, now
-            passed += len(routed)
         return passed
 
 

@@ -51,6 +51,7 @@ class Smsc:
         self.received: list[Pdu] = []
         # state
         self.binds = 0
+        self.most_bound = 0  # sessions bound at once, at the most
         self.unbinds = 0
         self.enquiries = 0  # enquire_link received from ESMEs
         self.enquiry_answers = 0  # enquire_link_resp received for our own enquire_link
@@ -268,6 +269,8 @@ class Smsc:
             if status == Status.ROK:
                 session.bound_as = command
                 self.binds += 1
+                bound = sum(s.bound_as is not None for s in self._sessions)
+                self.most_bound = max(self.most_bound, bound)
             self._send(session, Pdu(f"{command}_resp", pdu.sequence, status,
                                     {"system_id": "tvpay-smsc"}))
             self._notify()
