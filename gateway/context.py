@@ -66,7 +66,9 @@ class Gateway:
 
     @_built_once
     def redis(self) -> redis.Redis:
-        return connect(self.settings.REDIS_URL, self.settings.VAR_DIR)
+        settings = self.settings
+        return connect(settings.REDIS_URL, settings.VAR_DIR, settings.REDIS_SENTINELS,
+                       settings.REDIS_SENTINEL_SERVICE)
 
     @_built_once
     def limiter(self) -> RateLimiter:

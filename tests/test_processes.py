@@ -139,6 +139,15 @@ def test_a_port_in_use_stops_python_app_py_at_once_naming_port(clean_env):
     assert not (Path(clean_env["VAR_DIR"]) / "gateway.db").exists()  # nothing started
 
 
+def test_python_app_py_keeps_one_connection_and_says_so_when_given_smpp_config(clean_env):
+    config = PROJECT_ROOT / "examples" / "smpp-connections.yaml"
+    result = subprocess.run(command("app.py"), env={**clean_env, "SMPP_CONFIG": str(config)},
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "the local run keeps one SMPP connection" in result.stderr
+    assert "Unset SMPP_CONFIG" in result.stderr
+
+
 def test_gunicorn_serves_the_app_after_the_release_step(clean_env):
     env = {**clean_env, "SECRET_KEY": "production-secret-0123456789"}
     flask_cli(env, "db", "upgrade")

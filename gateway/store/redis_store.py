@@ -26,6 +26,7 @@ from typing import Any, Generic, TypeVar, cast
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from gateway.domain.errors import Conflict
 
@@ -84,8 +85,20 @@ _CLIENT_OPTIONS: dict[str, Any] = {
 _POOL: dict[str, Any] = {"max_connections": 50, "timeout": 5}
 
 
-def connect(url: str | None, var_dir: Path) -> redis.Redis:
-    """A client for ``url``, or for the embedded server kept under ``var_dir``."""
+class _SentinelBlockingPool(SentinelConnectionPool, redis.BlockingConnectionPool):
+    """The primary a service's sentinels name, found again after a failover; a caller that
+    finds every connection busy waits for one, as with ``BlockingConnectionPool``."""
+
+
+def connect(url: str | None, var_dir: Path, sentinels: tuple[tuple[str, int], ...] = (),
+            service: str | None = None) -> redis.Redis:
+    """A client for the primary ``service`` of ``sentinels``, for ``url``, or for the embedded
+    server kept under ``var_dir``."""
+    if sentinels and service:
+        options = {k: v for k, v in _CLIENT_OPTIONS.items() if k != "decode_responses"}
+        watch = Sentinel(list(sentinels), sentinel_kwargs=options)
+        return watch.master_for(service, connection_pool_class=_SentinelBlockingPool,
+                                health_check_interval=30, **_POOL, **_CLIENT_OPTIONS)
     if url:
         return redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
             url, health_check_interval=30, **_POOL, **_CLIENT_OPTIONS))
