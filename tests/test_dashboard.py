@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from flask.testing import FlaskClient
 
+from gateway.background import Worker
 from gateway.store.outbox import LogProvider, dispatch_queued
 from tests.browser import live_server
 from tests.conftest import (
@@ -406,3 +407,25 @@ def test_an_operator_signs_in_and_sees_the_charts(app, mixed_hour, browser, outp
             page.wait_for_selector("#key")
     finally:
         context.close()
+
+
+@pytest.mark.settings(SMS_PROVIDER="smpp", ADMIN_API_KEY=KEY)
+def test_the_dashboard_shows_each_smpp_connection_its_binds_and_what_waits(client, seeded,
+                                                                           smsc, clock):
+    with running(seeded, smsc.port):
+        wait_until(lambda: by_row(dashboard(client)["connections-table"]).get("default",
+                                                                            [""])[0] == "1",
+                   what="the bind on the dashboard")
+        [binds, window, tps, throttled, waiting] = by_row(
+            dashboard(client)["connections-table"])["default"]
+        assert (binds, window, throttled, waiting) == ("1", "0", "0", "—")
+    # no bind now, and an SMS routed to it waits: the row says so
+    order(client, RICH)
+    Worker(seeded).relay()  # routed to "default", which nothing reads now
+    clock.advance(seconds=90)
+    assert by_row(dashboard(client)["connections-table"])["default"] == [
+        "0", "0", "0.0", "0", "90 s"]
+
+
+def test_without_smpp_the_dashboard_has_no_connections_table(client):
+    assert "connections-table" not in dashboard(client)

@@ -33,10 +33,12 @@ from gateway.domain.errors import InvalidInput
 from gateway.domain.money import Money
 from gateway.domain.orders import PENDING, Reason, Status, is_lapsed
 from gateway.domain.sms import SmsStatus
+from gateway.store import outbox
 from gateway.store.models import Order, OutboxMessage
 
 __all__ = ["BUCKET_SECONDS", "OUTCOMES", "PROVIDERS", "WINDOWS", "Bucket", "Failure", "Figures",
-           "FunnelStep", "ProviderDelivery", "RecentOrder", "for_window", "parse_minutes", "read"]
+           "FunnelStep", "ProviderDelivery", "RecentOrder", "for_window", "parse_minutes",
+           "queue_ages", "read"]
 
 WINDOWS = (15, 60, 360, 1440)  # minutes the page offers
 BUCKET_SECONDS = 300
@@ -132,6 +134,12 @@ def parse_minutes(raw: str | None, default: int = 60) -> int:
         return int(raw)
     raise InvalidInput(f"minutes must be one of {', '.join(map(str, WINDOWS))}",
                        code="invalid_field", field="minutes")
+
+
+def queue_ages(gw: Gateway) -> dict[str, float]:
+    """Seconds the oldest SMS not sent yet has waited, by the SMPP connection it waits for
+    (``none``: not routed to one yet)."""
+    return outbox.waiting(gw.db, gw.clock())[1]
 
 
 def for_window(gw: Gateway, minutes: int) -> Figures:

@@ -31,6 +31,7 @@ from gateway.backend.figures import OUTCOMES, Bucket, Figures, FunnelStep, Provi
 from gateway.config import PROJECT_ROOT
 from gateway.context import services
 from gateway.domain.errors import InvalidInput
+from gateway.messaging.health import ProviderHealth
 from gateway.store.redis_store import Limit
 from gateway.web import page_headers, request_log
 from gateway.web.admin import admin_holder, admin_on, bearer_key, holder_still_valid
@@ -86,7 +87,7 @@ def page() -> Response:
     found = figures.for_window(gw, minutes)
     paused, budgets = pumping.overview(gw)
     return _render("dashboard.html", figures=found, overload=gw.admission.state(),
-                   paused=paused, budgets=budgets,
+                   paused=paused, budgets=budgets, connections=_connections(),
                    guard_min=gw.settings.SMS_GUARD_MIN_SENT,
                    guard_conversion=gw.settings.SMS_GUARD_MIN_CONVERSION,
                    windows=_windows(minutes),
@@ -188,6 +189,24 @@ def _off() -> Response:
                        message="The operator dashboard is off: set ADMIN_API_KEY (16 or more "
                                "characters) and restart the service, or create an admin key "
                                "(flask --app app apps create NAME --admin), to turn it on.")
+
+
+def _connections() -> list[dict[str, Any]] | None:
+    """Each SMPP connection with a live bind or an SMS waiting for it, as its binds stamped
+    themselves in Redis; None without SMPP."""
+    gw = services()
+    if "smpp" not in gw.settings.SMS_PROVIDER:
+        return None
+    health = ProviderHealth(gw.redis, gw.settings.REDIS_PREFIX, gw.settings.SMS_FAILOVER_AFTER)
+    try:
+        states = health.connection_states()
+    except redis.RedisError:  # the rest of the page still shows
+        states = {}
+    ages = {name: age for name, age in figures.queue_ages(gw).items() if name != "none"}
+    idle = dict.fromkeys(("binds", "window", "tps", "throttled"), 0.0)
+    return [{"name": name, **{k: int(v) if k != "tps" else v
+                             for k, v in states.get(name, idle).items()},
+             "age": ages.get(name)} for name in sorted(set(states) | set(ages))]
 
 
 def _windows(chosen: int | None) -> list[dict[str, Any]]:
