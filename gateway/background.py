@@ -31,7 +31,7 @@ from gateway.messaging import twilio_sms
 from gateway.messaging.connections import load_connections
 from gateway.messaging.health import ProviderHealth
 from gateway.messaging.routing import Miss, Router
-from gateway.messaging.stream import OutboundStream, relay, streams_of
+from gateway.messaging.stream import HANDED_ON, OutboundStream, relay, streams_of
 from gateway.store import outbox
 
 __all__ = ["Worker"]
@@ -85,8 +85,11 @@ class Worker:
         if len(connections) > 1:  # with one, it is that one's or no one's
             unusable = set(connections) - self.health.usable_connections()
 
+        fallback = self._hands_on()
+
         def route(phone: str) -> str | Miss:
-            return self.router.route(phone, lambda connection: connection not in unusable)
+            return self.router.route(phone, lambda connection: connection not in unusable,
+                                     fallback=fallback)
 
         return relay(self.gw.db, self.streams, self.gw.clock, route, unusable, connections,
                      failover_after=timedelta(seconds=self.gw.settings.SMS_FAILOVER_AFTER))
@@ -100,6 +103,9 @@ class Worker:
         self.carrier = carrier
         if carrier == "smpp":
             passed = self.relay()
+            if self._hands_on():  # what none of its connections can carry now: by Twilio
+                passed += twilio_sms.dispatch(self.gw, self.twilio, self.health,
+                                              handed_on=HANDED_ON)
         elif carrier == "twilio":
             multiple = len(self.gw.settings.SMS_PROVIDER) > 1
             passed = twilio_sms.dispatch(self.gw, self.twilio, self.health if multiple else None)
@@ -135,6 +141,12 @@ class Worker:
         while not self.stopping.is_set():
             if not self.post_events():
                 self.stopping.wait(self.gw.settings.WORKER_INTERVAL_SECONDS)
+
+    def _hands_on(self) -> bool:
+        """Whether an SMS none of whose SMPP connections has a live bind goes by Twilio (the
+        next provider of SMS_PROVIDER), while other connections carry the rest."""
+        providers = self.gw.settings.SMS_PROVIDER
+        return providers[:2] == ("smpp", "twilio") and len(self.router.connections) > 1
 
     def _carrier(self) -> str:
         """The provider for this round: the first healthy one of ``SMS_PROVIDER``."""

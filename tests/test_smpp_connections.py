@@ -32,10 +32,12 @@ from smpp.__main__ import workers_for
 from smpp.simulator import Smsc
 from smpp.window import TokenBucket
 from smpp.worker import SmppWorker
+from tests import twilio_fake
 from tests.conftest import order
 from tests.processes import command, service_env
 from tests.smpp_helpers import wait_until
 
+pytest_plugins = ["tests.twilio_fake"]
 pytestmark = pytest.mark.settings(SMS_PROVIDER="smpp", SMS_FAILOVER_AFTER="2")
 
 MOBILE, UNICOM, TELECOM = "+8613912345", "+8613012345", "+8613312345"  # + 3 digits
@@ -83,10 +85,14 @@ def layout(request: pytest.FixtureRequest, smscs: dict[str, Smsc]) -> list[dict[
 
 
 @pytest.fixture
-def extra_settings(layout: list[dict[str, Any]], tmp_path: Path) -> dict[str, Any]:
+def extra_settings(request: pytest.FixtureRequest, layout: list[dict[str, Any]],
+                   tmp_path: Path) -> dict[str, Any]:
     path = tmp_path / "connections.yaml"
     path.write_text(yaml.safe_dump({"connections": layout}), encoding="utf-8")
-    return {"SMPP_CONFIG": str(path)}
+    if "twilio" not in request.fixturenames:
+        return {"SMPP_CONFIG": str(path)}
+    twilio = request.getfixturevalue("twilio")  # the next provider, after SMPP
+    return twilio_fake.settings(twilio.base, SMPP_CONFIG=str(path))
 
 
 @contextmanager
@@ -102,6 +108,8 @@ def serving(gw: Gateway) -> Iterator[list[SmppWorker]]:
     try:
         for worker in workers:
             assert worker.bound.wait(10), f"{worker.consumer} did not bind"
+        # the relay's rounds go by SMPP now (its first, before any bind, went by the next)
+        wait_until(lambda: relay.carrier == "smpp", what="the relay to see the binds")
         yield workers
     finally:
         relay.stopping.set()
@@ -296,3 +304,25 @@ def test_sms_queued_to_a_connection_the_file_no_longer_has_go_by_another(gw, sms
         wait_until(lambda: received(smscs["cmcc"]) == Counter([phone]), what="sent by cmcc")
     with gw.db.read() as session:
         assert session.scalars(select(OutboxMessage.connection)).all() == ["cmcc"]
+
+
+@pytest.mark.settings(SMS_PROVIDER="smpp,twilio", SMS_FAILOVER_AFTER="2")
+def test_sms_none_of_whose_connections_is_up_go_by_twilio_while_the_others_go_by_smpp(
+        gw, smscs, twilio):
+    """SMS_PROVIDER=smpp,twilio: past the last connection of a destination, Twilio."""
+    mobile, unicom = numbers(MOBILE, 3), numbers(UNICOM, 3)
+    with serving(gw):
+        wait_until(lambda: usable(gw) == {"cmcc", "unicom", "telecom"}, what="all bound")
+        smscs["cmcc"].go_down()
+        wait_until(lambda: "cmcc" not in usable(gw), timeout=30, what="cmcc seen down")
+        send(gw, mobile + unicom)
+        wait_until(lambda: all(twilio.to(phone) for phone in mobile), timeout=30,
+                   what="China Mobile's SMS sent by Twilio")
+        wait_until(lambda: set(received(smscs["unicom"])) == set(unicom), what="unicom's")
+    assert not smscs["cmcc"].submitted and all(not twilio.to(phone) for phone in unicom)
+    assert all(len(twilio.to(phone)) == 1 for phone in mobile)  # once each
+    with gw.db.read() as session:
+        went = {m.to_phone: (m.provider, m.connection) for m in session.scalars(
+            select(OutboxMessage))}
+    assert {went[phone] for phone in mobile} == {("twilio", None)}
+    assert {went[phone] for phone in unicom} == {("smpp", "unicom")}

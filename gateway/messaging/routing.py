@@ -135,15 +135,18 @@ class Router:
         return Miss.NONE_USABLE
 
     def route(self, e164: str, usable: Callable[[str], bool],
-              rng: random.Random | None = None) -> str | Miss:
-        """The connection an SMS goes by now: ``choose``'s; when none is usable now, the
-        first candidate's (it waits there for a bind, or is routed again when another comes);
+              rng: random.Random | None = None, *, fallback: bool = False) -> str | Miss:
+        """The connection an SMS goes by now: ``choose``'s. When none is usable now:
+        ``Miss.NONE_USABLE`` with a ``fallback`` (the next SMS provider takes it), else the
+        first candidate's (it waits there for a bind, or is routed again when another comes).
         ``Miss.NO_ROUTE`` when no route matches, or ``e164`` is no number at all."""
         try:
             chosen = self.choose(e164, usable, rng)
         except ValueError:
             return Miss.NO_ROUTE
-        return self.candidates(e164, rng)[0] if chosen is Miss.NONE_USABLE else chosen
+        if chosen is Miss.NONE_USABLE and not fallback:
+            return self.candidates(e164, rng)[0]
+        return chosen
 
     def candidates(self, e164: str, rng: random.Random | None = None) -> list[str]:
         """Every candidate's id in the order to try them: priorities ascending, and within

@@ -35,10 +35,13 @@ from gateway.store.db import Database
 from gateway.store.models import OutboxMessage
 from gateway.store.outbox import fail_if_expired
 
-__all__ = ["GROUP", "NO_ROUTE", "OutboundStream", "Route", "relay", "streams_of"]
+__all__ = ["GROUP", "HANDED_ON", "NO_ROUTE", "OutboundStream", "Route", "relay", "streams_of"]
 
 GROUP = "smpp"
 NO_ROUTE = Miss.NO_ROUTE.value  # the error of an SMS no connection's routes match
+# The relay_ref of a queued SMS none of whose connections has a live bind, handed on to the
+# next provider of SMS_PROVIDER (Twilio), which takes it from there.
+HANDED_ON = "next-provider"
 # A destination's connection now, or Miss.NO_ROUTE; given the connections usable now.
 Route = Callable[[str], "str | Miss"]
 
@@ -134,7 +137,8 @@ def relay(db: Database, streams: Callable[[str], OutboundStream],
     passed on (added to a stream, failed for want of a route, or left to wait again).
 
     ``streams(connection)``: that connection's stream. ``route(phone)``: the connection to
-    send by now. A row queued for ``failover_after`` to a connection with no live bind
+    send by now (``Miss.NONE_USABLE``: by the next provider, ``HANDED_ON``). A row queued for
+    ``failover_after`` to a connection with no live bind
     (``unusable``), or to one the configuration no longer has (not in ``known``), is routed
     again. New rows are taken first, so that rows waiting on a connection never hold them up.
     """
@@ -151,7 +155,8 @@ def relay(db: Database, streams: Callable[[str], OutboundStream],
                                         .limit(limit).with_for_update(skip_locked=True)))
 
         new = take(or_(and_(sms.status == SmsStatus.QUEUED,
-                            or_(sms.relay_ref.is_(None), ~this_epoch)),
+                            or_(sms.relay_ref.is_(None),
+                                and_(~this_epoch, sms.relay_ref != HANDED_ON))),
                        and_(sms.status == SmsStatus.SENDING,
                             or_(sms.lease_until.is_(None), sms.lease_until < now))), batch)
         waited = take(and_(sms.status == SmsStatus.QUEUED, this_epoch,
@@ -187,6 +192,10 @@ def relay(db: Database, streams: Callable[[str], OutboundStream],
             passed += 1
             if chosen is Miss.NO_ROUTE:
                 _no_route(session, message, now)
+            elif chosen is Miss.NONE_USABLE:  # route gives it only with a next provider
+                message.relay_ref, message.connection = HANDED_ON, None
+                message.status, message.lease_until, message.updated_at = (
+                    SmsStatus.QUEUED, None, now)
             elif message.id in stranded and chosen == message.connection:
                 message.updated_at = now  # none better now: it waits where it is
             else:

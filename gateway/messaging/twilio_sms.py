@@ -23,7 +23,7 @@ from datetime import timedelta
 
 import redis
 import requests
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, true
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -98,9 +98,10 @@ class _Claimed:
 
 
 def dispatch(gw: Gateway, sender: TwilioSender, health: ProviderHealth | None = None,
-             batch: int = 50) -> int:
-    """Send queued messages through Twilio; return how many were handled."""
-    claimed = _claim(gw, batch)
+             batch: int = 50, handed_on: str | None = None) -> int:
+    """Send queued messages through Twilio (only those whose relay_ref is ``handed_on``,
+    when given: the SMPP relay handed them on); return how many were handled."""
+    claimed = _claim(gw, batch, handed_on)
     for message in claimed:
         try:
             sid = sender.send(message.to, message.body)
@@ -139,14 +140,15 @@ def _note(health: ProviderHealth | None, *, ok: bool) -> None:
         pass
 
 
-def _claim(gw: Gateway, batch: int) -> list[_Claimed]:
+def _claim(gw: Gateway, batch: int, handed_on: str | None = None) -> list[_Claimed]:
     now = gw.clock()
     sms = OutboxMessage
+    mine = sms.relay_ref == handed_on if handed_on else true()
     with gw.db.transaction() as session:
         found = session.scalars(
             select(sms)
             .where(or_(
-                and_(sms.status == SmsStatus.QUEUED,
+                and_(sms.status == SmsStatus.QUEUED, mine,
                      or_(sms.retry_at.is_(None), sms.retry_at <= now)),
                 and_(sms.status == SmsStatus.SENDING, sms.provider == PROVIDER,
                      sms.lease_until < now)))
