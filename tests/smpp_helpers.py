@@ -27,9 +27,18 @@ def running(gw: Gateway, port: int, *consumers: str,
             wait_for_bind: bool = True) -> Iterator[list[SmppWorker]]:
     """The background worker (relay, expiry) and an SMPP worker bound to 127.0.0.1:port for
     each consumer name (one, by default); yields the SMPP workers."""
-    relay = Worker(gw)
     smpp = [SmppWorker(gw, host="127.0.0.1", port=port, consumer=name)
             for name in consumers or ("test-worker",)]
+    with running_workers(gw, smpp, wait_for_bind):
+        yield smpp
+
+
+@contextmanager
+def running_workers(gw: Gateway, smpp: list[SmppWorker],
+                    wait_for_bind: bool = True) -> Iterator[Worker]:
+    """The background worker and these SMPP workers, each in a thread; yields the background
+    worker once every SMPP worker is bound (with ``wait_for_bind``), stops them all after."""
+    relay = Worker(gw)
     threads = [threading.Thread(target=relay.run, daemon=True)]
     threads += [threading.Thread(target=worker.run, daemon=True) for worker in smpp]
     for thread in threads:
@@ -37,7 +46,7 @@ def running(gw: Gateway, port: int, *consumers: str,
     try:
         for worker in smpp:
             assert not wait_for_bind or worker.bound.wait(10), "an SMPP worker did not bind"
-        yield smpp
+        yield relay
     finally:
         relay.stopping.set()
         for worker in smpp:

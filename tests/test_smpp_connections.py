@@ -7,7 +7,6 @@ destination no route matches fails with ``no_route``.
 from __future__ import annotations
 
 import subprocess
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,6 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from gateway.background import Worker
 from gateway.config import PROJECT_ROOT
 from gateway.context import Gateway
 from gateway.messaging.connections import load_connections
@@ -35,7 +33,7 @@ from smpp.worker import SmppWorker
 from tests import twilio_fake
 from tests.conftest import order
 from tests.processes import command, service_env
-from tests.smpp_helpers import wait_until
+from tests.smpp_helpers import running_workers, wait_until
 
 pytest_plugins = ["tests.twilio_fake"]
 pytestmark = pytest.mark.settings(SMS_PROVIDER="smpp", SMS_FAILOVER_AFTER="2")
@@ -98,25 +96,13 @@ def extra_settings(request: pytest.FixtureRequest, layout: list[dict[str, Any]],
 @contextmanager
 def serving(gw: Gateway) -> Iterator[list[SmppWorker]]:
     """What ``python -m smpp`` and ``flask --app app worker`` run: a worker for each bind of
-    each connection, and the relay; yields the SMPP workers once every bind is up."""
+    each connection, and the relay; yields the SMPP workers once every bind is up and the
+    relay's rounds go by SMPP (its first, before any bind, went by the next provider)."""
     connections = load_connections(gw.settings)
-    relay = Worker(gw)
     workers = workers_for(gw, connections, elsewhere=len(connections) > 1, shared=True)
-    threads = [threading.Thread(target=w.run, daemon=True) for w in [relay, *workers]]
-    for thread in threads:
-        thread.start()
-    try:
-        for worker in workers:
-            assert worker.bound.wait(10), f"{worker.consumer} did not bind"
-        # the relay's rounds go by SMPP now (its first, before any bind, went by the next)
+    with running_workers(gw, workers) as relay:
         wait_until(lambda: relay.carrier == "smpp", what="the relay to see the binds")
         yield workers
-    finally:
-        relay.stopping.set()
-        for worker in workers:
-            worker.stop()
-        for thread in threads:
-            thread.join(timeout=30)
 
 
 def send(gw: Gateway, to: list[str]) -> None:
@@ -263,30 +249,21 @@ def test_two_smpp_processes_keep_a_connection_s_two_binds_between_them(gw, smscs
                            bucket=TokenBucket(connection.max_tps), consumer=f"{name}-{n}",
                            slots=slots) for n in range(connection.binds)]
 
-    relay, workers = Worker(gw), process("one") + process("two")
-    threads = {worker: threading.Thread(target=worker.run, daemon=True) for worker in workers}
-    relay_thread = threading.Thread(target=relay.run, daemon=True)
-    for thread in [relay_thread, *threads.values()]:
-        thread.start()
+    workers = process("one") + process("two")
     bound = lambda: [w for w in workers if w.bound.is_set()]  # noqa: E731
-    try:
+    with running_workers(gw, workers, wait_for_bind=False):
         wait_until(lambda: len(bound()) == 2, what="two binds")
         send(gw, numbers(MOBILE, 20))
         wait_until(lambda: len(smsc.submitted) == 20, what="20 sent")
         first = bound()
         for worker in first:  # a process stops: its slots are free at once
             worker.stop()
-            threads[worker].join(timeout=30)
+        wait_until(lambda: all(worker.slot is None for worker in first), timeout=30,
+                   what="the stopped workers to let their slots go")
         wait_until(lambda: len(bound()) == 2, timeout=20, what="the standby workers bound")
         assert not set(bound()) & set(first)
         send(gw, numbers(MOBILE, 20, 20))
         wait_until(lambda: len(smsc.submitted) == 40, what="20 more sent")
-    finally:
-        relay.stopping.set()
-        for worker in workers:
-            worker.stop()
-        for thread in [relay_thread, *threads.values()]:
-            thread.join(timeout=30)
     assert smsc.most_bound == 2  # never more than the connection's binds at once
     assert received(smsc) == Counter(numbers(MOBILE, 40))  # each once
 
