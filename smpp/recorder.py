@@ -162,10 +162,12 @@ class Recorder:
             insert_rows(session, SmsPart, *(
                 {"outbox_id": p.message.outbox_id, "part": p.number,
                  "total": len(p.message.parts), "provider": PROVIDER,
+                 "connection": self.stream.connection,
                  "message_id": p.message_id, "status": "submitted", "submitted_at": now,
                  "queries": 0} for p in accepted))
             touched = _settle(session, settled, now)
-            delivered, others, self._unmatched = _apply_receipts(session, receipts, now)
+            delivered, others, self._unmatched = _apply_receipts(
+                session, receipts, now, self.stream.connection)
             if delivered:
                 done = session.execute(
                     update(_OUTBOX).where(one_of(_OUTBOX.c.id, "ids"),
@@ -232,7 +234,8 @@ class Recorder:
         with self.gw.db.transaction() as session:
             due = session.execute(
                 select(parts.id, parts.message_id)
-                .where(parts.provider == PROVIDER, parts.status == "submitted",
+                .where(parts.provider == PROVIDER, parts.connection == self.stream.connection,
+                       parts.status == "submitted",
                        parts.submitted_at <= silent_since, parts.queries < _MAX_QUERIES,
                        or_(parts.queried_at.is_(None), parts.queried_at <= silent_since))
                 .order_by(parts.submitted_at)
@@ -277,9 +280,10 @@ def _settle(session: Session, settled: list[Message], now: datetime) -> set[int]
         {"ids": padded(ids)}))
 
 
-def _apply_receipts(session: Session, receipts: list[codec.Receipt],
-                    now: datetime) -> tuple[set[int], set[int], set[str]]:
-    """Record final receipts on their parts.
+def _apply_receipts(session: Session, receipts: list[codec.Receipt], now: datetime,
+                    connection: str) -> tuple[set[int], set[int], set[str]]:
+    """Record final receipts on their parts, those of the ``connection`` they came on (its
+    SMSC gave the ids).
 
     Returns the outbox ids now known delivered (their only part was), the outbox ids whose
     outcome needs their other parts looked at, and the receipts' ids that match no part.
@@ -293,7 +297,8 @@ def _apply_receipts(session: Session, receipts: list[codec.Receipt],
         return {row.message_id: row for row in session.execute(
             select(columns.id, columns.outbox_id, columns.message_id, columns.status,
                    columns.total)
-            .where(columns.provider == PROVIDER, one_of(columns.message_id, "ids"))
+            .where(columns.provider == PROVIDER, columns.connection == connection,
+                   one_of(columns.message_id, "ids"))
             .order_by(columns.id), {"ids": padded(ids)})}
 
     parts = find({r.message_id for r in receipts})

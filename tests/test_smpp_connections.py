@@ -117,6 +117,11 @@ def received(smsc: Smsc) -> Counter[str]:
     return Counter("+" + submit["destination_addr"].lstrip("+") for submit in smsc.submitted)
 
 
+def statuses(gw: Gateway) -> set[str]:
+    with gw.db.read() as session:
+        return set(session.scalars(select(OutboxMessage.status)))
+
+
 def usable(gw: Gateway) -> set[str]:
     health = ProviderHealth(gw.redis, gw.settings.REDIS_PREFIX, gw.settings.SMS_FAILOVER_AFTER)
     return health.usable_connections()
@@ -125,11 +130,15 @@ def usable(gw: Gateway) -> set[str]:
 def test_each_carrier_s_numbers_go_by_its_connection_only(gw, smscs):
     by_carrier = {"cmcc": numbers(MOBILE, 4), "unicom": numbers(UNICOM, 4),
                   "telecom": numbers(TELECOM, 4)}
+    for smsc in smscs.values():  # every part is recorded before the first receipt comes
+        smsc.receipt_delay = 1.0
     with serving(gw):
         send(gw, [phone for phones in by_carrier.values() for phone in phones])
         for name, phones in by_carrier.items():
             wait_until(lambda s=smscs[name], p=phones: set(received(s)) == set(p),
                        what=f"{name}'s numbers at {name}")
+        # each SMSC numbers its messages from 0x1000: a receipt settles its own connection's
+        wait_until(lambda: statuses(gw) == {"delivered"}, what="every receipt matched")
     for name, phones in by_carrier.items():
         assert received(smscs[name]) == Counter(phones)  # each once, and nothing else
     assert not smscs["backup"].submitted

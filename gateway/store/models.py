@@ -368,8 +368,10 @@ class SmsPart(Base):
     __tablename__ = "sms_parts"
     __table_args__ = (
         # Not unique: an SMSC may reuse ids, and a part sent again after a crash gets a row of
-        # its own; a receipt goes to the newest part with its id.
-        Index("ix_sms_parts_provider_message_id", "provider", "message_id"),
+        # its own; a receipt goes to the newest part with its id on its connection (two SMSCs
+        # may give the same id).
+        Index("ix_sms_parts_provider_connection_message_id", "provider", "connection",
+              "message_id"),
         Index("ix_sms_parts_status_submitted", "status", "submitted_at"),
     )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
@@ -378,6 +380,8 @@ class SmsPart(Base):
     part: Mapped[int]
     total: Mapped[int]  # parts of its message: a delivered part of one settles the message
     provider: Mapped[str] = mapped_column(String(16))
+    # the SMPP connection that carried it: its SMSC gave the message id
+    connection: Mapped[str] = mapped_column(String(32), server_default="default")
     message_id: Mapped[str] = mapped_column(String(65))
     status: Mapped[str] = mapped_column(String(16))  # submitted, delivered, undeliverable
     error: Mapped[str | None] = mapped_column(String(64))
