@@ -16,40 +16,43 @@ connections, and SQLite's single writer serves several processes under this stor
 from __future__ import annotations
 
 import contextlib
-import http.client
-import json
 import os
-import re
-import shutil
 import signal
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
-import redis
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from gateway import migrate
 from gateway.config import PROJECT_ROOT, load_settings
-from gateway.domain.orders import FINAL, Status
-from gateway.domain.sms import SmsStatus
+from gateway.domain.orders import Status
 from gateway.store.models import Order, OutboxMessage
 from gateway.wiring import connect
 from tests.faults.audit import PROPERTIES, audit
+from tests.faults.parts import (
+    DATABASE_URL,
+    NEEDS,
+    PACKAGE,
+    SERVICE_SETTINGS,
+    TTL,
+    Load,
+    RedisServer,
+    end,
+    tallies,
+    unsettled,
+    wait_until,
+)
 from tests.faults.proxy import Proxy
 from tests.processes import (
-    LIMITS_OFF,
     SMSC_PASSWORD,
     command,
-    free_port,
     gunicorn,
     logged,
     seed_payers,
@@ -58,133 +61,13 @@ from tests.processes import (
     started,
 )
 
-DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
-REDIS_SERVER = shutil.which("redis-server")
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not DATABASE_URL.startswith("postgresql"),
-                       reason="the fault run needs PostgreSQL (TEST_DATABASE_URL): it delays the "
-                              "database on its TCP connections, and SQLite serves several "
-                              "processes under a kill storm poorly"),
-    pytest.mark.skipif(REDIS_SERVER is None,
-                       reason="the fault run restarts a redis-server of its own; none installed"),
-]
+pytestmark = NEEDS
 
 PAYMENTS = 1000  # orders the TVs create at least
 RATE = 15.0  # payments a second, in all: below what this stack completes on two cores
 CLIENTS = 4  # TV apps posting at once
 PHONES = 3000  # one phone (and TV) a payment; the run goes on until every fault is over
-PACKAGE = {"id": "fault_month", "name": "Fault 月卡", "price": 3000, "currency": "CNY",
-           "period_days": 30}
-TTL = 60  # seconds a code or link lives (the least allowed): lost replies expire soon
 DB_DELAY = 0.02  # seconds added to each chunk to and from PostgreSQL while it is slow
-SERVICE_SETTINGS = {
-    **LIMITS_OFF, "SMS_PROVIDER": "smpp", "CODE_TTL_SECONDS": str(TTL),
-    "WAP_LINK_TTL_SECONDS": str(TTL), "SMPP_MAX_TPS": "1000",
-    "SMPP_RECLAIM_AFTER": "3",  # a killed worker's messages wait this long for another
-    "SMPP_DLR_TIMEOUT": "15",  # a part whose receipt is missing is asked about after this
-}
-
-
-def wait_until(condition: Callable[[], object], timeout: float, what: str,
-               every: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:g} s")
-        time.sleep(every)
-
-
-def end(process: subprocess.Popen) -> None:
-    """Kill a process that is still running (the SMSC, a worker the test killed already)."""
-    if process.poll() is None:
-        process.kill()
-    process.wait(timeout=10)
-
-
-class RedisServer:
-    """A private redis-server without persistence: a restart loses all its data."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen | None = None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        assert REDIS_SERVER is not None
-        self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir),
-             "--logfile", str(self.workdir / "redis.log")], stdout=subprocess.DEVNULL)
-        wait_until(self.answers, 10, "redis-server to answer", every=0.05)
-
-    def answers(self) -> bool:
-        with redis.Redis(port=self.port, socket_connect_timeout=0.5) as client:
-            try:
-                return bool(client.ping())
-            except redis.ConnectionError:
-                return False
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-
-class Load:
-    """TVs posting payments, each for a phone and a TV of its own, at ``RATE`` a second in
-    all, until told to stop. An answer that is not 201 (or no answer) is counted, not retried."""
-
-    def __init__(self, base: str, key: str, phones: list[str]) -> None:
-        self.host, self.port = base.removeprefix("http://").split(":")
-        self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-        self.answers: Counter[str] = Counter()
-        self._phones = iter(enumerate(phones))
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._post, name=f"tv-{k}", daemon=True)
-                         for k in range(CLIENTS)]
-
-    @property
-    def created(self) -> int:
-        return self.answers["201"]
-
-    def start(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=60)
-
-    def _post(self) -> None:
-        connection = http.client.HTTPConnection(self.host, int(self.port), timeout=30)
-        due = time.monotonic()
-        try:
-            while not self._stop.wait(max(0.0, due - time.monotonic())):
-                due += CLIENTS / RATE
-                with self._lock:
-                    index, phone = next(self._phones, (None, ""))
-                if index is None:
-                    return
-                body = json.dumps({"device_id": f"fault-tv-{index}",
-                                   "package_id": PACKAGE["id"], "phone": phone})
-                try:
-                    connection.request("POST", "/api/v1/orders", body, self.headers)
-                    with connection.getresponse() as response:
-                        response.read()
-                        answer = str(response.status)
-                except (OSError, http.client.HTTPException) as exc:  # a killed worker, ...
-                    answer = type(exc).__name__
-                    connection.close()
-                with self._lock:
-                    self.answers[answer] += 1
-        finally:
-            connection.close()
 
 
 class Stack:
@@ -329,38 +212,14 @@ class Stack:
 
     def unsettled(self) -> tuple[int, int]:
         """Orders still pending, and SMS still on their way."""
-        with self.gw.db.read() as session:
-            orders = session.scalar(select(func.count()).select_from(Order).where(
-                Order.status.not_in(FINAL)))
-            sms = session.scalar(select(func.count()).select_from(OutboxMessage).where(
-                OutboxMessage.status.in_([SmsStatus.QUEUED, SmsStatus.SENDING,
-                                          SmsStatus.SUBMITTED])))
-        return orders or 0, sms or 0
+        return unsettled(self.gw)
 
     def report(self, load: Load | None = None) -> str:
         """What to read when the run fails: the tallies and the end of every log."""
-        with self.gw.db.read() as session:
-            orders = session.execute(select(Order.status, Order.reason, func.count())
-                                     .group_by(Order.status, Order.reason)).all()
-            sms = session.execute(select(OutboxMessage.kind, OutboxMessage.status,
-                                         OutboxMessage.error, func.count())
-                                  .group_by(OutboxMessage.kind, OutboxMessage.status,
-                                            OutboxMessage.error)).all()
         lines = [f"faults: {self.done}"]
         if load is not None:
             lines.append(f"answers to POST /orders: {dict(load.answers)}")
-        lines += ["orders: " + ", ".join(f"{n} {s}" + (f" ({r})" if r else "")
-                                         for s, r, n in orders)]
-        lines += ["sms: " + ", ".join(f"{n} {k} {s}" + (f" ({e[:60]})" if e else "")
-                                      for k, s, e, n in sms)]
-        for log in sorted(self.workdir.glob("*.log")):
-            text = log.read_text(errors="replace").splitlines()
-            notable = [line for line in text if re.search(r'"level": "(WARNING|ERROR)', line)]
-            lines.append(f"--- {log.name}: {len(text)} lines, {len(notable)} warnings or "
-                         f"errors" + (", the last of them:" if notable else ""))
-            lines += [line[:400] for line in notable[-12:]]
-        return "\n".join(lines)
-
+        return tallies(self.gw, self.workdir, lines)
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
@@ -372,7 +231,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 def test_payments_come_through_faults_with_every_order_final_and_the_money_right(stack):
     began = time.monotonic()
-    load = Load(stack.base, stack.key, stack.phones).start()
+    load = Load(stack.base, stack.key, stack.phones, rate=RATE, clients=CLIENTS).start()
     try:
         stack.wait_for_payments(50, 60, "the first payments to complete")
         for fault in (stack.kill_smpp_worker, stack.kill_web_worker, stack.restart_redis,
