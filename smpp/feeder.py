@@ -108,8 +108,11 @@ class Feeder:
                 if time.monotonic() >= next_round:
                     next_round = time.monotonic() + every
                     self._keep_leases()
-                    reclaimed = self.stream.reclaim(
-                        self.consumer, self.gw.settings.SMPP_RECLAIM_AFTER * 1000)
+                    # Only a feeder that can send takes over others' entries: one paused (its
+                    # bind down, or standing by for a bind slot) would hold them unread.
+                    if not self.paused.is_set():
+                        reclaimed = self.stream.reclaim(
+                            self.consumer, self.gw.settings.SMPP_RECLAIM_AFTER * 1000)
                 if self.paused.is_set():
                     self.stopping.wait(0.005)
                     continue

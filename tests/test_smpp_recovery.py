@@ -14,11 +14,12 @@ from sqlalchemy.exc import OperationalError
 
 from gateway.background import Worker
 from gateway.messaging import inbound
-from gateway.messaging.stream import OutboundStream
+from gateway.messaging.stream import GROUP, OutboundStream
 from gateway.store import outbox
 from gateway.store.models import OutboxMessage, SmsPart
 from smpp import codec
 from smpp.deliver_sm import DeliverSm
+from smpp.feeder import Feeder
 from smpp.pdu import Pdu, Status
 from smpp.recorder import Inbound, Recorder
 from smpp.worker import SmppWorker
@@ -76,6 +77,34 @@ def test_a_dead_workers_row_is_sent_after_redis_lost_its_data(gw, smsc, clock):
     with running(gw, smsc.port, "w2"):
         wait_until(lambda: statuses(gw) == {"delivered": 1}, what="the message")
     assert len(smsc.messages(phone)) == 1
+
+
+@pytest.mark.settings(SMS_PROVIDER="smpp", SMPP_RECLAIM_AFTER=1)
+def test_a_feeder_standing_by_leaves_a_dead_workers_entries_to_one_that_can_send(
+        gw, monkeypatch):
+    """A worker without a bind (down, or standing by for a bind slot) takes over nothing: it
+    would hold the entries unread, and the messages would wait on it."""
+    queue_many(gw, 1)
+    Worker(gw).run_once()  # relayed to the stream
+    stream = OutboundStream(gw.redis, gw.settings.REDIS_PREFIX)
+    stream.ensure_group()
+    assert stream.read("dead-worker", 10, None)  # a worker read it and died
+    rounds = Counter[str]()
+    keep = Feeder._keep_leases
+    monkeypatch.setattr(Feeder, "_keep_leases",
+                        lambda self: (rounds.update([self.consumer]), keep(self))[1])
+    stopping = threading.Event()
+    standby = Feeder(gw, stream, "standing-by", stopping)
+    standby.paused.set()  # as SmppWorker keeps it until bound
+    thread = threading.Thread(target=standby.run, daemon=True)
+    thread.start()
+    try:  # rounds enough for the entry to idle past SMPP_RECLAIM_AFTER, and more
+        wait_until(lambda: rounds["standing-by"] >= 5, what="five rounds of the feeder")
+    finally:
+        stopping.set()
+        thread.join(timeout=10)
+    [pending] = gw.redis.xpending_range(stream.key, GROUP, "-", "+", 10)
+    assert pending["consumer"] == "dead-worker"  # left for a worker that can send
 
 
 @pytest.mark.settings(SMS_PROVIDER="smpp", SMPP_MAX_TPS=10, SMPP_RECLAIM_AFTER=1)
