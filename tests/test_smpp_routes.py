@@ -4,6 +4,7 @@ a connection for each destination: specificity, then priority, then weight."""
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 
 import phonenumbers
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from phonenumbers import carrier
 
 from gateway.config import PROJECT_ROOT, ConfigError, load_settings
-from gateway.messaging.connections import Connection, load_connections
+from gateway.messaging.connections import Connection, load_connections, parse_connections
 from gateway.messaging.routing import Miss, Router, carrier_of
 
 EXAMPLE = PROJECT_ROOT / "examples" / "smpp-connections.yaml"
@@ -310,3 +311,14 @@ def test_the_chosen_connection_matches_the_destination_and_is_usable(
         before = order[:order.index(chosen)]
         assert all(c.priority == picked.priority or c.id not in usable
                    for c in connections if c.id in before)
+
+
+def test_the_readme_s_connections_are_the_example_file_s():
+    """The README shows examples/smpp-connections.yaml in short: the same connections."""
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Several SMSC connections"):]
+    shown = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert shown is not None
+    defaults = load_settings(environ={})
+    example = (PROJECT_ROOT / "examples" / "smpp-connections.yaml").read_text(encoding="utf-8")
+    assert parse_connections(shown.group(1), defaults) == parse_connections(example, defaults)
