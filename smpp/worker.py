@@ -34,7 +34,7 @@ throttling, the answers to submit_sm), ``deliver_sm.py`` receipts and replies ma
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import logging
 import math
 import os
@@ -48,9 +48,8 @@ import redis
 import smpplib.exceptions
 
 from gateway import metrics
-from gateway.config import Settings
 from gateway.context import Gateway
-from gateway.messaging.connections import DEFAULT_ID, Connection
+from gateway.messaging.connections import DEFAULT_ID, Connection, connection_settings
 from gateway.messaging.health import BindSlots, ProviderHealth
 from gateway.messaging.stream import OutboundStream
 from smpp import codec
@@ -60,22 +59,11 @@ from smpp.recorder import Inbound, Recorder, Release
 from smpp.session import ROK, ConnectionLost, SmppSession
 from smpp.window import SubmitWindow, TokenBucket
 
-__all__ = ["SmppWorker", "TokenBucket", "connection_settings"]
+__all__ = ["SmppWorker", "TokenBucket"]
 
 log = logging.getLogger(__name__)
 
 _HOLD_SECONDS = 2.5  # of sending a bind's feeder claims ahead
-
-
-def connection_settings(settings: Settings, connection: Connection | None) -> Settings:
-    """The settings one connection's binds go by: its account, source, window and rate."""
-    if connection is None:
-        return settings
-    return dataclasses.replace(
-        settings, SMPP_HOST=connection.host, SMPP_PORT=connection.port,
-        SMPP_SYSTEM_ID=connection.system_id, SMPP_PASSWORD=connection.password,
-        SMPP_SYSTEM_TYPE=connection.system_type, SMPP_SOURCE_ADDR=connection.source_addr,
-        SMPP_WINDOW=connection.window, SMPP_MAX_TPS=connection.max_tps)
 
 
 class SmppWorker:
@@ -264,19 +252,15 @@ class SmppWorker:
         does not answer keeps a slot held (the bind goes on), and gives none."""
         if self.slots is None:
             return True
-        try:
+        with contextlib.suppress(redis.RedisError):
             self.slot = self.slots.take(self.connection_id, self._binds, self.consumer,
                                         self.slot)
-        except redis.RedisError:
-            return self.slot is not None
         return self.slot is not None
 
     def _let_slot_go(self) -> None:
         if self.slots is not None and self.slot is not None:
-            try:
+            with contextlib.suppress(redis.RedisError):  # else its lease runs out
                 self.slots.release(self.connection_id, self.slot, self.consumer)
-            except redis.RedisError:
-                pass  # its lease runs out
             self.slot = None
 
     def _figures(self) -> dict[str, float]:

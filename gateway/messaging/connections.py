@@ -23,6 +23,7 @@ built-in SMSC, as without SMPP_HOST). Routing itself is ``gateway.messaging.rout
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import re
@@ -46,7 +47,8 @@ from pydantic_core import ErrorDetails
 
 from gateway.config import ConfigError, Settings
 
-__all__ = ["DEFAULT_ID", "Connection", "load_connections", "parse_connections", "route_kind"]
+__all__ = ["DEFAULT_ID", "Connection", "connection_settings", "load_connections",
+           "parse_connections", "route_kind"]
 
 DEFAULT_ID = "default"  # the connection SMPP_* describe without SMPP_CONFIG
 STAR = "*"
@@ -238,3 +240,14 @@ def load_connections(settings: Settings) -> tuple[Connection, ...]:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(f"SMPP_CONFIG {path}: cannot be read: {reason}") from None
     return parse_connections(text, settings, f"SMPP_CONFIG {path}")
+
+
+def connection_settings(settings: Settings, connection: Connection | None) -> Settings:
+    """The settings one connection's binds go by: its account, source, window and rate."""
+    if connection is None:
+        return settings
+    return dataclasses.replace(
+        settings, SMPP_HOST=connection.host, SMPP_PORT=connection.port,
+        SMPP_SYSTEM_ID=connection.system_id, SMPP_PASSWORD=connection.password,
+        SMPP_SYSTEM_TYPE=connection.system_type, SMPP_SOURCE_ADDR=connection.source_addr,
+        SMPP_WINDOW=connection.window, SMPP_MAX_TPS=connection.max_tps)

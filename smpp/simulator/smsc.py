@@ -40,8 +40,7 @@ class Smsc:
         self.receipts_withheld = False
         self.undeliverable: set[str] = set()
         self.rejected: set[str] = set()  # destinations refused at submit (ESME_RINVDSTADR)
-        # keep the fields of every accepted submit_sm in .submitted, with when and on which bind
-        self.keep_submitted = False
+        self.keep_submitted = False  # keep each accepted submit_sm's fields, time, bind
         self.submitted: list[dict[str, Any]] = []
         # phones that answer by themselves: auto_reply(phone, text) of each whole SMS a phone
         # gets is the text it replies with, auto_reply_delay seconds later (None: no reply)
@@ -269,8 +268,8 @@ class Smsc:
             if status == Status.ROK:
                 session.bound_as = command
                 self.binds += 1
-                bound = sum(s.bound_as is not None for s in self._sessions)
-                self.most_bound = max(self.most_bound, bound)
+                self.most_bound = max(self.most_bound,
+                                      sum(s.bound_as is not None for s in self._sessions))
             self._send(session, Pdu(f"{command}_resp", pdu.sequence, status,
                                     {"system_id": "tvpay-smsc"}))
             self._notify()
