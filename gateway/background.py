@@ -85,13 +85,14 @@ class Worker:
         if len(connections) > 1:  # with one, it is that one's or no one's
             unusable = set(connections) - self.health.usable_connections()
 
-        fallback = self._hands_on()
+        fallback = self._hands_on() and self.health.twilio_healthy()
 
         def route(phone: str) -> str | Miss:
             return self.router.route(phone, lambda connection: connection not in unusable,
                                      fallback=fallback)
 
         return relay(self.gw.db, self.streams, self.gw.clock, route, unusable, connections,
+                     handing_on=fallback,
                      failover_after=timedelta(seconds=self.gw.settings.SMS_FAILOVER_AFTER))
 
     def run_once(self) -> tuple[int, int]:

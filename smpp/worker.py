@@ -47,12 +47,12 @@ from typing import Any
 import redis
 import smpplib.exceptions
 
-from gateway import metrics
 from gateway.context import Gateway
 from gateway.messaging.connections import DEFAULT_ID, Connection, connection_settings
 from gateway.messaging.health import BindSlots, ProviderHealth
 from gateway.messaging.stream import OutboundStream
 from smpp import codec
+from smpp.bind_figures import BindFigures
 from smpp.deliver_sm import DeliverSmHandler
 from smpp.feeder import Feeder, Part
 from smpp.recorder import Inbound, Recorder, Release
@@ -105,11 +105,7 @@ class SmppWorker:
         self._generation = 0  # which connection a deliver_sm came on
         self.window = SubmitWindow(gw, self.session, self.feeder, self.recorder, self.stopping,
                                    bucket, self.connection_id)
-        self._window_gauge = metrics.SMPP_WINDOW_IN_USE.labels(self.connection_id)
-        self._binds_gauge = metrics.SMPP_BINDS_UP.labels(self.connection_id)
-        self._window_shown = 0  # what this bind added to the connection's window gauge
-        self._counted_up = False  # whether this bind is in the binds-up gauge
-        self._last_figures = (time.monotonic(), 0)  # when, and submits then (for its TPS)
+        self.figures = BindFigures(self.connection_id)
         self._queries: dict[int, str] = {}  # query_sm sequence -> message id asked about
         self._feeder_thread: threading.Thread | None = None
         self._handed_back = False
@@ -133,6 +129,7 @@ class SmppWorker:
         down_since: float | None = time.monotonic()
         while not self.stopping.is_set():
             if not self._hold_slot():  # every bind of the connection is kept elsewhere
+                self._hand_over()
                 self.stopping.wait(1.0)
                 continue
             try:
@@ -152,7 +149,7 @@ class SmppWorker:
             if self.elsewhere and \
                     time.monotonic() - down_since > self.settings.SMS_FAILOVER_AFTER:
                 self._release_unstarted()  # for the next connection or provider to send
-            self.stopping.wait(delay)
+            self._wait_keeping_slot(delay)
             delay = min(delay * 2, 30.0)
         self._hand_back()  # when the SMSC was away at the stop
         self._unbind()
@@ -173,17 +170,17 @@ class SmppWorker:
         self._report_health(time.monotonic())
         log.info("bound to SMSC %s:%s as %s (connection %s)", self.host, self.port,
                  self.settings.SMPP_SYSTEM_ID, self.connection_id)
-        self._count_up(True)
+        self.figures.up(True)
         self.bound.set()
 
     def _drop_connection(self) -> None:
         """Forget the connection; put every unanswered part back in front, in order."""
         self.bound.clear()
-        self._count_up(False)
+        self.figures.up(False)
         self.feeder.paused.set()
         self._stamp(up=False)
         self.window.take_back()
-        self._show_window(0)
+        self.figures.window(0)
         self._queries.clear()
         self.deliver_sm.forget()  # replies not handed over yet will be delivered again
         self.session.disconnect()
@@ -200,7 +197,7 @@ class SmppWorker:
         except (ConnectionLost, OSError):
             pass
         self.bound.clear()
-        self._count_up(False)
+        self.figures.up(False)
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -225,27 +222,16 @@ class SmppWorker:
             self._receive(wait)
             self._keep_alive(time.monotonic())
             self._report_health(time.monotonic())
-            self._show_window(len(self.window.inflight))
-
-    def _show_window(self, in_use: int) -> None:
-        """This bind's share of its connection's window gauge (its binds add up there)."""
-        if in_use != self._window_shown:
-            self._window_gauge.inc(in_use - self._window_shown)
-            self._window_shown = in_use
-
-    def _count_up(self, up: bool) -> None:
-        if up != self._counted_up:
-            self._binds_gauge.inc(1 if up else -1)
-            self._counted_up = up
+            self.figures.window(len(self.window.inflight))
 
     def _report_health(self, now: float) -> None:
         """Stamp this bind in Redis once a second while its submits are not failing (and
         renew its slot: a bind whose slot another worker took over ends)."""
         if now - self._stamped >= 1.0:
             self._stamped = now
-            self._stamp(up=self.window.healthy)
             if not self._hold_slot():
                 raise ConnectionLost("another SMPP worker holds this bind's slot now")
+            self._stamp(up=self.window.healthy)
 
     def _hold_slot(self) -> bool:
         """Take or keep a slot of the connection's binds; True without slots. A Redis that
@@ -257,25 +243,38 @@ class SmppWorker:
                                         self.slot)
         return self.slot is not None
 
+    def _wait_keeping_slot(self, seconds: float) -> None:
+        """Wait before binding again, renewing the slot's lease meanwhile: a bind whose SMSC
+        is away keeps its slot, so no standby worker takes it only to fail the same way."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping.wait(min(1.0, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                return
+            self._hold_slot()
+
+    def _hand_over(self) -> None:
+        """Standing by without a slot: give back every message in hand, started or not, for
+        a bound worker to send (parts the SMSC accepted are recorded and not sent again)."""
+        self.window.take_back()
+        self.window.keep_started()  # the feeder's queue, emptied into the window
+        self.window.retry.clear()
+        held = [message.outbox_id for message in self.feeder.held()]
+        if held:
+            self.feeder.settled(held)
+            self.recorder.results.put(Release(frozenset(held)))
+            log.info("no bind slot: handing back %d messages", len(held))
+
     def _let_slot_go(self) -> None:
         if self.slots is not None and self.slot is not None:
             with contextlib.suppress(redis.RedisError):  # else its lease runs out
                 self.slots.release(self.connection_id, self.slot, self.consumer)
             self.slot = None
 
-    def _figures(self) -> dict[str, float]:
-        """What this bind shows of itself in Redis (``/readyz``, the dashboard)."""
-        now, submitted = time.monotonic(), self.window.submitted
-        since, before = self._last_figures
-        self._last_figures = now, submitted
-        tps = (submitted - before) / (now - since) if now > since else 0.0
-        return {"window": len(self.window.inflight), "tps": round(tps, 1),
-                "throttled": self.window.throttled}
-
     def _stamp(self, *, up: bool) -> None:
         try:
             if up:
-                self.health.smpp_up(self.consumer, self.connection_id, self._figures())
+                self.health.smpp_up(self.consumer, self.connection_id, self.figures.stamp(
+                    len(self.window.inflight), self.window.submitted, self.window.throttled))
             else:
                 self.health.smpp_down(self.consumer, self.connection_id)
         except redis.RedisError as exc:  # Redis away must not cost the bind

@@ -312,3 +312,25 @@ def test_sms_none_of_whose_connections_is_up_go_by_twilio_while_the_others_go_by
             select(OutboxMessage))}
     assert {went[phone] for phone in mobile} == {("twilio", None)}
     assert {went[phone] for phone in unicom} == {("smpp", "unicom")}
+
+
+@pytest.mark.parametrize("layout", ["two-binds"], indirect=True)
+def test_a_bind_whose_slot_another_holds_now_ends_and_keeps_no_sms(gw, smscs):
+    """After a Redis failover the slots are free, and another process may take one first:
+    the bind that held it ends, and hands back what it had claimed, to the bind that still
+    holds a slot."""
+    smsc, [connection] = smscs["cmcc"], load_connections(gw.settings)
+    slots = BindSlots(gw.redis, gw.settings.REDIS_PREFIX)
+    workers = [SmppWorker(gw, host="127.0.0.1", port=smsc.port, connection=connection,
+                          bucket=TokenBucket(connection.max_tps), consumer=f"w-{n}",
+                          slots=slots) for n in range(2)]
+    with running_workers(gw, workers):
+        robbed, other = workers
+        assert robbed.slot is not None
+        gw.redis.set(f"{gw.settings.REDIS_PREFIX}sms:bind-slot:cmcc:{robbed.slot}", "another",
+                     px=60_000)  # taken by another process
+        wait_until(lambda: not robbed.bound.is_set(), what="the robbed bind to end")
+        send(gw, numbers(MOBILE, 20))
+        wait_until(lambda: statuses(gw) == {"delivered"}, timeout=30, what="all delivered")
+        assert robbed.feeder.held() == [] and other.bound.is_set()
+    assert received(smsc) == Counter(numbers(MOBILE, 20))

@@ -118,10 +118,13 @@ return 0
 
 class BindSlots:
     """A connection's ``binds`` across every SMPP process: slot ``i`` of a connection is held
-    by one worker at a time, under a lease it renews while bound; a worker without a slot
-    stands by, and takes one when its holder stops or dies (its lease runs out)."""
+    by one worker at a time, under a lease it renews while bound or binding again; a worker
+    without a slot stands by, and takes one when its holder stops (at once) or dies (when the
+    lease runs out)."""
 
-    LEASE_SECONDS = 5.0
+    # Longer than a connect that hangs (SMPP_RESPONSE_TIMEOUT, 10 s by default): a holder
+    # renews it before each attempt and while it waits to bind again.
+    LEASE_SECONDS = 15.0
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self._client = client

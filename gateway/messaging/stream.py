@@ -131,7 +131,7 @@ def _entry(entry_id: object, fields: dict[str, str]) -> tuple[str, int]:
 def relay(db: Database, streams: Callable[[str], OutboundStream],
           clock: Callable[[], datetime], route: Route = lambda _phone: DEFAULT_ID,
           unusable: Collection[str] = (), known: Collection[str] = (DEFAULT_ID,),
-          batch: int = 500, stale_after: timedelta = timedelta(minutes=1),
+          handing_on: bool = False, batch: int = 500, stale_after: timedelta = timedelta(minutes=1),
           failover_after: timedelta = timedelta(seconds=30)) -> int:
     """Add to the streams the rows that need a worker's attention; return how many were
     passed on (added to a stream, failed for want of a route, or left to wait again).
@@ -154,9 +154,10 @@ def relay(db: Database, streams: Callable[[str], OutboundStream],
             return list(session.scalars(select(sms).where(condition).order_by(sms.id)
                                         .limit(limit).with_for_update(skip_locked=True)))
 
+        # rows handed on to the next provider are its own while it takes them (handing_on)
+        elsewhere = and_(~this_epoch, sms.relay_ref != HANDED_ON) if handing_on else ~this_epoch
         new = take(or_(and_(sms.status == SmsStatus.QUEUED,
-                            or_(sms.relay_ref.is_(None),
-                                and_(~this_epoch, sms.relay_ref != HANDED_ON))),
+                            or_(sms.relay_ref.is_(None), elsewhere)),
                        and_(sms.status == SmsStatus.SENDING,
                             or_(sms.lease_until.is_(None), sms.lease_until < now))), batch)
         waited = take(and_(sms.status == SmsStatus.QUEUED, this_epoch,
