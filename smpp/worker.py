@@ -175,9 +175,9 @@ class SmppWorker:
 
     def _drop_connection(self) -> None:
         """Forget the connection; put every unanswered part back in front, in order."""
+        self.feeder.paused.set()  # first: whoever sees the bind gone sees the feeder stopped
         self.bound.clear()
         self.figures.up(False)
-        self.feeder.paused.set()
         self._stamp(up=False)
         self.window.take_back()
         self.figures.window(0)
