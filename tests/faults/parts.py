@@ -4,6 +4,7 @@ at a steady rate, and the tallies and log ends printed when a run fails."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -21,10 +22,13 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
+from gateway import migrate
+from gateway.config import load_settings
 from gateway.context import Gateway
 from gateway.domain.orders import FINAL
 from gateway.domain.sms import SmsStatus
 from gateway.store.models import Order, OutboxMessage
+from gateway.wiring import connect
 from tests.processes import LIMITS_OFF, free_port
 
 __all__ = ["DATABASE_URL", "NEEDS", "PACKAGE", "REDIS_SERVER", "SERVICE_SETTINGS", "TTL", "Load",
@@ -190,3 +194,21 @@ def tallies(gw: Gateway, workdir: Path, lines: list[str]) -> str:
                      f"errors" + (", the last of them:" if notable else ""))
         lines += [line[:400] for line in notable[-12:]]
     return "\n".join(lines)
+
+
+def private_stores(workdir: Path, exits: contextlib.ExitStack,
+                   name: str) -> tuple[RedisServer, str, Gateway]:
+    """A redis-server of the run's own and a PostgreSQL schema of its own, migrated, stopped
+    and dropped by ``exits``; with the run's gateway on them (its Redis keys prefixed
+    ``name:``)."""
+    server = RedisServer(workdir)
+    server.start()
+    exits.callback(server.kill)
+    scoped = exits.enter_context(migrate.private_schema(DATABASE_URL, prefix=name))
+    migrate.upgrade(scoped)
+    gw = connect(load_settings(environ={
+        "DATABASE_URL": scoped, "REDIS_URL": server.url, "VAR_DIR": str(workdir),
+        "REDIS_PREFIX": f"{name}:", "SECRET_KEY": f"{name}-secret-key-0123456789",
+        "PUBLIC_BASE_URL": "https://pay.example"}))
+    exits.callback(gw.close)
+    return server, scoped, gw

@@ -30,21 +30,18 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from gateway import migrate
-from gateway.config import PROJECT_ROOT, load_settings
+from gateway.config import PROJECT_ROOT
 from gateway.domain.orders import Status
 from gateway.store.models import Order, OutboxMessage
-from gateway.wiring import connect
 from tests.faults.audit import PROPERTIES, audit
 from tests.faults.parts import (
-    DATABASE_URL,
     NEEDS,
     PACKAGE,
     SERVICE_SETTINGS,
     TTL,
     Load,
-    RedisServer,
     end,
+    private_stores,
     tallies,
     unsettled,
     wait_until,
@@ -80,16 +77,7 @@ class Stack:
 
     def start(self) -> None:
         exits, workdir = self.exits, self.workdir
-        self.redis = RedisServer(workdir)
-        self.redis.start()
-        exits.callback(self.redis.kill)
-        scoped = exits.enter_context(migrate.private_schema(DATABASE_URL, prefix="faults"))
-        migrate.upgrade(scoped)
-        self.gw = connect(load_settings(environ={
-            "DATABASE_URL": scoped, "REDIS_URL": self.redis.url, "VAR_DIR": str(workdir),
-            "REDIS_PREFIX": "faults:", "SECRET_KEY": "fault-secret-key-0123456789",
-            "PUBLIC_BASE_URL": "https://pay.example"}))
-        exits.callback(self.gw.close)
+        self.redis, scoped, self.gw = private_stores(workdir, exits, "faults")
         self.phones = [f"+86139{n:08d}" for n in range(PHONES)]
         self.key = seed_payers(self.gw, workdir, PACKAGE, self.phones, CLIENTS, "fault-tv")
 

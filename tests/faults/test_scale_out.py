@@ -29,23 +29,20 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from gateway import migrate
 from gateway.backend import boss
-from gateway.config import PROJECT_ROOT, load_settings
+from gateway.config import PROJECT_ROOT
 from gateway.domain.orders import Status
 from gateway.domain.sms import SmsStatus
 from gateway.store.models import BossEvent, Order, OutboxMessage, SmsPart
-from gateway.wiring import connect
 from tests.faults.audit import PROPERTIES, audit
 from tests.faults.parts import (
-    DATABASE_URL,
     NEEDS,
     PACKAGE,
     SERVICE_SETTINGS,
     TTL,
     Load,
-    RedisServer,
     end,
+    private_stores,
     tallies,
     unsettled,
     wait_until,
@@ -157,16 +154,7 @@ class ScaleOut:
 
     def start(self) -> None:
         exits, workdir = self.exits, self.workdir
-        self.redis = RedisServer(workdir)
-        self.redis.start()
-        exits.callback(self.redis.kill)
-        scoped = exits.enter_context(migrate.private_schema(DATABASE_URL, prefix="scale"))
-        migrate.upgrade(scoped)
-        self.gw = connect(load_settings(environ={
-            "DATABASE_URL": scoped, "REDIS_URL": self.redis.url, "VAR_DIR": str(workdir),
-            "REDIS_PREFIX": "scale:", "SECRET_KEY": "scale-secret-key-0123456789",
-            "PUBLIC_BASE_URL": "https://pay.example"}))
-        exits.callback(self.gw.close)
+        self.redis, scoped, self.gw = private_stores(workdir, exits, "scale")
         self.phones = [f"+86139{n:08d}" for n in range(PHONES)]
         self.key = seed_payers(self.gw, workdir, PACKAGE, self.phones, 2 * CLIENTS, "scale-tv")
 
